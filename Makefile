@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both bootstrap the venv.
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/customers/v1/*.proto)
+DESCRIPTOR := gen/customers.pb
+
+.PHONY: venv gen gen-check run test test-fast lint fmt bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerates gen/ (stubs, .pyi and the descriptor set Envoy's transcoder loads).
+# googleapis-common-protos ships google/api and google/rpc protos in site-packages.
+gen: $(STAMP)
+	$(PY) -m scripts.gen_protos
+
+# CI: the committed gen/ must be what `make gen` produces.
+gen-check: gen
+	git diff --exit-code -- gen/ || (echo "gen/ is stale: run make gen and commit" && exit 1)
+
+run: $(STAMP)
+	$(PY) -m server migrate
+	$(PY) -m server dev
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m gateway validate
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,129 @@
+"""Operator CLI: `python -m server serve | dev | migrate | partners create NAME [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from server.config import Settings
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _serve(settings: Settings) -> None:
+    from server import app
+    from server.logging import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    _start_metrics(settings)
+    running = await app.start(settings)
+    print(f"gRPC listening on {settings.grpc_host}:{running.port}", flush=True)
+    await app.serve_until_signalled(running)
+
+
+async def _dev(settings: Settings) -> None:
+    """The whole local stack: the gRPC server plus Envoy in front of it."""
+    from gateway.config import render
+    from gateway.process import start_envoy, stop_envoy
+    from server import app
+    from server.logging import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    _start_metrics(settings)
+    running = await app.start(settings)
+    config = render(
+        http_port=settings.http_port,
+        admin_port=settings.envoy_admin_port,
+        backends=[(settings.grpc_host, running.port)],
+        descriptor_path=str(_descriptor()),
+        services=app.SERVICE_NAMES,
+    )
+    envoy = await start_envoy(config, admin_port=settings.envoy_admin_port)
+    print(
+        f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
+        f"  gRPC          {settings.grpc_host}:{running.port}\n"
+        f"  Envoy admin   http://127.0.0.1:{settings.envoy_admin_port}\n"
+        f"  database      {settings.database_url}\n\n  Ctrl-C stops both.\n",
+        flush=True,
+    )
+    try:
+        await app.serve_until_signalled(running)
+    finally:
+        await stop_envoy(envoy)
+
+
+def _descriptor() -> object:
+    import pathlib
+
+    return pathlib.Path(__file__).resolve().parent.parent / "gen" / "customers.pb"
+
+
+def _start_metrics(settings: Settings) -> None:
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+async def _create_partner(settings: Settings, name: str, as_json: bool) -> None:
+    from server.bootstrap import build
+
+    container = await build(settings)
+    try:
+        created = await container.auth.create_partner(name)
+    finally:
+        await container.engine.dispose()
+    payload = {
+        "partnerId": str(created.partner_id),
+        "apiKey": str(created.api_key),
+        "apiSecret": created.api_secret,
+    }
+    if as_json:
+        print(json.dumps(payload))
+    else:
+        print("Partner created. The secret is shown only now; store it safely.")
+        for key, value in payload.items():
+            print(f"  {key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the gRPC server")
+    commands.add_parser("dev", help="run the gRPC server and Envoy (local sandbox)")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    partners = commands.add_parser("partners", help="manage partners")
+    partner_commands = partners.add_subparsers(dest="partner_command", required=True)
+    create = partner_commands.add_parser("create", help="create a partner; prints its secret once")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    if args.command == "migrate":
+        from server.store.migrate import upgrade
+
+        upgrade(settings.database_url)
+        return 0
+    if args.command == "serve":
+        _run(_serve(settings))
+    elif args.command == "dev":
+        _run(_dev(settings))
+    elif args.command == "partners":
+        if len(args.name) > 128 or not args.name.strip():
+            parser.error("NAME must be 1-128 characters")
+        _run(_create_partner(settings, args.name, args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Settings: read once from CUSTOMERS_* environment variables, validated, passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Defaults are safe for a local sandbox."""
+
+    model_config = SettingsConfigDict(env_prefix="CUSTOMERS_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./var/customers.db"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
+    public_url: str = "http://localhost:8080"
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics endpoint
+    screening_deny_list: list[str] = Field(default_factory=list)  # sandbox screener
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_has_host(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("CUSTOMERS_PUBLIC_URL must be an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Operators write the usual URLs; the server needs the async drivers.
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        if value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def public_authority(self) -> str:
+        """Host[:port] of the public URL: the SIWE domain and the signed @authority."""
+        parts = urlsplit(self.public_url)
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        host = (parts.hostname or "").lower()
+        if parts.port and parts.port != default_port:
+            return f"{host}:{parts.port}"
+        return host
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

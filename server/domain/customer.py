@@ -1,0 +1,120 @@
+"""The customer and its onboarding state machine.
+
+initiating -(challenge signed)-> screening -(screening passed)-> verifying -(KYC approved)->
+active <-> inactive. Screening or KYC failure -> rejected, which is final.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from server.domain.errors import InvalidStateTransition
+from server.domain.lifecycle import StatusChanged
+
+
+class CustomerStatus(enum.StrEnum):
+    INITIATING = "initiating"
+    SCREENING = "screening"
+    VERIFYING = "verifying"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    REJECTED = "rejected"
+
+
+class KycVerdict(enum.StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Customer:
+    id: UUID
+    partner_id: UUID
+    external_id: str
+    chain_id: str  # CAIP-10, EIP-55 address form for eip155
+    chain_key: str  # the uniqueness key: chain id with the address lower-cased
+    status: CustomerStatus
+    created_at: datetime
+    updated_at: datetime
+    kyc_session_id: str | None = None
+    # The current EIP-4361 ownership challenge (plain text) and when it stops being valid.
+    challenge_message: str = ""
+    challenge_expires_at: datetime | None = None
+    # A verdict that arrived before the customer reached `verifying` waits here.
+    kyc_verdict: KycVerdict | None = None
+    changes: list[StatusChanged] = field(default_factory=list, repr=False, compare=False)
+
+    def _move(self, to: CustomerStatus, cause: str, now: datetime) -> None:
+        self.changes.append(
+            StatusChanged("customer", self.id, self.status.value, to.value, cause, now)
+        )
+        self.status = to
+        self.updated_at = now
+
+    def _require(self, action: str, *allowed: CustomerStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidStateTransition("customer", action, self.status.value)
+
+    def ownership_proven(self, now: datetime) -> None:
+        self._require("verify the ownership of", CustomerStatus.INITIATING)
+        self._move(CustomerStatus.SCREENING, "wallet ownership challenge signed", now)
+
+    def screening_finished(self, passed: bool, now: datetime) -> None:
+        self._require("screen", CustomerStatus.SCREENING)
+        if not passed:
+            self._move(CustomerStatus.REJECTED, "wallet screening failed", now)
+            return
+        self._move(CustomerStatus.VERIFYING, "wallet screening passed", now)
+        self._apply_kyc_verdict(now)
+
+    def record_kyc_verdict(self, verdict: KycVerdict, now: datetime) -> None:
+        """Keeps the verdict; it takes effect once the customer is `verifying`."""
+        if self.status in (CustomerStatus.INITIATING, CustomerStatus.SCREENING):
+            self.kyc_verdict = verdict
+            self.updated_at = now
+        elif self.status is CustomerStatus.VERIFYING:
+            self.kyc_verdict = verdict
+            self._apply_kyc_verdict(now)
+        else:
+            raise InvalidStateTransition("customer", "record a KYC verdict for", self.status.value)
+
+    def _apply_kyc_verdict(self, now: datetime) -> None:
+        if self.kyc_verdict is KycVerdict.APPROVED:
+            self._move(CustomerStatus.ACTIVE, "KYC approved", now)
+        elif self.kyc_verdict is KycVerdict.REJECTED:
+            self._move(CustomerStatus.REJECTED, "KYC rejected", now)
+
+    def deactivate(self, now: datetime) -> bool:
+        """Returns whether anything changed: deactivating an inactive customer is a no-op."""
+        if self.status is CustomerStatus.INACTIVE:
+            return False
+        self._require("deactivate", CustomerStatus.ACTIVE)
+        self._move(CustomerStatus.INACTIVE, "deactivated by the partner", now)
+        return True
+
+    def activate(self, now: datetime) -> bool:
+        """Returns whether anything changed: activating an active customer is a no-op."""
+        if self.status is CustomerStatus.ACTIVE:
+            return False
+        self._require("activate", CustomerStatus.INACTIVE)
+        self._move(CustomerStatus.ACTIVE, "reactivated by the partner", now)
+        return True
+
+    def challenge_is_current(self, now: datetime) -> bool:
+        return self.challenge_expires_at is not None and now < self.challenge_expires_at
+
+    def replace_challenge(self, message: str, expires_at: datetime, now: datetime) -> None:
+        self.challenge_message = message
+        self.challenge_expires_at = expires_at
+        self.updated_at = now
+
+    @property
+    def ownership_proven_already(self) -> bool:
+        return self.status is not CustomerStatus.INITIATING
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is CustomerStatus.ACTIVE

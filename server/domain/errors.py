@@ -1,0 +1,130 @@
+"""Domain errors. Each has a stable UPPER_SNAKE `reason` and a `kind`; transport/status.py
+holds the one table from kind to gRPC code and HTTP status."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    INVALID = "invalid"  # the request itself is wrong: 400
+    UNAUTHENTICATED = "unauthenticated"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    NOT_FOUND = "not_found"  # 404
+    ALREADY_EXISTS = "already_exists"  # 409
+    CONFLICT = "conflict"  # the entity's state forbids it: 409
+    IN_FLIGHT = "in_flight"  # the same request is still running: 409
+    UNPROCESSABLE = "unprocessable"  # well-formed but cannot be honoured (key reuse): 422
+    UNAVAILABLE = "unavailable"  # 503
+
+
+class DomainError(Exception):
+    """Base of every error a partner may see. The message is safe to show to them."""
+
+    kind: ErrorKind = ErrorKind.INVALID
+    reason: str = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+
+class InvalidField(DomainError):
+    """A field failed validation; `field` is its JSON name so partners know what to fix."""
+
+    reason = "INVALID_FIELD"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, metadata={"field": field})
+        self.field = field
+
+
+class NotFound(DomainError):
+    kind = ErrorKind.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class CustomerNotFound(NotFound):
+    reason = "CUSTOMER_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("Customer not found")
+
+
+class AccountNotFound(NotFound):
+    reason = "ACCOUNT_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("Account not found")
+
+
+class CardNotFound(NotFound):
+    reason = "CARD_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("Card not found")
+
+
+class CustomerAlreadyExists(DomainError):
+    kind = ErrorKind.ALREADY_EXISTS
+    reason = "CUSTOMER_ALREADY_EXISTS"
+
+    def __init__(self, field: str) -> None:
+        super().__init__("Customer already exists", metadata={"field": field})
+
+
+class InvalidStateTransition(DomainError):
+    """The entity's current state does not allow the action; the message names the state."""
+
+    kind = ErrorKind.CONFLICT
+    reason = "INVALID_STATE_TRANSITION"
+
+    def __init__(self, entity: str, action: str, status: str) -> None:
+        super().__init__(
+            f"Cannot {action} {entity} in status '{status}'",
+            metadata={"entity": entity, "status": status},
+        )
+
+
+class ChallengeAlreadySigned(DomainError):
+    kind = ErrorKind.CONFLICT
+    reason = "CHALLENGE_ALREADY_SIGNED"
+
+    def __init__(self) -> None:
+        super().__init__("Challenge already signed")
+
+
+class ChallengeRejected(DomainError):
+    """A signed challenge did not verify; a new challenge has been issued in its place."""
+
+    reason = "CHALLENGE_REJECTED"
+
+
+class ChallengeExpired(ChallengeRejected):
+    reason = "CHALLENGE_EXPIRED"
+
+
+class UnsupportedChain(DomainError):
+    reason = "UNSUPPORTED_CHAIN"
+
+
+class InvalidCredentials(DomainError):
+    kind = ErrorKind.UNAUTHENTICATED
+    reason = "INVALID_CREDENTIALS"
+
+    def __init__(self) -> None:
+        super().__init__("Invalid credentials")
+
+
+class Unauthenticated(DomainError):
+    kind = ErrorKind.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class SandboxOnly(DomainError):
+    kind = ErrorKind.NOT_FOUND
+    reason = "SANDBOX_ONLY"
+
+    def __init__(self) -> None:
+        super().__init__("The simulator exists only in development mode")

@@ -1,0 +1,55 @@
+"""Error mapping: domain errors become google.rpc.Status with ErrorInfo; anything else
+becomes INTERNAL with the request id, never a traceback on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from server.domain.errors import DomainError
+from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.transport import context as call
+from server.transport import status
+from server.transport.http_status import HEADER
+
+log = structlog.get_logger(__name__)
+
+
+async def _abort(context: Context, error: BaseException) -> None:
+    if isinstance(error, DomainError):
+        rich, http = status.for_error(error)
+        if http is not None:
+            # Only possible before the first response message: errors come before that.
+            await context.send_initial_metadata(((HEADER, str(http)),))
+        await context.abort_with_status(rich)
+    log.exception("unhandled error", exc_info=error)
+    await context.abort_with_status(status.internal(call.request_id.get()))
+
+
+class ErrorsInterceptor(BehaviourInterceptor):
+    async def around(
+        self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        try:
+            result = await proceed()
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001  (the last line of defence)
+            await _abort(context, error)
+            raise  # unreachable: abort raises
+        if isinstance(result, AsyncIterator):
+            return self._guarded(result, context)
+        return result
+
+    @staticmethod
+    async def _guarded(messages: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        try:
+            async for message in messages:
+                yield message
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            await _abort(context, error)

@@ -1,0 +1,80 @@
+"""Wrapping a grpc.aio method handler's behaviour without changing its arity.
+
+Every interceptor here decorates *behaviour* (it runs inside the call, with the context at
+hand, in the same contextvars context as the handler) rather than deciding in
+`intercept_service`, so one shape serves unary and server-streaming methods alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Context = grpc.aio.ServicerContext
+# Runs around one call: gets the method name, the request, the context and the next step.
+Around = Callable[[str, Any, Context, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def wrap(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: Context) -> Any:
+            return await around(method, request, context, lambda: inner(request, context))
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner_stream = handler.unary_stream
+
+        async def start(request: Any, context: Context) -> AsyncIterator[Any]:
+            return inner_stream(request, context)  # type: ignore[no-any-return]
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            # For a stream, `proceed` yields the message iterator: checks run before the
+            # first message, and an interceptor may wrap the iterator (errors does).
+            messages = await around(method, request, context, lambda: start(request, context))
+            async for message in messages:
+                yield message
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # client/bidi streaming: none of ours
+
+
+class BehaviourInterceptor(grpc.aio.ServerInterceptor):
+    """Base for interceptors that wrap behaviour; subclasses implement `around`."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or not self.applies_to(handler_call_details.method):
+            return handler
+        return wrap(handler, handler_call_details.method, self.around)
+
+    def applies_to(self, method: str) -> bool:
+        return True
+
+    async def around(
+        self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        raise NotImplementedError
+
+
+def metadata(context: Context, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            value = item.value
+            return value.decode() if isinstance(value, bytes) else value
+    return None

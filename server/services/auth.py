@@ -1,0 +1,79 @@
+"""Partner credentials: tokens for API keys, and the check every call's token goes through."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from server.domain.errors import InvalidCredentials, Unauthenticated
+from server.domain.partner import Partner, hash_secret
+from server.services.ports import Clock, TokenClaims, TokenCodec, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: int  # Unix seconds
+
+
+@dataclass(frozen=True)
+class NewPartner:
+    """Shown once to the operator: the secret is stored only as a hash."""
+
+    partner_id: UUID
+    api_key: UUID
+    api_secret: str
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class AuthService:
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, clock: Clock, tokens: TokenCodec, token_ttl: timedelta
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._tokens = tokens
+        self._ttl = token_ttl
+
+    async def create_partner(self, name: str) -> NewPartner:
+        secret = new_secret()
+        partner = Partner(
+            id=uuid.uuid4(),
+            name=name,
+            api_key=uuid.uuid4(),
+            secret_hash=hash_secret(secret),
+            credentials_version=1,
+            created_at=self._clock.now(),
+        )
+        async with self._uow(write=True) as uow:
+            await uow.partners.add(partner)
+            await uow.commit()
+        return NewPartner(partner.id, partner.api_key, secret)
+
+    async def issue_token(self, *, api_key: str, api_secret: str) -> IssuedToken:
+        try:
+            key = UUID(api_key)
+        except ValueError:
+            raise InvalidCredentials() from None
+        async with self._uow() as uow:
+            partner = await uow.partners.get_by_api_key(key)
+        if partner is None or not partner.secret_matches(api_secret):
+            raise InvalidCredentials()
+        expires_at = int((self._clock.now() + self._ttl).timestamp())
+        claims = TokenClaims(partner.id, partner.credentials_version, expires_at)
+        return IssuedToken(self._tokens.encode(claims), expires_at)
+
+    async def authenticate(self, token: str) -> UUID:
+        """The partner a bearer token speaks for; raises Unauthenticated otherwise."""
+        claims = self._tokens.decode(token, now=int(self._clock.now().timestamp()))
+        async with self._uow() as uow:
+            partner = await uow.partners.get(claims.partner_id)
+        if partner is None or partner.credentials_version != claims.credentials_version:
+            raise Unauthenticated("Token was revoked; request a new one")
+        return partner.id

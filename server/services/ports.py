@@ -1,0 +1,135 @@
+"""The ports use cases talk to. Adapters in server/store and server/adapters implement them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from server.domain.accounts import Account, Card
+from server.domain.customer import Customer, CustomerStatus
+from server.domain.partner import Partner
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Keyset position: the (created_at, id) of the last row of the previous page."""
+
+    created_at: datetime
+    id: UUID
+
+
+class PartnerRepository(Protocol):
+    async def add(self, partner: Partner) -> None: ...
+    async def get(self, partner_id: UUID) -> Partner | None: ...
+    async def get_by_api_key(self, api_key: UUID) -> Partner | None: ...
+    async def save(self, partner: Partner) -> None: ...
+
+
+class CustomerRepository(Protocol):
+    async def add(self, customer: Customer) -> None: ...
+    async def get(
+        self, *, partner_id: UUID, customer_id: UUID, for_update: bool = False
+    ) -> Customer | None: ...
+    async def find_duplicate(
+        self, *, partner_id: UUID, chain_key: str, external_id: str
+    ) -> str | None:
+        """The JSON name of the field already used by another customer, if any."""
+        ...
+
+    async def list(
+        self,
+        *,
+        partner_id: UUID,
+        limit: int,
+        after: PageCursor | None,
+        status: CustomerStatus | None,
+        external_id: str | None,
+    ) -> list[Customer]: ...
+    async def save(self, customer: Customer) -> None: ...
+
+
+class AccountRepository(Protocol):
+    async def add(self, account: Account) -> None: ...
+    async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None: ...
+    async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]: ...
+    async def list(
+        self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None
+    ) -> list[Account]: ...
+    async def save(self, account: Account) -> None: ...
+
+
+class CardRepository(Protocol):
+    async def add(self, card: Card) -> None: ...
+    async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None: ...
+    async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Card]: ...
+    async def for_account(self, *, partner_id: UUID, account_id: UUID) -> list[Card]: ...
+    async def list(
+        self, *, partner_id: UUID, account_id: UUID, limit: int, after: PageCursor | None
+    ) -> list[Card]: ...
+    async def save(self, card: Card) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. Nothing is written unless `commit` is called."""
+
+    partners: PartnerRepository
+    customers: CustomerRepository
+    accounts: AccountRepository
+    cards: CardRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = False) -> UnitOfWork: ...
+
+
+@dataclass(frozen=True)
+class KycSession:
+    session_id: str
+    verification_url: str
+
+
+class KycProvider(Protocol):
+    """The external KYC partner: opens a session the end user completes on its portal."""
+
+    async def open_session(self, *, partner_id: UUID, customer_id: UUID) -> KycSession: ...
+
+
+class Screener(Protocol):
+    """Wallet screening (sanctions, fraud lists): True when the address may onboard."""
+
+    async def screen(self, chain_id: str) -> bool: ...
+
+
+class Wallets(Protocol):
+    def recover_signer(self, message_text: str, signature: bytes) -> str: ...
+    def new_nonce(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    partner_id: UUID
+    credentials_version: int
+    expires_at: int
+
+
+class TokenCodec(Protocol):
+    def encode(self, claims: TokenClaims) -> str: ...
+    def decode(self, token: str, *, now: int) -> TokenClaims:
+        """Raises domain.errors.Unauthenticated on a bad or expired token."""
+        ...

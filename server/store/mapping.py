@@ -1,0 +1,131 @@
+"""Rows <-> domain entities. Kept apart so the domain never sees SQLModel."""
+
+from __future__ import annotations
+
+from server.domain.accounts import (
+    Account,
+    AccountType,
+    Card,
+    CardType,
+    EntityStatus,
+    InactiveCause,
+)
+from server.domain.customer import Customer, CustomerStatus, KycVerdict
+from server.domain.partner import Partner
+from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow
+
+
+def partner_from_row(row: PartnerRow) -> Partner:
+    return Partner(
+        id=row.id,
+        name=row.name,
+        api_key=row.api_key,
+        secret_hash=row.secret_hash,
+        credentials_version=row.credentials_version,
+        created_at=row.created_at,
+    )
+
+
+def partner_to_row(partner: Partner) -> PartnerRow:
+    return PartnerRow(
+        id=partner.id,
+        name=partner.name,
+        api_key=partner.api_key,
+        secret_hash=partner.secret_hash,
+        credentials_version=partner.credentials_version,
+        created_at=partner.created_at,
+    )
+
+
+def customer_from_row(row: CustomerRow) -> Customer:
+    return Customer(
+        id=row.id,
+        partner_id=row.partner_id,
+        external_id=row.external_id,
+        chain_id=row.chain_id,
+        chain_key=row.chain_key,
+        status=CustomerStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        kyc_session_id=row.kyc_session_id,
+        kyc_verdict=KycVerdict(row.kyc_verdict) if row.kyc_verdict else None,
+        challenge_message=row.challenge_message,
+        challenge_expires_at=row.challenge_expires_at,
+    )
+
+
+def customer_to_row(customer: Customer) -> CustomerRow:
+    return CustomerRow(
+        id=customer.id,
+        partner_id=customer.partner_id,
+        external_id=customer.external_id,
+        chain_id=customer.chain_id,
+        chain_key=customer.chain_key,
+        status=customer.status.value,
+        kyc_session_id=customer.kyc_session_id,
+        kyc_verdict=customer.kyc_verdict.value if customer.kyc_verdict else None,
+        challenge_message=customer.challenge_message,
+        challenge_expires_at=customer.challenge_expires_at,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+    )
+
+
+def account_from_row(row: AccountRow) -> Account:
+    return Account(
+        id=row.id,
+        partner_id=row.partner_id,
+        customer_id=row.customer_id,
+        type=AccountType(row.type),
+        currencies=list(row.currencies),
+        status=EntityStatus(row.status),
+        inactive_cause=InactiveCause(row.inactive_cause) if row.inactive_cause else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def account_to_row(account: Account) -> AccountRow:
+    return AccountRow(
+        id=account.id,
+        partner_id=account.partner_id,
+        customer_id=account.customer_id,
+        type=account.type.value,
+        currencies=list(account.currencies),
+        status=account.status.value,
+        inactive_cause=account.inactive_cause.value if account.inactive_cause else None,
+        created_at=account.created_at,
+        updated_at=account.updated_at,
+    )
+
+
+def card_from_row(row: CardRow) -> Card:
+    return Card(
+        id=row.id,
+        partner_id=row.partner_id,
+        account_id=row.account_id,
+        customer_id=row.customer_id,
+        type=CardType(row.type),
+        network=row.network,
+        masked_pan=row.masked_pan,
+        status=EntityStatus(row.status),
+        inactive_cause=InactiveCause(row.inactive_cause) if row.inactive_cause else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def card_to_row(card: Card) -> CardRow:
+    return CardRow(
+        id=card.id,
+        partner_id=card.partner_id,
+        account_id=card.account_id,
+        customer_id=card.customer_id,
+        type=card.type.value,
+        network=card.network,
+        masked_pan=card.masked_pan,
+        status=card.status.value,
+        inactive_cause=card.inactive_cause.value if card.inactive_cause else None,
+        created_at=card.created_at,
+        updated_at=card.updated_at,
+    )

@@ -1,0 +1,194 @@
+"""SQLModel repositories. They never commit; every tenant query takes `partner_id`."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from server.domain.accounts import Account, Card
+from server.domain.customer import Customer, CustomerStatus
+from server.domain.errors import CustomerAlreadyExists
+from server.domain.lifecycle import StatusChanged
+from server.domain.partner import Partner
+from server.services.ports import PageCursor
+from server.store import mapping
+from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, StatusChangeRow
+
+
+def _after(table: Any, cursor: PageCursor | None) -> Any:
+    """Keyset condition for newest-first order: strictly older than the cursor row."""
+    if cursor is None:
+        return sa.true()
+    return sa.or_(
+        table.created_at < cursor.created_at,
+        sa.and_(table.created_at == cursor.created_at, table.id < cursor.id),
+    )
+
+
+class _Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def _audit(self, partner_id: UUID, changes: list[StatusChanged]) -> None:
+        for change in changes:
+            self._session.add(
+                StatusChangeRow(
+                    partner_id=partner_id,
+                    entity=change.entity,
+                    entity_id=change.entity_id,
+                    from_status=change.from_status,
+                    to_status=change.to_status,
+                    cause=change.cause,
+                    at=change.at,
+                )
+            )
+        changes.clear()
+
+
+class SqlPartnerRepository(_Repository):
+    async def add(self, partner: Partner) -> None:
+        self._session.add(mapping.partner_to_row(partner))
+
+    async def get(self, partner_id: UUID) -> Partner | None:
+        row = await self._session.get(PartnerRow, partner_id)
+        return mapping.partner_from_row(row) if row else None
+
+    async def get_by_api_key(self, api_key: UUID) -> Partner | None:
+        result = await self._session.execute(select(PartnerRow).where(PartnerRow.api_key == api_key))
+        row = result.scalar_one_or_none()
+        return mapping.partner_from_row(row) if row else None
+
+    async def save(self, partner: Partner) -> None:
+        await self._session.merge(mapping.partner_to_row(partner))
+
+
+class SqlCustomerRepository(_Repository):
+    async def add(self, customer: Customer) -> None:
+        self._session.add(mapping.customer_to_row(customer))
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            # A concurrent create won the race the duplicate check could not see.
+            field = "externalId" if "external" in str(exc.orig) else "chainId"
+            raise CustomerAlreadyExists(field) from None
+        self._audit(customer.partner_id, customer.changes)
+
+    async def get(
+        self, *, partner_id: UUID, customer_id: UUID, for_update: bool = False
+    ) -> Customer | None:
+        query = select(CustomerRow).where(
+            CustomerRow.id == customer_id, CustomerRow.partner_id == partner_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).scalar_one_or_none()
+        return mapping.customer_from_row(row) if row else None
+
+    async def find_duplicate(
+        self, *, partner_id: UUID, chain_key: str, external_id: str
+    ) -> str | None:
+        query = select(CustomerRow.chain_key, CustomerRow.external_id).where(
+            CustomerRow.partner_id == partner_id,
+            sa.or_(CustomerRow.chain_key == chain_key, CustomerRow.external_id == external_id),
+        )
+        row = (await self._session.execute(query.limit(1))).first()
+        if row is None:
+            return None
+        return "chainId" if row.chain_key == chain_key else "externalId"
+
+    async def list(
+        self,
+        *,
+        partner_id: UUID,
+        limit: int,
+        after: PageCursor | None,
+        status: CustomerStatus | None,
+        external_id: str | None,
+    ) -> list[Customer]:
+        query = select(CustomerRow).where(CustomerRow.partner_id == partner_id, _after(CustomerRow, after))
+        if status is not None:
+            query = query.where(CustomerRow.status == status.value)
+        if external_id:
+            query = query.where(CustomerRow.external_id == external_id)
+        query = query.order_by(sa.desc(CustomerRow.created_at), sa.desc(CustomerRow.id)).limit(limit)
+        rows = (await self._session.execute(query)).scalars().all()
+        return [mapping.customer_from_row(row) for row in rows]
+
+    async def save(self, customer: Customer) -> None:
+        await self._session.merge(mapping.customer_to_row(customer))
+        self._audit(customer.partner_id, customer.changes)
+
+
+class SqlAccountRepository(_Repository):
+    async def add(self, account: Account) -> None:
+        self._session.add(mapping.account_to_row(account))
+        self._audit(account.partner_id, account.changes)
+
+    async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None:
+        query = select(AccountRow).where(AccountRow.id == account_id, AccountRow.partner_id == partner_id)
+        row = (await self._session.execute(query)).scalar_one_or_none()
+        return mapping.account_from_row(row) if row else None
+
+    async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]:
+        query = select(AccountRow).where(
+            AccountRow.partner_id == partner_id, AccountRow.customer_id == customer_id
+        )
+        return [mapping.account_from_row(r) for r in (await self._session.execute(query)).scalars()]
+
+    async def list(
+        self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None
+    ) -> list[Account]:
+        query = (
+            select(AccountRow)
+            .where(
+                AccountRow.partner_id == partner_id,
+                AccountRow.customer_id == customer_id,
+                _after(AccountRow, after),
+            )
+            .order_by(sa.desc(AccountRow.created_at), sa.desc(AccountRow.id))
+            .limit(limit)
+        )
+        return [mapping.account_from_row(r) for r in (await self._session.execute(query)).scalars()]
+
+    async def save(self, account: Account) -> None:
+        await self._session.merge(mapping.account_to_row(account))
+        self._audit(account.partner_id, account.changes)
+
+
+class SqlCardRepository(_Repository):
+    async def add(self, card: Card) -> None:
+        self._session.add(mapping.card_to_row(card))
+        self._audit(card.partner_id, card.changes)
+
+    async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None:
+        query = select(CardRow).where(CardRow.id == card_id, CardRow.partner_id == partner_id)
+        row = (await self._session.execute(query)).scalar_one_or_none()
+        return mapping.card_from_row(row) if row else None
+
+    async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Card]:
+        query = select(CardRow).where(CardRow.partner_id == partner_id, CardRow.customer_id == customer_id)
+        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+
+    async def for_account(self, *, partner_id: UUID, account_id: UUID) -> list[Card]:
+        query = select(CardRow).where(CardRow.partner_id == partner_id, CardRow.account_id == account_id)
+        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+
+    async def list(
+        self, *, partner_id: UUID, account_id: UUID, limit: int, after: PageCursor | None
+    ) -> list[Card]:
+        query = (
+            select(CardRow)
+            .where(CardRow.partner_id == partner_id, CardRow.account_id == account_id, _after(CardRow, after))
+            .order_by(sa.desc(CardRow.created_at), sa.desc(CardRow.id))
+            .limit(limit)
+        )
+        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+
+    async def save(self, card: Card) -> None:
+        await self._session.merge(mapping.card_to_row(card))
+        self._audit(card.partner_id, card.changes)

@@ -1,0 +1,133 @@
+"""SQLModel tables. Every tenant row carries `partner_id`; every timestamp is UTC-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware on both sides. SQLite keeps no offset, so UTC is stored naive there
+    and re-labelled on the way out; PostgreSQL uses timestamptz."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class PartnerRow(SQLModel, table=True):
+    __tablename__ = "partners"
+
+    id: UUID = Field(primary_key=True)
+    name: str = Field(max_length=128)
+    api_key: UUID = Field(unique=True)
+    secret_hash: str = Field(max_length=64)
+    credentials_version: int
+    created_at: datetime = _time()
+
+
+class CustomerRow(SQLModel, table=True):
+    __tablename__ = "customers"
+    __table_args__ = (
+        sa.UniqueConstraint("partner_id", "chain_key", name="uq_customers_partner_chain"),
+        sa.UniqueConstraint("partner_id", "external_id", name="uq_customers_partner_external"),
+        # Keyset pagination: newest first within a partner.
+        sa.Index("ix_customers_partner_created", "partner_id", "created_at", "id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    external_id: str = Field(max_length=128)
+    chain_id: str = Field(max_length=200)
+    chain_key: str = Field(max_length=200)
+    status: str = Field(max_length=16)
+    kyc_session_id: str | None = Field(default=None, max_length=64)
+    kyc_verdict: str | None = Field(default=None, max_length=16)
+    challenge_message: str = Field(default="", max_length=2048)
+    challenge_expires_at: datetime | None = _time(default=None)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        sa.Index("ix_accounts_customer_created", "partner_id", "customer_id", "created_at", "id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    customer_id: UUID = Field(foreign_key="customers.id")
+    type: str = Field(max_length=32)
+    currencies: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=16)
+    inactive_cause: str | None = Field(default=None, max_length=16)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class CardRow(SQLModel, table=True):
+    __tablename__ = "cards"
+    __table_args__ = (
+        sa.Index("ix_cards_account_created", "partner_id", "account_id", "created_at", "id"),
+        sa.Index("ix_cards_customer", "partner_id", "customer_id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    account_id: UUID = Field(foreign_key="accounts.id")
+    customer_id: UUID = Field(foreign_key="customers.id")
+    type: str = Field(max_length=16)
+    network: str = Field(max_length=16)
+    masked_pan: str = Field(max_length=19)
+    status: str = Field(max_length=16)
+    inactive_cause: str | None = Field(default=None, max_length=16)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class StatusChangeRow(SQLModel, table=True):
+    """Audit trail: every status transition with its cause, for support engineers."""
+
+    __tablename__ = "status_changes"
+    __table_args__ = (sa.Index("ix_status_changes_entity", "entity_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    entity: str = Field(max_length=16)
+    entity_id: UUID
+    from_status: str = Field(max_length=16)
+    to_status: str = Field(max_length=16)
+    cause: str = Field(max_length=200)
+    at: datetime = _time()
+
+
+class ServerSecretRow(SQLModel, table=True):
+    """Secrets every replica must share (token signing); made by `migrate` if missing."""
+
+    __tablename__ = "server_secrets"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)

@@ -1,0 +1,65 @@
+"""The unit of work: one AsyncSession, one transaction, explicit commit."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.store.repositories import (
+    SqlAccountRepository,
+    SqlCardRepository,
+    SqlCustomerRepository,
+    SqlPartnerRepository,
+)
+
+
+class SqlUnitOfWork:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None) -> None:
+        self._sessions = sessions
+        self._lock = lock
+
+    async def __aenter__(self) -> Self:
+        if self._lock is not None:
+            await self._lock.acquire()
+        self.session = self._sessions()
+        self.partners = SqlPartnerRepository(self.session)
+        self.customers = SqlCustomerRepository(self.session)
+        self.accounts = SqlAccountRepository(self.session)
+        self.cards = SqlCardRepository(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.session.rollback()  # a no-op after commit
+            await self.session.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+
+class SqlUnitOfWorkFactory:
+    """Hands out units of work; writers on SQLite queue on one in-process lock (cheaper
+    than SQLite's sleep-and-retry busy handler) and begin IMMEDIATE."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        is_sqlite = engine.dialect.name == "sqlite"
+        writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
+        self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
+        self._write_lock = asyncio.Lock() if is_sqlite else None
+
+    def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
+        if write:
+            return SqlUnitOfWork(self._write, self._write_lock)
+        return SqlUnitOfWork(self._read, None)

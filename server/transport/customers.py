@@ -1,0 +1,114 @@
+"""CustomerService and SimulatorService over gRPC: translate, call one use case, translate."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+
+from customers.v1 import customers_pb2 as pb
+from customers.v1 import customers_pb2_grpc, resources_pb2, simulator_pb2, simulator_pb2_grpc
+from server.domain.errors import InvalidField
+from server.services.customers import CustomerService
+from server.transport import convert
+from server.transport.context import partner
+from server.transport.http_status import answer_with
+
+
+class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
+    def __init__(self, service: CustomerService) -> None:
+        self._service = service
+
+    async def CreateCustomer(
+        self, request: pb.CreateCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.Customer:
+        created = await self._service.create(
+            partner_id=partner(), chain_id=request.chain_id, external_id=request.external_id
+        )
+        await answer_with(context, 201)
+        return convert.customer(
+            created.customer,
+            challenge=created.challenge,
+            verification_url=created.verification_url,
+        )
+
+    async def ListCustomers(
+        self, request: pb.ListCustomersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCustomersResponse:
+        if request.status not in resources_pb2.Customer.Status.values():
+            raise InvalidField("status", "status is not a customer status")
+        page = await self._service.list(
+            partner_id=partner(),
+            size=request.page_size,
+            token=request.page_token,
+            status=convert.customer_status(request.status),
+            external_id=request.external_id or None,
+        )
+        return pb.ListCustomersResponse(
+            customers=[convert.customer(c) for c in page.items], next_page_token=page.next_token
+        )
+
+    async def GetCustomer(
+        self, request: pb.GetCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.Customer:
+        found = await self._service.get(partner_id=partner(), customer_id=request.customer_id)
+        return convert.customer(found)
+
+    async def DeactivateCustomer(
+        self, request: pb.DeactivateCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.Customer:
+        changed = await self._service.deactivate(
+            partner_id=partner(), customer_id=request.customer_id
+        )
+        return convert.customer(changed)
+
+    async def ActivateCustomer(
+        self, request: pb.ActivateCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.Customer:
+        changed = await self._service.activate(partner_id=partner(), customer_id=request.customer_id)
+        return convert.customer(changed)
+
+    async def GetChallenge(
+        self, request: pb.GetChallengeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Challenge:
+        current = await self._service.current_challenge(
+            partner_id=partner(), customer_id=request.customer_id
+        )
+        return pb.Challenge(
+            challenge=current.challenge, expires_at=convert.timestamp(current.expires_at)
+        )
+
+    async def SignChallenge(
+        self, request: pb.SignChallengeRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._service.sign_challenge(
+            partner_id=partner(),
+            customer_id=request.customer_id,
+            signature=request.signature,
+            signer=request.signer,
+            challenge=request.challenge,
+        )
+        await answer_with(context, 204)
+        return empty_pb2.Empty()
+
+
+class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
+    def __init__(self, service: CustomerService) -> None:
+        self._service = service
+
+    async def VerifyCustomer(
+        self, request: simulator_pb2.SimulateKycRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._service.simulate_kyc(
+            partner_id=partner(), customer_id=request.customer_id, approved=True
+        )
+        await answer_with(context, 202)
+        return empty_pb2.Empty()
+
+    async def RejectCustomer(
+        self, request: simulator_pb2.SimulateKycRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._service.simulate_kyc(
+            partner_id=partner(), customer_id=request.customer_id, approved=False
+        )
+        await answer_with(context, 202)
+        return empty_pb2.Empty()

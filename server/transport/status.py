@@ -1,0 +1,80 @@
+"""The one table from domain error kinds to gRPC codes and REST statuses, and the
+google.rpc.Status (with ErrorInfo) every error carries."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.domain.errors import DomainError, ErrorKind, InvalidField
+
+ERROR_DOMAIN = "customers.v1"
+
+# kind -> (gRPC code, HTTP status the contract wants over REST)
+TABLE: dict[ErrorKind, tuple[grpc.StatusCode, int]] = {
+    ErrorKind.INVALID: (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    ErrorKind.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, 401),
+    ErrorKind.FORBIDDEN: (grpc.StatusCode.PERMISSION_DENIED, 403),
+    ErrorKind.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, 404),
+    ErrorKind.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, 409),
+    ErrorKind.CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, 409),
+    ErrorKind.IN_FLIGHT: (grpc.StatusCode.ABORTED, 409),
+    ErrorKind.UNPROCESSABLE: (grpc.StatusCode.FAILED_PRECONDITION, 422),
+    ErrorKind.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, 503),
+}
+
+# What Envoy's transcoder answers for each gRPC code on its own (convert_grpc_status).
+TRANSCODER_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.INTERNAL: 500,
+}
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def rich_status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None
+) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    proto = status_pb2.Status(code=code.value[0], message=message, details=[_pack(info)])
+    return rpc_status.to_status(proto)
+
+
+def for_error(error: DomainError) -> tuple[grpc.Status, int | None]:
+    """The status to abort with, and the REST status to force when the transcoder's own
+    mapping of the gRPC code would differ from the contract."""
+    code, http = TABLE[error.kind]
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    details = [_pack(info)]
+    if isinstance(error, InvalidField):
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=error.message
+        )
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    proto = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    override = http if TRANSCODER_HTTP.get(code) != http else None
+    return rpc_status.to_status(proto), override
+
+
+def internal(request_id: str) -> grpc.Status:
+    proto = status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"Internal error; quote request id {request_id} to support",
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+    )
+    return rpc_status.to_status(proto)
