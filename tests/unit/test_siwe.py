@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -171,9 +172,8 @@ def test_timestamps_with_a_numeric_offset_are_read_as_the_same_instant() -> None
     ],
 )
 def test_text_that_strays_from_the_layout_is_rejected(
-    mangle: object, problem: str
+    mangle: Callable[[str], str], problem: str
 ) -> None:
-    assert callable(mangle)
     with pytest.raises(InvalidSiweMessage, match=problem):
         parse_siwe(mangle(EXPECTED_TEXT))
 

@@ -1,0 +1,439 @@
+"""Renders the Envoy bootstrap that turns the REST/JSON contract into calls on the gRPC API.
+
+The config is built as a Python dict (one function per piece, each commented where Envoy
+surprises) and dumped as JSON, which Envoy reads as YAML too. Building it in code keeps the
+ports, backends and services parameters rather than template holes, and lets tests inspect
+the structure instead of grepping text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+Json = dict[str, Any]
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+STATUS_LUA = PACKAGE_DIR / "status.lua"
+VERSION_PREFIX_LUA = PACKAGE_DIR / "version_prefix.lua"
+
+CLUSTER = "customers_grpc"
+# Same domain as the server's ErrorInfo details (server/transport/status.py).
+ERROR_DOMAIN = "customers.v1"
+MAX_REQUEST_BODY_BYTES = 64 * 1024
+# Idle limit for a stream (no bytes either way). WatchCustomers must heartbeat more often.
+STREAM_IDLE_TIMEOUT = "300s"
+
+_API = "type.googleapis.com/envoy."
+_TRANSCODER = _API + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
+_LUA = _API + "extensions.filters.http.lua.v3.Lua"
+_ROUTER = _API + "extensions.filters.http.router.v3.Router"
+_HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_HTTP_OPTIONS = _API + "extensions.upstreams.http.v3.HttpProtocolOptions"
+_STDOUT_LOG = _API + "extensions.access_loggers.stream.v3.StdoutAccessLog"
+_MAX_CONNECTIONS = (
+    _API + "extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
+)
+
+# Envoy's own error replies (local replies) as google.rpc.Status JSON, like the transcoder's
+# converted gRPC errors: HTTP status -> (gRPC code, ErrorInfo reason).
+LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
+    400: (3, "INVALID_REQUEST"),  # unknown query parameter, bad JSON, wrong types, bad UTF-8
+    401: (16, "UNAUTHENTICATED"),
+    403: (7, "PERMISSION_DENIED"),
+    404: (5, "ROUTE_NOT_FOUND"),  # no http binding matches method + path
+    405: (12, "METHOD_NOT_ALLOWED"),
+    408: (4, "REQUEST_TIMEOUT"),
+    413: (8, "REQUEST_TOO_LARGE"),  # like gRPC's "message larger than max" (RESOURCE_EXHAUSTED)
+    429: (8, "RATE_LIMITED"),
+    431: (3, "HEADERS_TOO_LARGE"),
+    500: (13, "GATEWAY_ERROR"),
+    502: (14, "UPSTREAM_UNAVAILABLE"),
+    503: (14, "UPSTREAM_UNAVAILABLE"),  # no healthy backend, connection refused or reset
+    504: (4, "UPSTREAM_TIMEOUT"),
+}
+_FALLBACK_CODE = (2, "GATEWAY_ERROR")  # UNKNOWN, for any other local reply
+
+
+def render(
+    *,
+    http_port: int,
+    admin_port: int,
+    backends: Sequence[tuple[str, int]],
+    descriptor_path: str,
+    services: Sequence[str],
+    authz: bool = False,
+    bind_address: str = "127.0.0.1",
+    access_log: bool = True,
+) -> str:
+    """The Envoy bootstrap as text (JSON, which is also valid YAML)."""
+    return json.dumps(
+        bootstrap(
+            http_port=http_port,
+            admin_port=admin_port,
+            backends=backends,
+            descriptor_path=descriptor_path,
+            services=services,
+            authz=authz,
+            bind_address=bind_address,
+            access_log=access_log,
+        ),
+        indent=2,
+    )
+
+
+def bootstrap(
+    *,
+    http_port: int,
+    admin_port: int,
+    backends: Sequence[tuple[str, int]],
+    descriptor_path: str,
+    services: Sequence[str],
+    authz: bool = False,
+    bind_address: str = "127.0.0.1",
+    access_log: bool = True,
+) -> Json:
+    """The Envoy bootstrap as a dict, for callers and tests that want the structure."""
+    if not backends:
+        raise ValueError("at least one backend is needed")
+    if not services:
+        raise ValueError("at least one gRPC service is needed")
+    if authz:
+        # TODO(ext_authz): add an envoy.filters.http.ext_authz filter (gRPC, with_request_body
+        # {max_request_bytes: MAX_REQUEST_BODY_BYTES, allow_partial_message: false,
+        # pack_as_bytes: true}) in _http_filters, at the slot marked there, and a first
+        # local-reply mapper on response_flag_filter UAEX whose body_format_override is
+        # text_format "%LOCAL_REPLY_BODY%" (content_type application/json): ext_authz denials
+        # are local replies, and the generic JSON wrapper would otherwise re-wrap the
+        # verifier's google.rpc.Status body as a string.
+        raise NotImplementedError("ext_authz is not wired into the gateway yet")
+    return {
+        "node": {"id": "customers-gateway", "cluster": "customers-gateway"},
+        "admin": {
+            "address": _socket_address("127.0.0.1", admin_port),
+            "access_log": [],
+        },
+        "static_resources": {
+            "listeners": [
+                _listener(
+                    bind_address=bind_address,
+                    port=http_port,
+                    descriptor_path=descriptor_path,
+                    services=services,
+                    access_log=access_log,
+                )
+            ],
+            "clusters": [_cluster(backends)],
+        },
+        # Without a connection limit Envoy warns at start; the value only caps runaway clients.
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _MAX_CONNECTIONS,
+                        "max_active_downstream_connections": 50_000,
+                    },
+                }
+            ]
+        },
+    }
+
+
+def _socket_address(host: str, port: int) -> Json:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _listener(
+    *,
+    bind_address: str,
+    port: int,
+    descriptor_path: str,
+    services: Sequence[str],
+    access_log: bool,
+) -> Json:
+    return {
+        "name": "rest",
+        "address": _socket_address(bind_address, port),
+        # Envoy defaults to SO_REUSEPORT on Linux: a second Envoy on a busy port would then
+        # start "fine" and share the traffic. Fail loudly instead.
+        "enable_reuse_port": False,
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": _http_connection_manager(
+                            descriptor_path=descriptor_path,
+                            services=services,
+                            access_log=access_log,
+                        ),
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _http_connection_manager(
+    *, descriptor_path: str, services: Sequence[str], access_log: bool
+) -> Json:
+    hcm: Json = {
+        "@type": _HCM,
+        "stat_prefix": "rest",
+        "codec_type": "AUTO",
+        # Envoy is the edge: the client's address is the peer's, not a claimed XFF, and a
+        # client's x-request-id is replaced by one Envoy generates (it reaches the server as
+        # metadata and comes back on every answer, errors included).
+        "use_remote_address": True,
+        "generate_request_id": True,
+        "preserve_external_request_id": False,
+        "always_set_request_id_in_response": True,
+        "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
+        "request_headers_timeout": "10s",
+        "route_config": _route_config(),
+        "http_filters": _http_filters(descriptor_path=descriptor_path, services=services),
+        "local_reply_config": _local_reply_config(),
+    }
+    if access_log:
+        hcm["access_log"] = [_access_log()]
+    return hcm
+
+
+def _route_config() -> Json:
+    # One catch-all route: by the time the router runs, the transcoder has rewritten the
+    # path to /customers.v1.Service/Method, and native gRPC calls arrive in that form anyway.
+    return {
+        "name": "customers",
+        "virtual_hosts": [
+            {
+                "name": "customers",
+                "domains": ["*"],
+                # The Python gRPC server cannot read :authority, and request signatures cover
+                # the Host the client sent. Overwrite so a client cannot supply its own.
+                "request_headers_to_add": [
+                    {
+                        "header": {"key": "x-forwarded-host", "value": "%REQ(:AUTHORITY)%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "route": {
+                            "cluster": CLUSTER,
+                            # No overall deadline: server streams (GET /customers:watch) stay
+                            # open; a silent stream is ended by the idle timeout instead, and
+                            # streams have no maximum duration.
+                            "timeout": "0s",
+                            "idle_timeout": STREAM_IDLE_TIMEOUT,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
+    # Order matters. Requests pass the filters top to bottom, responses bottom to top.
+    filters: list[Json] = [
+        # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
+        _lua("customers.status", STATUS_LUA),
+        # 2. TODO(ext_authz): the signature/token check goes HERE: before the /v1 rewrite and
+        #    the transcoder, so it sees the path and raw body exactly as the client sent them,
+        #    and it covers unmatched paths and native gRPC paths too. See bootstrap().
+        # 3. /v1 prefix strip: the transcoder matches paths before routing, so this must
+        #    run before it.
+        _lua("customers.version_prefix", VERSION_PREFIX_LUA),
+        # 4. REST <-> gRPC.
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": _transcoder(descriptor_path, services),
+        },
+        # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
+        #    out of partners' answers.
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": _ROUTER, "suppress_envoy_headers": True},
+        },
+    ]
+    return filters
+
+
+def _lua(name: str, source: pathlib.Path) -> Json:
+    return {
+        "name": name,
+        "typed_config": {
+            "@type": _LUA,
+            "default_source_code": {"inline_string": source.read_text(encoding="utf-8")},
+        },
+    }
+
+
+def _transcoder(descriptor_path: str, services: Sequence[str]) -> Json:
+    return {
+        "@type": _TRANSCODER,
+        # Envoy resolves relative paths against its own working directory, not ours.
+        "proto_descriptor": str(pathlib.Path(descriptor_path).resolve()),
+        "services": list(services),
+        # gRPC errors become google.rpc.Status JSON ({"code","message","details"}) with the
+        # standard gRPC -> HTTP status mapping; status.lua refines the status.
+        "convert_grpc_status": True,
+        # The route is a catch-all for the backend; methods are chosen by http bindings.
+        "match_incoming_request_route": False,
+        # Without these, some malformed REST requests reach the upstream and come back 503.
+        # Body/path collisions (a body "customerId" that differs from the path's) are a 400
+        # rather than one silently winning.
+        "request_validation_options": {
+            "reject_unknown_method": True,
+            "reject_unknown_query_parameters": True,
+            "reject_binding_body_field_collisions": True,
+        },
+        # Bigger bodies answer 413 (a local reply, so JSON via local_reply_config).
+        "max_request_body_size": MAX_REQUEST_BODY_BYTES,
+        "print_options": {
+            "add_whitespace": False,
+            "always_print_primitive_fields": False,
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": False,  # camelCase JSON, as the contract says
+            # Server streams as text/event-stream, one `data: {...}` event per message.
+            "stream_sse_style_delimited": True,
+        },
+    }
+
+
+def _error_body(code: int, reason: str) -> Json:
+    return {
+        "json_format": {
+            "code": code,
+            "message": "%LOCAL_REPLY_BODY%",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": reason,
+                    "domain": ERROR_DOMAIN,
+                }
+            ],
+        },
+        "content_type": "application/json",
+    }
+
+
+def _local_reply_config() -> Json:
+    # Applies only to replies Envoy makes itself (transcoder rejections, 413, no upstream);
+    # errors that came from the server through the transcoder are left alone.
+    mappers = [
+        {
+            "filter": {
+                "status_code_filter": {
+                    "comparison": {
+                        "op": "EQ",
+                        "value": {
+                            "default_value": status,
+                            "runtime_key": f"customers.local_reply.{status}",
+                        },
+                    }
+                }
+            },
+            "body_format_override": _error_body(code, reason),
+        }
+        for status, (code, reason) in sorted(LOCAL_REPLY_CODES.items())
+    ]
+    return {"mappers": mappers, "body_format": _error_body(*_FALLBACK_CODE)}
+
+
+def _access_log() -> Json:
+    # One JSON line per request on Envoy's stdout, keyed by the id the server logs too.
+    return {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": _STDOUT_LOG,
+            "log_format": {
+                "json_format": {
+                    "time": "%START_TIME%",
+                    "request_id": "%REQ(X-REQUEST-ID)%",
+                    "method": "%REQ(:METHOD)%",
+                    "path": "%REQ(X-ORIGINAL-PATH?:PATH)%",
+                    "status": "%RESPONSE_CODE%",
+                    "grpc_status": "%GRPC_STATUS%",
+                    "flags": "%RESPONSE_FLAGS%",
+                    "duration_ms": "%DURATION%",
+                    "bytes_in": "%BYTES_RECEIVED%",
+                    "bytes_out": "%BYTES_SENT%",
+                }
+            },
+        },
+    }
+
+
+def _cluster(backends: Sequence[tuple[str, int]]) -> Json:
+    all_ips = all(_is_ip(host) for host, _ in backends)
+    cluster: Json = {
+        "name": CLUSTER,
+        # STATIC needs IP literals; host names (e.g. "localhost") need DNS.
+        "type": "STATIC" if all_ips else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        # gRPC needs HTTP/2 to the backend; Envoy speaks HTTP/1.1 upstream unless told.
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _HTTP_OPTIONS,
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                    }
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(host, port)}}
+                        for host, port in backends
+                    ]
+                }
+            ],
+        },
+        "health_checks": [
+            {
+                "grpc_health_check": {},  # grpc.health.v1 Check on the server as a whole
+                "timeout": "1s",
+                "interval": "5s",
+                "interval_jitter": "0.5s",
+                # Without it a failed first probe (server still starting) waits 60 s.
+                "no_traffic_interval": "2s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+            }
+        ],
+        # The defaults (1024 requests per cluster) would refuse the thousands of concurrent
+        # WatchCustomers streams the contract asks for with 503s.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 10_000,
+                    "max_pending_requests": 10_000,
+                    "max_requests": 100_000,
+                    "max_retries": 3,
+                }
+            ]
+        },
+    }
+    if not all_ips:
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,109 @@
+"""The production server started in-process (app.start, port 0) with a steppable clock,
+spoken to over a real gRPC channel with the generated stubs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from customers.v1 import (
+    accounts_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    customers_pb2,
+    customers_pb2_grpc,
+    resources_pb2,
+    simulator_pb2,
+    simulator_pb2_grpc,
+)
+from server import app
+from server.app import RunningServer
+from server.config import Settings
+from tests.helpers.clock import SteppingClock
+from tests.helpers.wallets import caip10, new_wallet, sign_challenge
+
+
+@dataclass
+class GrpcPartner:
+    """One partner's view of the API: stubs plus its bearer-token metadata."""
+
+    partner_id: str
+    metadata: tuple[tuple[str, str], ...]
+    customers: customers_pb2_grpc.CustomerServiceStub
+    accounts: accounts_pb2_grpc.AccountServiceStub
+    cards: accounts_pb2_grpc.CardServiceStub
+    simulator: simulator_pb2_grpc.SimulatorServiceStub
+
+    async def active_customer(self, external_id: str | None = None) -> resources_pb2.Customer:
+        """Onboards a fresh wallet all the way: create, sign, simulator verify."""
+        wallet = new_wallet()
+        created = await self.customers.CreateCustomer(
+            customers_pb2.CreateCustomerRequest(
+                chain_id=caip10(wallet), external_id=external_id or wallet.address
+            ),
+            metadata=self.metadata,
+        )
+        await self.customers.SignChallenge(
+            customers_pb2.SignChallengeRequest(
+                customer_id=created.id,
+                signature=sign_challenge(wallet, created.challenge),
+                signer=created.chain_id,
+                challenge=created.challenge,
+            ),
+            metadata=self.metadata,
+        )
+        await self.simulator.VerifyCustomer(
+            simulator_pb2.SimulateKycRequest(customer_id=created.id), metadata=self.metadata
+        )
+        customer: resources_pb2.Customer = await self.customers.GetCustomer(
+            customers_pb2.GetCustomerRequest(customer_id=created.id), metadata=self.metadata
+        )
+        assert customer.status == resources_pb2.Customer.active
+        return customer
+
+
+@pytest.fixture
+def clock() -> SteppingClock:
+    return SteppingClock()
+
+
+@pytest.fixture
+async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[RunningServer]:
+    settings = Settings(database_url=database_url, grpc_port=0, metrics_port=0)
+    running = await app.start(settings, clock=clock)
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
+    made = await server.container.auth.create_partner("test")
+    token = await auth_pb2_grpc.AuthServiceStub(channel).CreateToken(
+        auth_pb2.CreateTokenRequest(api_key=str(made.api_key), api_secret=made.api_secret)
+    )
+    return GrpcPartner(
+        partner_id=str(made.partner_id),
+        metadata=(("authorization", f"Bearer {token.token}"),),
+        customers=customers_pb2_grpc.CustomerServiceStub(channel),
+        accounts=accounts_pb2_grpc.AccountServiceStub(channel),
+        cards=accounts_pb2_grpc.CardServiceStub(channel),
+        simulator=simulator_pb2_grpc.SimulatorServiceStub(channel),
+    )
+
+
+@pytest.fixture
+async def partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
+    return await make_partner(server, channel)
+
+
+@pytest.fixture
+async def other_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
+    return await make_partner(server, channel)
