@@ -18,7 +18,7 @@ Json = dict[str, Any]
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 STATUS_LUA = PACKAGE_DIR / "status.lua"
-VERSION_PREFIX_LUA = PACKAGE_DIR / "version_prefix.lua"
+REQUEST_LUA = PACKAGE_DIR / "request.lua"
 
 CLUSTER = "customers_grpc"
 # Same domain as the server's ErrorInfo details (server/transport/status.py).
@@ -30,6 +30,7 @@ STREAM_IDLE_TIMEOUT = "300s"
 _API = "type.googleapis.com/envoy."
 _TRANSCODER = _API + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
 _LUA = _API + "extensions.filters.http.lua.v3.Lua"
+_BUFFER = _API + "extensions.filters.http.buffer.v3.Buffer"
 _ROUTER = _API + "extensions.filters.http.router.v3.Router"
 _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _HTTP_OPTIONS = _API + "extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -243,18 +244,25 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
         _lua("customers.status", STATUS_LUA),
-        # 2. TODO(ext_authz): the signature/token check goes HERE: before the /v1 rewrite and
+        # 2. Body size cap. The transcoder's own max_request_body_size is only enforced when
+        #    a body arrives in one piece: over HTTP/2 (16 KiB DATA frames) a 10 MiB body
+        #    went through to the server. The buffer filter counts every byte: 413.
+        {
+            "name": "envoy.filters.http.buffer",
+            "typed_config": {"@type": _BUFFER, "max_request_bytes": MAX_REQUEST_BODY_BYTES},
+        },
+        # 3. TODO(ext_authz): the signature/token check goes HERE: before the /v1 rewrite and
         #    the transcoder, so it sees the path and raw body exactly as the client sent them,
         #    and it covers unmatched paths and native gRPC paths too. See bootstrap().
-        # 3. /v1 prefix strip: the transcoder matches paths before routing, so this must
-        #    run before it.
-        _lua("customers.version_prefix", VERSION_PREFIX_LUA),
-        # 4. REST <-> gRPC.
+        # 4. x-original-path, /v1 prefix strip, REST request hygiene (request.lua). The
+        #    transcoder matches paths before routing, so the strip must run before it.
+        _lua("customers.request", REQUEST_LUA),
+        # 5. REST <-> gRPC.
         {
             "name": "envoy.filters.http.grpc_json_transcoder",
             "typed_config": _transcoder(descriptor_path, services),
         },
-        # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
+        # 6. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
         #    out of partners' answers.
         {
             "name": "envoy.filters.http.router",
@@ -293,11 +301,14 @@ def _transcoder(descriptor_path: str, services: Sequence[str]) -> Json:
             "reject_unknown_query_parameters": True,
             "reject_binding_body_field_collisions": True,
         },
-        # Bigger bodies answer 413 (a local reply, so JSON via local_reply_config).
+        # Bigger bodies answer 413 (a local reply, so JSON via local_reply_config). The
+        # buffer filter before this one is what enforces it for bodies sent in pieces.
         "max_request_body_size": MAX_REQUEST_BODY_BYTES,
         "print_options": {
             "add_whitespace": False,
-            "always_print_primitive_fields": False,
+            # Empty lists and empty page tokens are printed ({"customers": []}), as partners
+            # expect; fields that must stay absent are proto3 `optional` (they have presence).
+            "always_print_primitive_fields": True,
             "always_print_enums_as_ints": False,
             "preserve_proto_field_names": False,  # camelCase JSON, as the contract says
             # Server streams as text/event-stream, one `data: {...}` event per message.

@@ -12,19 +12,31 @@
 --   202/204 also drop the body: the transcoder renders google.protobuf.Empty as `{}`.
 -- Anything else is ignored; the header is always removed from REST answers.
 --
+-- The gRPC protocol headers the transcoder leaves in a REST answer's headers (grpc-status:
+-- 0, grpc-message, grpc-accept-encoding) are removed too. (HTTP/2 REST clients still get
+-- grpc-status in trailers: stripping those would mean waiting for the end of every
+-- answer, server streams included.)
+--
 -- Native gRPC answers (content-type application/grpc*) pass through untouched: a gRPC
--- client needs :status 200 and may want to read x-http-status itself.
+-- client needs :status 200 and its grpc-* headers, and may read x-http-status itself.
 
 local HEADER = "x-http-status"
+local GRPC_HEADERS = {
+  "grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-encoding",
+  "grpc-status-details-bin",
+}
 
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
-  local wanted = headers:get(HEADER)
-  if wanted == nil then
-    return
-  end
   local content_type = headers:get("content-type") or ""
   if string.sub(content_type, 1, 16) == "application/grpc" then
+    return
+  end
+  for _, name in ipairs(GRPC_HEADERS) do
+    headers:remove(name)
+  end
+  local wanted = headers:get(HEADER)
+  if wanted == nil then
     return
   end
   headers:remove(HEADER)

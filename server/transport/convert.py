@@ -17,17 +17,22 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def customer(entity: Customer, *, challenge: str = "", verification_url: str = "") -> pb.Customer:
-    return pb.Customer(
+def customer(
+    entity: Customer, *, challenge: str | None = None, verification_url: str | None = None
+) -> pb.Customer:
+    message = pb.Customer(
         id=str(entity.id),
         external_id=entity.external_id,
         chain_id=entity.chain_id,
         status=pb.Customer.Status.Value(entity.status.value),
         created_at=timestamp(entity.created_at),
         updated_at=timestamp(entity.updated_at),
-        challenge=challenge,
-        verification_url=verification_url,
     )
+    if challenge is not None:
+        message.challenge = challenge
+    if verification_url is not None:
+        message.verification_url = verification_url
+    return message
 
 
 def account(entity: Account) -> pb.Account:

@@ -27,7 +27,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         await answer_with(context, 201)
         return convert.customer(
             created.customer,
-            challenge=created.challenge,
+            challenge=created.challenge or None,
             verification_url=created.verification_url,
         )
 

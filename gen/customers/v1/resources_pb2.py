@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/resources.proto\x12\x0c\x63ustomers.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.customers.v1.Customer.Status\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tchallenge\x18\x07 \x01(\t\x12\x18\n\x10verification_url\x18\x08 \x01(\t\"v\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0e\n\ninitiating\x10\x01\x12\r\n\tscreening\x10\x02\x12\r\n\tverifying\x10\x03\x12\n\n\x06\x61\x63tive\x10\x04\x12\x0c\n\x08inactive\x10\x05\x12\x0c\n\x08rejected\x10\x06\"\xe2\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12(\n\x04type\x18\x03 \x01(\x0e\x32\x1a.customers.v1.Account.Type\x12\x12\n\ncurrencies\x18\x04 \x03(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.customers.v1.Account.Status\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x63\x61rd_account\x10\x01\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\"\xf2\x02\n\x04\x43\x61rd\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.customers.v1.Card.Type\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x12\n\nmasked_pan\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.customers.v1.Card.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07virtual\x10\x01\x12\x0c\n\x08physical\x10\x02\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/resources.proto\x12\x0c\x63ustomers.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.customers.v1.Customer.Status\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\tchallenge\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1d\n\x10verification_url\x18\x08 \x01(\tH\x01\x88\x01\x01\"v\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0e\n\ninitiating\x10\x01\x12\r\n\tscreening\x10\x02\x12\r\n\tverifying\x10\x03\x12\n\n\x06\x61\x63tive\x10\x04\x12\x0c\n\x08inactive\x10\x05\x12\x0c\n\x08rejected\x10\x06\x42\x0c\n\n_challengeB\x13\n\x11_verification_url\"\xe2\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12(\n\x04type\x18\x03 \x01(\x0e\x32\x1a.customers.v1.Account.Type\x12\x12\n\ncurrencies\x18\x04 \x03(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.customers.v1.Account.Status\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x63\x61rd_account\x10\x01\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\"\xf2\x02\n\x04\x43\x61rd\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.customers.v1.Card.Type\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x12\n\nmasked_pan\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.customers.v1.Card.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07virtual\x10\x01\x12\x0c\n\x08physical\x10\x02\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.resources_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CUSTOMER']._serialized_start=80
-  _globals['_CUSTOMER']._serialized_end=449
-  _globals['_CUSTOMER_STATUS']._serialized_start=331
-  _globals['_CUSTOMER_STATUS']._serialized_end=449
-  _globals['_ACCOUNT']._serialized_start=452
-  _globals['_ACCOUNT']._serialized_end=806
-  _globals['_ACCOUNT_TYPE']._serialized_start=700
-  _globals['_ACCOUNT_TYPE']._serialized_end=746
-  _globals['_ACCOUNT_STATUS']._serialized_start=748
-  _globals['_ACCOUNT_STATUS']._serialized_end=806
-  _globals['_CARD']._serialized_start=809
-  _globals['_CARD']._serialized_end=1179
-  _globals['_CARD_TYPE']._serialized_start=1064
-  _globals['_CARD_TYPE']._serialized_end=1119
-  _globals['_CARD_STATUS']._serialized_start=748
-  _globals['_CARD_STATUS']._serialized_end=806
+  _globals['_CUSTOMER']._serialized_end=494
+  _globals['_CUSTOMER_STATUS']._serialized_start=341
+  _globals['_CUSTOMER_STATUS']._serialized_end=459
+  _globals['_ACCOUNT']._serialized_start=497
+  _globals['_ACCOUNT']._serialized_end=851
+  _globals['_ACCOUNT_TYPE']._serialized_start=745
+  _globals['_ACCOUNT_TYPE']._serialized_end=791
+  _globals['_ACCOUNT_STATUS']._serialized_start=793
+  _globals['_ACCOUNT_STATUS']._serialized_end=851
+  _globals['_CARD']._serialized_start=854
+  _globals['_CARD']._serialized_end=1224
+  _globals['_CARD_TYPE']._serialized_start=1109
+  _globals['_CARD_TYPE']._serialized_end=1164
+  _globals['_CARD_STATUS']._serialized_start=793
+  _globals['_CARD_STATUS']._serialized_end=851
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,123 @@
+-- Request side of REST calls, run BEFORE the transcoder (and after anything, like ext_authz,
+-- that must see the request exactly as the client sent it).
+--
+-- 1. `x-original-path`: the path as received, query included. A client-supplied value is
+--    always removed first, so the server can trust it as the gateway's.
+-- 2. /v1 prefix: `/v1/customers/x?a=b` -> `/customers/x?a=b`. A route's prefix_rewrite does
+--    not help, because the transcoder matches the path against the proto's http bindings
+--    before routing.
+-- 3. Hygiene, so odd input answers 4xx instead of failing inside the gRPC server (500):
+--    - a path or query that is not UTF-8 once percent-decoded is refused with 400 (the
+--      transcoder would put the bytes in a proto string field, which the server cannot
+--      parse);
+--    - `grpc-*` and `*-bin` headers are dropped: they are gRPC protocol and binary metadata,
+--      meaningless on REST, and a bad value (`grpc-timeout: x`, non-base64 `-bin`) makes the
+--      gRPC server fail the call.
+-- Native gRPC calls (content-type application/grpc*) are left alone apart from step 1.
+
+local ORIGINAL_PATH = "x-original-path"
+
+local function is_grpc(headers)
+  local content_type = headers:get("content-type") or ""
+  return string.sub(content_type, 1, 16) == "application/grpc"
+end
+
+local function strip_version(path)
+  -- Only a whole `/v1` segment: `/v1`, `/v1/...`, `/v1?...`; never `/v1x...`.
+  if string.sub(path, 1, 3) ~= "/v1" then
+    return path
+  end
+  local next_char = string.sub(path, 4, 4)
+  if next_char == "" then
+    return "/"
+  elseif next_char == "/" then
+    return string.sub(path, 4)
+  elseif next_char == "?" then
+    return "/" .. string.sub(path, 4)
+  end
+  return path
+end
+
+local function percent_decode(s)
+  return (string.gsub(s, "%%(%x%x)", function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
+-- Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+local function is_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len
+    if c < 0x80 then
+      len = 1
+    elseif c >= 0xC2 and c <= 0xDF then
+      len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+    else
+      return false
+    end
+    if len > 1 then
+      if i + len - 1 > n then
+        return false
+      end
+      for j = i + 1, i + len - 1 do
+        local cc = string.byte(s, j)
+        if cc < 0x80 or cc > 0xBF then
+          return false
+        end
+      end
+      local c2 = string.byte(s, i + 1)
+      if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F)
+          or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+        return false
+      end
+    end
+    i = i + len
+  end
+  return true
+end
+
+local function drop_grpc_headers(headers)
+  local doomed = {}
+  for key, _ in pairs(headers) do
+    if string.sub(key, 1, 5) == "grpc-" or string.sub(key, -4) == "-bin" then
+      doomed[#doomed + 1] = key
+    end
+  end
+  for _, key in ipairs(doomed) do
+    headers:remove(key)
+  end
+end
+
+function envoy_on_request(request_handle)
+  local headers = request_handle:headers()
+  local path = headers:get(":path")
+  headers:remove(ORIGINAL_PATH)
+  if path == nil then
+    return
+  end
+  headers:add(ORIGINAL_PATH, path)
+  if is_grpc(headers) then
+    return
+  end
+
+  -- Fast path: nothing percent-encoded and nothing non-ASCII cannot be invalid UTF-8.
+  if string.find(path, "[%%\128-\255]") and not is_utf8(percent_decode(path)) then
+    request_handle:respond(
+      { [":status"] = "400" },
+      "The request path or query is not valid UTF-8 once percent-decoded."
+    )
+    return
+  end
+  drop_grpc_headers(headers)
+
+  local stripped = strip_version(path)
+  if stripped ~= path then
+    headers:replace(":path", stripped)
+  end
+end

@@ -1,0 +1,80 @@
+"""The real stack: `python -m server serve` as a subprocess and the real Envoy in front of
+it, once per test session and database kind. Tests isolate themselves by partner."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from gateway.config import render
+from gateway.process import start_envoy_sync, stop_envoy_sync
+from server.app import SERVICE_NAMES
+from tests.helpers.databases import database
+from tests.helpers.partners import PartnerCredentials, create_partner
+from tests.helpers.processes import DESCRIPTOR, ServerProcess, free_port, running_server
+from tests.helpers.rest import RestPartner
+
+
+@dataclass
+class Stack:
+    database_url: str
+    server: ServerProcess
+    base_url: str
+
+    def new_partner(self) -> PartnerCredentials:
+        return create_partner(self.database_url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with database(request.param, folder) as url, running_server(url) as server:
+        http_port, admin_port = free_port(), free_port()
+        config = render(
+            http_port=http_port,
+            admin_port=admin_port,
+            backends=[("127.0.0.1", server.port)],
+            descriptor_path=str(DESCRIPTOR),
+            services=SERVICE_NAMES,
+            access_log=False,
+        )
+        envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")
+        try:
+            yield Stack(url, server, f"http://127.0.0.1:{http_port}")
+        finally:
+            stop_envoy_sync(envoy)
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def partner(stack: Stack, http: httpx.Client) -> RestPartner:
+    return RestPartner(http, stack.new_partner())
+
+
+@pytest.fixture
+def other_partner(stack: Stack, http: httpx.Client) -> RestPartner:
+    return RestPartner(http, stack.new_partner())
+
+
+def error_reason(response: httpx.Response) -> str:
+    """The ErrorInfo reason of a google.rpc.Status JSON error body."""
+    body = response.json()
+    assert set(body) >= {"code", "message"}, body
+    for detail in body.get("details", []):
+        if detail.get("@type", "").endswith("google.rpc.ErrorInfo"):
+            return str(detail["reason"])
+    raise AssertionError(f"no ErrorInfo in {body}")
+
+
+__all__ = ["Stack", "error_reason", "pathlib"]
