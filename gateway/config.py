@@ -419,6 +419,8 @@ def _cluster(backends: Sequence[tuple[str, int]]) -> Json:
                 "interval_jitter": "0.5s",
                 # Without it a failed first probe (server still starting) waits 60 s.
                 "no_traffic_interval": "2s",
+                # A failed replica is re-probed sooner than a healthy one, so it rejoins fast.
+                "unhealthy_interval": "2s",
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
             }
