@@ -354,7 +354,29 @@ def _local_reply_config() -> Json:
         }
         for status, (code, reason) in sorted(LOCAL_REPLY_CODES.items())
     ]
-    return {"mappers": mappers, "body_format": _error_body(*_FALLBACK_CODE)}
+    # Native gRPC calls through this port get Envoy's message as plain grpc-message text.
+    # Transcoded REST calls carry content-type application/grpc by the time the router
+    # fails too; x-envoy-original-path (set by the transcoder) tells them apart.
+    grpc_passthrough = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    _header_filter(
+                        "content-type", {"string_match": {"prefix": "application/grpc"}}
+                    ),
+                    _header_filter(
+                        "x-envoy-original-path", {"present_match": True, "invert_match": True}
+                    ),
+                ]
+            }
+        },
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    return {"mappers": [grpc_passthrough, *mappers], "body_format": _error_body(*_FALLBACK_CODE)}
+
+
+def _header_filter(name: str, match: Json) -> Json:
+    return {"header_filter": {"header": {"name": name, **match}}}
 
 
 def _access_log() -> Json:

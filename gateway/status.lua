@@ -54,6 +54,11 @@ function envoy_on_response(response_handle)
     return
   end
   headers:replace(":status", tostring(status))
+  -- A server stream refused before its first message (bad cursor, say) still carries the
+  -- stream's text/event-stream, but its body is the google.rpc.Status JSON.
+  if status >= 400 and content_type == "text/event-stream" then
+    headers:replace("content-type", "application/json")
+  end
 
   if status == 204 or status == 202 then
     headers:remove("content-type")

@@ -34,15 +34,28 @@ def main() -> int:
     GEN_DIR.mkdir(exist_ok=True)
     includes = [f"-I{d}" for d in _include_dirs()]
     code = protoc.main(
-        ["protoc", *includes, f"--python_out={GEN_DIR}", f"--pyi_out={GEN_DIR}",
-         f"--grpc_python_out={GEN_DIR}", *protos]
+        [
+            "protoc",
+            *includes,
+            f"--python_out={GEN_DIR}",
+            f"--pyi_out={GEN_DIR}",
+            f"--grpc_python_out={GEN_DIR}",
+            *protos,
+        ]
     )
     if code != 0:
         return code
     # error_details.proto is in the set so Envoy keeps ErrorInfo in REST error bodies.
     code = protoc.main(
-        ["protoc", *includes, "--include_imports", "--include_source_info",
-         f"--descriptor_set_out={DESCRIPTOR}", "google/rpc/error_details.proto", *protos]
+        [
+            "protoc",
+            *includes,
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={DESCRIPTOR}",
+            "google/rpc/error_details.proto",
+            *protos,
+        ]
     )
     if code != 0:
         return code

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import grpc
 from sqlalchemy import select
+from sqlmodel import col
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.clock import SystemClock
@@ -42,7 +43,7 @@ async def _token_secret(engine: AsyncEngine) -> str:
     async with engine.connect() as connection:
         row = (
             await connection.execute(
-                select(ServerSecretRow.value).where(ServerSecretRow.name == "token")
+                select(col(ServerSecretRow.value)).where(col(ServerSecretRow.name) == "token")
             )
         ).first()
     if row is None:

@@ -46,7 +46,7 @@ def parse_submitted_key(submitted: str) -> PublicSigningKey:
     if not isinstance(submitted, str) or not submitted.strip():
         raise InvalidSigningKey("publicKey is required: base64 of a PEM SubjectPublicKeyInfo")
     if len(submitted) > MAX_SUBMITTED_CHARS:
-        raise InvalidSigningKey(f"publicKey is too long (more than {MAX_SUBMITTED_CHARS} characters)")
+        raise InvalidSigningKey(f"publicKey is longer than {MAX_SUBMITTED_CHARS} characters")
     # Tolerate line-wrapped base64 (what `base64` prints by default); nothing else.
     compact = "".join(submitted.split())
     try:

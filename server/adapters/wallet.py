@@ -52,14 +52,10 @@ def recover_signer(message_text: str, signature: bytes) -> str:
         raise InvalidWalletSignature("signature v byte must be 27, 28, 0 or 1")
     try:
         message = encode_defunct(text=message_text)
-        address = Account.recover_message(
-            message, signature=signature[:64] + bytes([v])
-        )
+        address = Account.recover_message(message, signature=signature[:64] + bytes([v]))
     except (ValueError, TypeError, BadSignature, ValidationError):
         # Out-of-range r/s, no curve point for r, text that is not encodable: all "invalid".
-        raise InvalidWalletSignature(
-            "signature does not recover a wallet address"
-        ) from None
+        raise InvalidWalletSignature("signature does not recover a wallet address") from None
     return str(address)
 
 

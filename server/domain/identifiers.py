@@ -127,9 +127,7 @@ class AccountId:
 def parse_account_id(value: str) -> AccountId:
     """Parses and validates a CAIP-10 `chainId`; raises InvalidIdentifier naming the problem."""
     if not isinstance(value, str) or not value:
-        raise InvalidIdentifier(
-            f"chainId is required: a CAIP-10 account id like {_EXAMPLE}"
-        )
+        raise InvalidIdentifier(f"chainId is required: a CAIP-10 account id like {_EXAMPLE}")
     if len(value) > _MAX_ACCOUNT_ID_LENGTH:
         raise InvalidIdentifier(
             f"chainId is too long: a CAIP-10 account id has at most {_MAX_ACCOUNT_ID_LENGTH} "
@@ -138,8 +136,7 @@ def parse_account_id(value: str) -> AccountId:
     parts = value.split(":")
     if len(parts) != 3:
         raise InvalidIdentifier(
-            "chainId must be a CAIP-10 account id like "
-            f"{_EXAMPLE} (namespace:reference:address)"
+            f"chainId must be a CAIP-10 account id like {_EXAMPLE} (namespace:reference:address)"
         )
     namespace, reference, address = parts
     return AccountId(namespace=namespace, reference=reference, address=address)
@@ -155,8 +152,7 @@ def validate_external_id(value: str) -> str:
         raise InvalidIdentifier("externalId is required: 1-128 printable characters")
     if len(value) > MAX_EXTERNAL_ID_LENGTH:
         raise InvalidIdentifier(
-            f"externalId is too long: at most {MAX_EXTERNAL_ID_LENGTH} characters, "
-            f"got {len(value)}"
+            f"externalId is too long: at most {MAX_EXTERNAL_ID_LENGTH} characters, got {len(value)}"
         )
     if not value.isprintable():
         raise InvalidIdentifier("externalId must contain only printable characters")

@@ -88,13 +88,9 @@ class SiweMessage:
         if not _DOMAIN.fullmatch(self.domain):
             raise InvalidSiweMessage("domain must be a host name with an optional port")
         if not _ADDRESS.fullmatch(self.address):
-            raise InvalidSiweMessage(
-                "address must be an Ethereum address: 0x and 40 hex digits"
-            )
+            raise InvalidSiweMessage("address must be an Ethereum address: 0x and 40 hex digits")
         if not _STATEMENT.fullmatch(self.statement):
-            raise InvalidSiweMessage(
-                "statement must be one line of URI-safe ASCII text"
-            )
+            raise InvalidSiweMessage("statement must be one line of URI-safe ASCII text")
         if not _URI.fullmatch(self.uri):
             raise InvalidSiweMessage("uri must be an absolute RFC 3986 URI")
         if self.version != VERSION:
@@ -104,17 +100,13 @@ class SiweMessage:
             or isinstance(self.chain_id, bool)
             or not 1 <= self.chain_id <= MAX_CHAIN_ID
         ):
-            raise InvalidSiweMessage(
-                f"chain id must be an integer from 1 to {MAX_CHAIN_ID}"
-            )
+            raise InvalidSiweMessage(f"chain id must be an integer from 1 to {MAX_CHAIN_ID}")
         if not _NONCE.fullmatch(self.nonce):
             raise InvalidSiweMessage(
                 f"nonce must be at least {MIN_NONCE_LENGTH} ASCII letters or digits"
             )
         object.__setattr__(self, "issued_at", _utc(self.issued_at, "issued at"))
-        object.__setattr__(
-            self, "expiration_time", _utc(self.expiration_time, "expiration time")
-        )
+        object.__setattr__(self, "expiration_time", _utc(self.expiration_time, "expiration time"))
         if self.expiration_time <= self.issued_at:
             raise InvalidSiweMessage("expiration time must be after issued at")
 
@@ -184,25 +176,16 @@ def parse_siwe(text: str) -> SiweMessage:
         raise InvalidSiweMessage("message lines must end with LF only, not CRLF")
     lines = text.split("\n")
     if len(lines) != 11:
-        raise InvalidSiweMessage(
-            f"message must have exactly 11 lines, found {len(lines)}"
-        )
+        raise InvalidSiweMessage(f"message must have exactly 11 lines, found {len(lines)}")
     header, address, blank1, statement, blank2, *fields = lines
     if not header.endswith(_HEADER_SUFFIX):
         raise InvalidSiweMessage(f"first line must end with '{_HEADER_SUFFIX.strip()}'")
     if blank1 or blank2:
-        raise InvalidSiweMessage(
-            "address and statement must each be followed by a blank line"
-        )
-    values = [
-        _field(line, prefix)
-        for line, prefix in zip(fields, _FIELD_PREFIXES, strict=True)
-    ]
+        raise InvalidSiweMessage("address and statement must each be followed by a blank line")
+    values = [_field(line, prefix) for line, prefix in zip(fields, _FIELD_PREFIXES, strict=True)]
     uri, version, chain_id, nonce, issued_at, expiration_time = values
     if not _CHAIN_ID.fullmatch(chain_id):
-        raise InvalidSiweMessage(
-            "Chain ID must be a decimal integer without leading zeros"
-        )
+        raise InvalidSiweMessage("Chain ID must be a decimal integer without leading zeros")
     return SiweMessage(
         domain=header.removesuffix(_HEADER_SUFFIX),
         address=address,
@@ -231,9 +214,7 @@ def parse_timestamp(text: str, name: str = "timestamp") -> datetime:
     """RFC 3339 date-time (Z or numeric offset) to an aware UTC datetime."""
     match = _TIMESTAMP.fullmatch(text)
     if not match:
-        raise InvalidSiweMessage(
-            f"{name} must be an RFC 3339 date-time like 2025-01-31T12:00:00Z"
-        )
+        raise InvalidSiweMessage(f"{name} must be an RFC 3339 date-time like 2025-01-31T12:00:00Z")
     fraction = match["fraction"] or ""
     offset = "+00:00" if match["offset"] == "Z" else match["offset"]
     iso = f"{match['date']}T{match['time']}.{fraction.ljust(6, '0')}{offset}"

@@ -37,7 +37,7 @@ class ErrorsInterceptor(BehaviourInterceptor):
             result = await proceed()
         except grpc.aio.AbortError:
             raise
-        except Exception as error:  # noqa: BLE001  (the last line of defence)
+        except Exception as error:
             await _abort(context, error)
             raise  # unreachable: abort raises
         if isinstance(result, AsyncIterator):

@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 
-Context = grpc.aio.ServicerContext
+# grpc.aio.ServicerContext; grpc ships no type hints, so it is Any to mypy either way.
+Context = Any
 # Runs around one call: gets the method name, the request, the context and the next step.
 Around = Callable[[str, Any, Context, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 

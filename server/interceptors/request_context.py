@@ -28,7 +28,7 @@ LATENCY = Histogram(
 def _code(context: Context, error: BaseException | None) -> str:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)
     if error is not None:
         return "INTERNAL" if not isinstance(error, grpc.aio.AbortError) else "ABORTED_BY_SERVER"
     return "OK"

@@ -165,7 +165,9 @@ class CustomerService:
     async def deactivate(self, *, partner_id: UUID, customer_id: str) -> Customer:
         async with self._uow(write=True) as uow:
             customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
-            accounts = await uow.accounts.for_customer(partner_id=partner_id, customer_id=customer.id)
+            accounts = await uow.accounts.for_customer(
+                partner_id=partner_id, customer_id=customer.id
+            )
             cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
             if cascade.deactivate_customer(customer, accounts, cards, self._clock.now()):
                 await _save_changed(uow, customer, accounts, cards)
@@ -175,7 +177,9 @@ class CustomerService:
     async def activate(self, *, partner_id: UUID, customer_id: str) -> Customer:
         async with self._uow(write=True) as uow:
             customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
-            accounts = await uow.accounts.for_customer(partner_id=partner_id, customer_id=customer.id)
+            accounts = await uow.accounts.for_customer(
+                partner_id=partner_id, customer_id=customer.id
+            )
             cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
             if cascade.activate_customer(customer, accounts, cards, self._clock.now()):
                 await _save_changed(uow, customer, accounts, cards)

@@ -79,10 +79,14 @@ class CardRepository(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction. Nothing is written unless `commit` is called."""
 
-    partners: PartnerRepository
-    customers: CustomerRepository
-    accounts: AccountRepository
-    cards: CardRepository
+    @property
+    def partners(self) -> PartnerRepository: ...
+    @property
+    def customers(self) -> CustomerRepository: ...
+    @property
+    def accounts(self) -> AccountRepository: ...
+    @property
+    def cards(self) -> CardRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -8,7 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
+from sqlmodel import col, select
 
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
@@ -17,16 +17,23 @@ from server.domain.lifecycle import StatusChanged
 from server.domain.partner import Partner
 from server.services.ports import PageCursor
 from server.store import mapping
-from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, StatusChangeRow
+from server.store.tables import (
+    AccountRow,
+    CardRow,
+    CustomerRow,
+    PartnerRow,
+    StatusChangeRow,
+    UTCDateTime,
+)
 
 
 def _after(table: Any, cursor: PageCursor | None) -> Any:
     """Keyset condition for newest-first order: strictly older than the cursor row."""
     if cursor is None:
         return sa.true()
-    return sa.or_(
-        table.created_at < cursor.created_at,
-        sa.and_(table.created_at == cursor.created_at, table.id < cursor.id),
+    # A row-value comparison: one index range scan on (partner, ..., created_at, id).
+    return sa.tuple_(col(table.created_at), col(table.id)) < sa.tuple_(
+        sa.literal(cursor.created_at, UTCDateTime), sa.literal(cursor.id, sa.Uuid)
     )
 
 
@@ -59,7 +66,9 @@ class SqlPartnerRepository(_Repository):
         return mapping.partner_from_row(row) if row else None
 
     async def get_by_api_key(self, api_key: UUID) -> Partner | None:
-        result = await self._session.execute(select(PartnerRow).where(PartnerRow.api_key == api_key))
+        result = await self._session.execute(
+            select(PartnerRow).where(PartnerRow.api_key == api_key)
+        )
         row = result.scalar_one_or_none()
         return mapping.partner_from_row(row) if row else None
 
@@ -94,7 +103,9 @@ class SqlCustomerRepository(_Repository):
     ) -> str | None:
         query = select(CustomerRow.chain_key, CustomerRow.external_id).where(
             CustomerRow.partner_id == partner_id,
-            sa.or_(CustomerRow.chain_key == chain_key, CustomerRow.external_id == external_id),
+            sa.or_(
+                col(CustomerRow.chain_key) == chain_key, col(CustomerRow.external_id) == external_id
+            ),
         )
         row = (await self._session.execute(query.limit(1))).first()
         if row is None:
@@ -110,12 +121,16 @@ class SqlCustomerRepository(_Repository):
         status: CustomerStatus | None,
         external_id: str | None,
     ) -> list[Customer]:
-        query = select(CustomerRow).where(CustomerRow.partner_id == partner_id, _after(CustomerRow, after))
+        query = select(CustomerRow).where(
+            CustomerRow.partner_id == partner_id, _after(CustomerRow, after)
+        )
         if status is not None:
             query = query.where(CustomerRow.status == status.value)
         if external_id:
             query = query.where(CustomerRow.external_id == external_id)
-        query = query.order_by(sa.desc(CustomerRow.created_at), sa.desc(CustomerRow.id)).limit(limit)
+        query = query.order_by(
+            col(CustomerRow.created_at).desc(), col(CustomerRow.id).desc()
+        ).limit(limit)
         rows = (await self._session.execute(query)).scalars().all()
         return [mapping.customer_from_row(row) for row in rows]
 
@@ -130,7 +145,9 @@ class SqlAccountRepository(_Repository):
         self._audit(account.partner_id, account.changes)
 
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None:
-        query = select(AccountRow).where(AccountRow.id == account_id, AccountRow.partner_id == partner_id)
+        query = select(AccountRow).where(
+            AccountRow.id == account_id, AccountRow.partner_id == partner_id
+        )
         row = (await self._session.execute(query)).scalar_one_or_none()
         return mapping.account_from_row(row) if row else None
 
@@ -150,7 +167,7 @@ class SqlAccountRepository(_Repository):
                 AccountRow.customer_id == customer_id,
                 _after(AccountRow, after),
             )
-            .order_by(sa.desc(AccountRow.created_at), sa.desc(AccountRow.id))
+            .order_by(col(AccountRow.created_at).desc(), col(AccountRow.id).desc())
             .limit(limit)
         )
         return [mapping.account_from_row(r) for r in (await self._session.execute(query)).scalars()]
@@ -171,11 +188,15 @@ class SqlCardRepository(_Repository):
         return mapping.card_from_row(row) if row else None
 
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Card]:
-        query = select(CardRow).where(CardRow.partner_id == partner_id, CardRow.customer_id == customer_id)
+        query = select(CardRow).where(
+            CardRow.partner_id == partner_id, CardRow.customer_id == customer_id
+        )
         return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
 
     async def for_account(self, *, partner_id: UUID, account_id: UUID) -> list[Card]:
-        query = select(CardRow).where(CardRow.partner_id == partner_id, CardRow.account_id == account_id)
+        query = select(CardRow).where(
+            CardRow.partner_id == partner_id, CardRow.account_id == account_id
+        )
         return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
 
     async def list(
@@ -183,8 +204,12 @@ class SqlCardRepository(_Repository):
     ) -> list[Card]:
         query = (
             select(CardRow)
-            .where(CardRow.partner_id == partner_id, CardRow.account_id == account_id, _after(CardRow, after))
-            .order_by(sa.desc(CardRow.created_at), sa.desc(CardRow.id))
+            .where(
+                CardRow.partner_id == partner_id,
+                CardRow.account_id == account_id,
+                _after(CardRow, after),
+            )
+            .order_by(col(CardRow.created_at).desc(), col(CardRow.id).desc())
             .limit(limit)
         )
         return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]

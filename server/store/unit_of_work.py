@@ -17,7 +17,15 @@ from server.store.repositories import (
 
 
 class SqlUnitOfWork:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None) -> None:
+    session: AsyncSession
+    partners: SqlPartnerRepository
+    customers: SqlCustomerRepository
+    accounts: SqlAccountRepository
+    cards: SqlCardRepository
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None
+    ) -> None:
         self._sessions = sessions
         self._lock = lock
 

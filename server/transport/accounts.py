@@ -54,7 +54,9 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: pb.ActivateAccountRequest, context: grpc.aio.ServicerContext
     ) -> resources_pb2.Account:
         return convert.account(
-            await self._service.activate_account(partner_id=partner(), account_id=request.account_id)
+            await self._service.activate_account(
+                partner_id=partner(), account_id=request.account_id
+            )
         )
 
 

@@ -24,7 +24,7 @@ def customer(
         id=str(entity.id),
         external_id=entity.external_id,
         chain_id=entity.chain_id,
-        status=pb.Customer.Status.Value(entity.status.value),
+        status=entity.status.value,
         created_at=timestamp(entity.created_at),
         updated_at=timestamp(entity.updated_at),
     )
@@ -39,9 +39,9 @@ def account(entity: Account) -> pb.Account:
     return pb.Account(
         id=str(entity.id),
         customer_id=str(entity.customer_id),
-        type=pb.Account.Type.Value(entity.type.value),
+        type=entity.type.value,
         currencies=entity.currencies,
-        status=pb.Account.Status.Value(entity.status.value),
+        status=entity.status.value,
         created_at=timestamp(entity.created_at),
         updated_at=timestamp(entity.updated_at),
     )
@@ -51,10 +51,10 @@ def card(entity: Card) -> pb.Card:
     return pb.Card(
         id=str(entity.id),
         account_id=str(entity.account_id),
-        type=pb.Card.Type.Value(entity.type.value),
+        type=entity.type.value,
         network=entity.network,
         masked_pan=entity.masked_pan,
-        status=pb.Card.Status.Value(entity.status.value),
+        status=entity.status.value,
         created_at=timestamp(entity.created_at),
         updated_at=timestamp(entity.updated_at),
     )
@@ -64,16 +64,16 @@ def customer_status(value: int) -> CustomerStatus | None:
     """Unset (0) means "any status"; unknown numbers cannot come through the transcoder."""
     if value == pb.Customer.Status.STATUS_UNSPECIFIED:
         return None
-    return CustomerStatus(pb.Customer.Status.Name(value))  # type: ignore[arg-type]
+    return CustomerStatus(pb.Customer.Status.Name(value))
 
 
 def account_type(value: int) -> AccountType | None:
     if value not in pb.Account.Type.values() or value == pb.Account.Type.TYPE_UNSPECIFIED:
         return None
-    return AccountType(pb.Account.Type.Name(value))  # type: ignore[arg-type]
+    return AccountType(pb.Account.Type.Name(value))
 
 
 def card_type(value: int) -> CardType | None:
     if value not in pb.Card.Type.values() or value == pb.Card.Type.TYPE_UNSPECIFIED:
         return None
-    return CardType(pb.Card.Type.Name(value))  # type: ignore[arg-type]
+    return CardType(pb.Card.Type.Name(value))

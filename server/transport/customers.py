@@ -64,7 +64,9 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
     async def ActivateCustomer(
         self, request: pb.ActivateCustomerRequest, context: grpc.aio.ServicerContext
     ) -> resources_pb2.Customer:
-        changed = await self._service.activate(partner_id=partner(), customer_id=request.customer_id)
+        changed = await self._service.activate(
+            partner_id=partner(), customer_id=request.customer_id
+        )
         return convert.customer(changed)
 
     async def GetChallenge(

@@ -30,14 +30,27 @@ def test_account_and_card_create_answer_201_with_contract_fields(partner: RestPa
     customer = partner.active_customer()
     account = open_account(partner, customer["id"])
     assert set(account) == {
-        "id", "customerId", "type", "currencies", "status", "createdAt", "updatedAt"
+        "id",
+        "customerId",
+        "type",
+        "currencies",
+        "status",
+        "createdAt",
+        "updatedAt",
     }
     assert account["customerId"] == customer["id"]
     assert account["type"] == "card_account" and account["currencies"] == ["EUR"]
     assert account["status"] == "active"
     card = issue_card(partner, account["id"])
     assert set(card) == {
-        "id", "accountId", "type", "network", "maskedPan", "status", "createdAt", "updatedAt"
+        "id",
+        "accountId",
+        "type",
+        "network",
+        "maskedPan",
+        "status",
+        "createdAt",
+        "updatedAt",
     }
     assert card["accountId"] == account["id"] and card["type"] == "virtual"
     assert card["status"] == "active" and re.fullmatch(r"\d{6}\*{6}\d{4}", card["maskedPan"])
@@ -161,15 +174,17 @@ def test_account_deactivation_takes_its_cards_and_activation_brings_them_back(
     account = open_account(partner, customer["id"])
     card = issue_card(partner, account["id"])
     partner.call("PATCH", f"/accounts/{account['id']}/deactivate")
-    assert partner.call("GET", f"/accounts/{account['id']}/cards").json()["cards"][0][
-        "status"
-    ] == "inactive"
+    assert (
+        partner.call("GET", f"/accounts/{account['id']}/cards").json()["cards"][0]["status"]
+        == "inactive"
+    )
     answer = partner.call("PATCH", f"/cards/{card['id']}/activate")
     assert answer.status_code == 409 and "account" in answer.json()["message"]
     partner.call("PATCH", f"/accounts/{account['id']}/activate")
-    assert partner.call("GET", f"/accounts/{account['id']}/cards").json()["cards"][0][
-        "status"
-    ] == "active"
+    assert (
+        partner.call("GET", f"/accounts/{account['id']}/cards").json()["cards"][0]["status"]
+        == "active"
+    )
 
 
 def test_foreign_or_unknown_accounts_and_cards_answer_404(

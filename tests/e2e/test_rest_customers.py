@@ -54,7 +54,13 @@ def test_create_answers_201_with_customer_challenge_and_verification_url(
     assert "x-http-status" not in answer.headers
     body = answer.json()
     assert set(body) == {
-        "id", "externalId", "chainId", "status", "createdAt", "updatedAt", "challenge",
+        "id",
+        "externalId",
+        "chainId",
+        "status",
+        "createdAt",
+        "updatedAt",
+        "challenge",
         "verificationUrl",
     }
     assert uuid.UUID(body["id"])
@@ -133,8 +139,14 @@ def test_duplicate_customer_answers_409_and_other_partner_may_reuse(
 
 def test_invalid_customer_fields_answer_400_naming_the_field(partner: RestPartner) -> None:
     cases = [
-        ({"chainId": "eip155:1:0xAB16a96D359eC26a11e2C2b3d8f8B8942d5Bfcdb", "externalId": "a"}, "chainId"),
-        ({"chainId": "eip155:01:0xab16a96d359ec26a11e2c2b3d8f8b8942d5bfcdb", "externalId": "a"}, "chainId"),
+        (
+            {"chainId": "eip155:1:0xAB16a96D359eC26a11e2C2b3d8f8B8942d5Bfcdb", "externalId": "a"},
+            "chainId",
+        ),
+        (
+            {"chainId": "eip155:01:0xab16a96d359ec26a11e2c2b3d8f8b8942d5bfcdb", "externalId": "a"},
+            "chainId",
+        ),
         ({"chainId": "eip155:1:0x1234", "externalId": "a"}, "chainId"),
         ({"chainId": "", "externalId": "a"}, "chainId"),
         ({"externalId": "a"}, "chainId"),

@@ -30,10 +30,14 @@ class RestPartner:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         return self.http.request(method, path, headers=headers, **kwargs)
 
-    def create_customer(self, chain_id: str | None = None, external_id: str | None = None) -> httpx.Response:
+    def create_customer(
+        self, chain_id: str | None = None, external_id: str | None = None
+    ) -> httpx.Response:
         wallet_id = chain_id or caip10(new_wallet())
         return self.call(
-            "POST", "/customers", json={"chainId": wallet_id, "externalId": external_id or wallet_id[-12:]}
+            "POST",
+            "/customers",
+            json={"chainId": wallet_id, "externalId": external_id or wallet_id[-12:]},
         )
 
     def active_customer(self) -> dict[str, Any]:

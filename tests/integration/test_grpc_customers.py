@@ -101,17 +101,40 @@ async def test_another_partners_customer_is_not_found_for_every_method(
     )
     md = other_partner.metadata
     calls = [
-        other_partner.customers.GetCustomer(customers_pb2.GetCustomerRequest(customer_id=customer.id), metadata=md),
-        other_partner.customers.DeactivateCustomer(customers_pb2.DeactivateCustomerRequest(customer_id=customer.id), metadata=md),
-        other_partner.customers.ActivateCustomer(customers_pb2.ActivateCustomerRequest(customer_id=customer.id), metadata=md),
-        other_partner.customers.GetChallenge(customers_pb2.GetChallengeRequest(customer_id=customer.id), metadata=md),
-        other_partner.accounts.ListAccounts(accounts_pb2.ListAccountsRequest(customer_id=customer.id), metadata=md),
-        other_partner.accounts.CreateAccount(accounts_pb2.CreateAccountRequest(customer_id=customer.id, type=1, currencies=["EUR"]), metadata=md),
-        other_partner.accounts.DeactivateAccount(accounts_pb2.DeactivateAccountRequest(account_id=account.id), metadata=md),
-        other_partner.cards.ListCards(accounts_pb2.ListCardsRequest(account_id=account.id), metadata=md),
-        other_partner.cards.CreateCard(accounts_pb2.CreateCardRequest(account_id=account.id, type=1), metadata=md),
-        other_partner.cards.DeactivateCard(accounts_pb2.DeactivateCardRequest(card_id=card.id), metadata=md),
-        other_partner.cards.ActivateCard(accounts_pb2.ActivateCardRequest(card_id=card.id), metadata=md),
+        other_partner.customers.GetCustomer(
+            customers_pb2.GetCustomerRequest(customer_id=customer.id), metadata=md
+        ),
+        other_partner.customers.DeactivateCustomer(
+            customers_pb2.DeactivateCustomerRequest(customer_id=customer.id), metadata=md
+        ),
+        other_partner.customers.ActivateCustomer(
+            customers_pb2.ActivateCustomerRequest(customer_id=customer.id), metadata=md
+        ),
+        other_partner.customers.GetChallenge(
+            customers_pb2.GetChallengeRequest(customer_id=customer.id), metadata=md
+        ),
+        other_partner.accounts.ListAccounts(
+            accounts_pb2.ListAccountsRequest(customer_id=customer.id), metadata=md
+        ),
+        other_partner.accounts.CreateAccount(
+            accounts_pb2.CreateAccountRequest(customer_id=customer.id, type=1, currencies=["EUR"]),
+            metadata=md,
+        ),
+        other_partner.accounts.DeactivateAccount(
+            accounts_pb2.DeactivateAccountRequest(account_id=account.id), metadata=md
+        ),
+        other_partner.cards.ListCards(
+            accounts_pb2.ListCardsRequest(account_id=account.id), metadata=md
+        ),
+        other_partner.cards.CreateCard(
+            accounts_pb2.CreateCardRequest(account_id=account.id, type=1), metadata=md
+        ),
+        other_partner.cards.DeactivateCard(
+            accounts_pb2.DeactivateCardRequest(card_id=card.id), metadata=md
+        ),
+        other_partner.cards.ActivateCard(
+            accounts_pb2.ActivateCardRequest(card_id=card.id), metadata=md
+        ),
     ]
     for pending in calls:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -176,11 +199,15 @@ async def test_deactivation_cascades_and_activation_restores_exactly_what_it_cha
         accounts_pb2.ListAccountsRequest(customer_id=customer.id), metadata=md
     )
     assert {a.status for a in accounts.accounts} == {resources_pb2.Account.inactive}
-    cards = await partner.cards.ListCards(accounts_pb2.ListCardsRequest(account_id=kept.id), metadata=md)
+    cards = await partner.cards.ListCards(
+        accounts_pb2.ListCardsRequest(account_id=kept.id), metadata=md
+    )
     assert [c.status for c in cards.cards] == [resources_pb2.Card.inactive]
     # Activating a card of an inactive customer is a state conflict.
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await partner.cards.ActivateCard(accounts_pb2.ActivateCardRequest(card_id=card.id), metadata=md)
+        await partner.cards.ActivateCard(
+            accounts_pb2.ActivateCardRequest(card_id=card.id), metadata=md
+        )
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     on = await partner.customers.ActivateCustomer(
@@ -194,7 +221,9 @@ async def test_deactivation_cascades_and_activation_restores_exactly_what_it_cha
         kept.id: resources_pb2.Account.active,
         own.id: resources_pb2.Account.inactive,
     }
-    cards = await partner.cards.ListCards(accounts_pb2.ListCardsRequest(account_id=kept.id), metadata=md)
+    cards = await partner.cards.ListCards(
+        accounts_pb2.ListCardsRequest(account_id=kept.id), metadata=md
+    )
     assert [c.status for c in cards.cards] == [resources_pb2.Card.active]
 
 

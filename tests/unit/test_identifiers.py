@@ -46,9 +46,7 @@ def test_uppercase_address_is_accepted_without_checksum() -> None:
 def test_mixed_case_address_with_bad_checksum_is_rejected() -> None:
     bad = SPEC_EXAMPLE.replace("0xab16a96D", "0xAb16a96D")
 
-    with pytest.raises(
-        InvalidIdentifier, match="chainId address fails its EIP-55 checksum"
-    ):
+    with pytest.raises(InvalidIdentifier, match="chainId address fails its EIP-55 checksum"):
         parse_account_id(bad)
 
 
@@ -151,9 +149,7 @@ def test_constructing_an_account_id_directly_validates_and_normalises_it() -> No
 
 @settings(max_examples=50)
 @given(hex_addresses, st.integers(min_value=1, max_value=2**63 - 1))
-def test_any_lowercase_evm_address_parses_to_its_checksum_form(
-    address: str, chain: int
-) -> None:
+def test_any_lowercase_evm_address_parses_to_its_checksum_form(address: str, chain: int) -> None:
     account = parse_account_id(f"eip155:{chain}:{address}")
 
     assert account.address == to_checksum_address(address)

@@ -84,9 +84,7 @@ def test_naive_now_is_rejected() -> None:
         _challenge(now=datetime(2025, 11, 25, 17, 31, 5))
 
 
-@pytest.mark.parametrize(
-    "nonce", ["", "abc", "a" * 15, "k3Jd8sLq0ZpX7vW-", "éééééééééééééééé"]
-)
+@pytest.mark.parametrize("nonce", ["", "abc", "a" * 15, "k3Jd8sLq0ZpX7vW-", "éééééééééééééééé"])
 def test_nonce_shorter_than_16_ascii_alphanumerics_is_rejected(nonce: str) -> None:
     with pytest.raises(InvalidSiweMessage, match="nonce must be at least 16"):
         _challenge(nonce=nonce)
@@ -105,9 +103,7 @@ def test_nonce_shorter_than_16_ascii_alphanumerics_is_rejected(nonce: str) -> No
         ({"ttl": timedelta(0)}, "lifetime"),
     ],
 )
-def test_challenge_with_a_bad_field_is_refused(
-    override: dict[str, object], problem: str
-) -> None:
+def test_challenge_with_a_bad_field_is_refused(override: dict[str, object], problem: str) -> None:
     with pytest.raises(InvalidSiweMessage, match=problem):
         _challenge(**override)
 
@@ -124,10 +120,7 @@ def test_issued_challenge_text_parses_back_to_the_same_message() -> None:
 
 
 def test_sub_second_timestamps_are_written_with_the_precision_they_have() -> None:
-    assert (
-        format_timestamp(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
-        == "2025-01-02T03:04:05Z"
-    )
+    assert format_timestamp(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02T03:04:05Z"
     millis = datetime(2025, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)
     assert format_timestamp(millis) == "2025-01-02T03:04:05.120Z"
     micros = datetime(2025, 1, 2, 3, 4, 5, 120001, tzinfo=UTC)
@@ -178,9 +171,7 @@ def test_text_that_strays_from_the_layout_is_rejected(
         parse_siwe(mangle(EXPECTED_TEXT))
 
 
-addresses = st.binary(min_size=20, max_size=20).map(
-    lambda b: str(to_checksum_address(b))
-)
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: str(to_checksum_address(b)))
 nonces = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
     min_size=16,
@@ -191,9 +182,7 @@ instants = st.datetimes(
     max_value=datetime(9000, 1, 1),
     timezones=st.just(UTC),
 )
-hosts = st.from_regex(
-    r"[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?(:[0-9]{1,5})?", fullmatch=True
-)
+hosts = st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?(:[0-9]{1,5})?", fullmatch=True)
 
 
 @settings(max_examples=50)

@@ -42,9 +42,7 @@ def _challenge_text(address: str, nonce: str = "k3Jd8sLq0ZpX7vWm2Nc4Rt9Y") -> st
 
 
 def _sign(text: str, key: bytes) -> bytes:
-    return bytes(
-        Account.sign_message(encode_defunct(text=text), private_key=key).signature
-    )
+    return bytes(Account.sign_message(encode_defunct(text=text), private_key=key).signature)
 
 
 def test_signature_by_a_fresh_wallet_recovers_its_address() -> None:

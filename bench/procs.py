@@ -1,0 +1,34 @@
+"""CPU accounting from /proc, because on 2 shared cores CPU per request is the figure that
+survives the load generator competing with the server and Envoy."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import resource
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all threads), in seconds."""
+    text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may contain spaces: count fields after its closing paren.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU of waited-for children (the load tools once they exit), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def has_mapped(pid: int, fragment: str) -> bool:
+    """Whether a shared object whose path contains `fragment` is loaded in the process;
+    tells whether the running server really uses uvloop, whatever the code intends."""
+    try:
+        maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+    return any(fragment in line for line in maps.splitlines())
