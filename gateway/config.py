@@ -107,9 +107,9 @@ def bootstrap(
         # {max_request_bytes: MAX_REQUEST_BODY_BYTES, allow_partial_message: false,
         # pack_as_bytes: true}) in _http_filters, at the slot marked there, and a first
         # local-reply mapper on response_flag_filter UAEX whose body_format_override is
-        # text_format "%LOCAL_REPLY_BODY%" (content_type application/json): ext_authz denials
-        # are local replies, and the generic JSON wrapper would otherwise re-wrap the
-        # verifier's google.rpc.Status body as a string.
+        # text_format_source "%LOCAL_REPLY_BODY%" (content_type application/json): ext_authz
+        # denials are local replies, and the generic JSON wrapper would otherwise re-wrap the
+        # verifier's google.rpc.Status body as a string. Keep the buffer filter before it.
         raise NotImplementedError("ext_authz is not wired into the gateway yet")
     return {
         "node": {"id": "customers-gateway", "cluster": "customers-gateway"},

@@ -1,0 +1,232 @@
+"""The real stack for a bench: a migrated database, `python -m server serve` as a subprocess
+and Envoy in front of it, the way operators and the e2e tests run them. Kept apart from
+tests/ on purpose: the bench must not depend on test helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.config import render
+from gateway.process import start_envoy_sync, stop_envoy_sync
+from server.app import SERVICE_NAMES
+from server.store.migrate import upgrade
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DESCRIPTOR = ROOT / "gen" / "customers.pb"
+PG_SERVER = os.environ.get("CUSTOMERS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Running processes and where to reach them."""
+
+    database_url: str
+    server: subprocess.Popen[bytes]
+    grpc_port: int
+    envoy: subprocess.Popen[bytes]
+    http_port: int
+    folder: pathlib.Path
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"server": self.server.pid, "envoy": self.envoy.pid}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(kind: str, folder: pathlib.Path) -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file, or a throwaway PostgreSQL database."""
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+        upgrade(url)
+        yield url
+        return
+    import psycopg
+
+    name = f"customers_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql+psycopg://{PG_SERVER.split('://', 1)[1]}/{name}"
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode} before serving")
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[Any, int]]:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        CUSTOMERS_DATABASE_URL=database_url,
+        CUSTOMERS_GRPC_PORT=str(port),
+        CUSTOMERS_METRICS_PORT="0",
+        CUSTOMERS_LOG_LEVEL="WARNING",
+    )
+    with (folder / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_serving(f"127.0.0.1:{port}", process)
+        yield process, port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_stack(kind: str, folder: pathlib.Path) -> Iterator[Stack]:
+    """Database, server and Envoy (one worker, no access log, as in the e2e tests)."""
+    with database(kind, folder) as url, running_server(url, folder) as (server, grpc_port):
+        http_port, admin_port = free_port(), free_port()
+        config = render(
+            http_port=http_port,
+            admin_port=admin_port,
+            backends=[("127.0.0.1", grpc_port)],
+            descriptor_path=str(DESCRIPTOR),
+            services=SERVICE_NAMES,
+            access_log=False,
+        )
+        envoy = start_envoy_sync(
+            config, admin_port=admin_port, log_path=folder / "envoy.log", log_level="warning"
+        )
+        try:
+            yield Stack(url, server, grpc_port, envoy, http_port, folder)
+        finally:
+            stop_envoy_sync(envoy)
+
+
+@dataclass(frozen=True)
+class Partner:
+    partner_id: str
+    api_key: str
+    api_secret: str
+
+
+def create_partner(database_url: str) -> Partner:
+    """Through the same use case as `python -m server partners create`."""
+    from server.bootstrap import build
+    from server.config import Settings
+
+    async def create() -> Partner:
+        container = await build(Settings(database_url=database_url, metrics_port=0))
+        try:
+            made = await container.auth.create_partner(f"bench-{uuid.uuid4().hex[:8]}")
+        finally:
+            await container.engine.dispose()
+        return Partner(str(made.partner_id), str(made.api_key), made.api_secret)
+
+    return asyncio.run(create())
+
+
+class RestClient:
+    """A partner speaking REST to Envoy; only what fixtures need."""
+
+    def __init__(self, http: httpx.Client, partner: Partner) -> None:
+        self.http = http
+        answer = http.post(
+            "/auth/token", json={"apiKey": partner.api_key, "apiSecret": partner.api_secret}
+        )
+        _expect(answer, 200)
+        self.token: str = answer.json()["token"]
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def active_customer(self) -> dict[str, Any]:
+        """Create, prove wallet ownership (SIWE personal_sign), pass sandbox KYC."""
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+
+        wallet = Account.create()
+        chain_id = f"eip155:1:{wallet.address}"
+        created = self.call(
+            "POST", "/customers", json={"chainId": chain_id, "externalId": wallet.address}
+        )
+        _expect(created, 201)
+        body = created.json()
+        text = base64.b64decode(body["challenge"]).decode()
+        signature = bytes(wallet.sign_message(encode_defunct(text=text)).signature)
+        signed = self.call(
+            "POST",
+            f"/customers/{body['id']}/challenge/sign",
+            json={
+                "signature": base64.b64encode(signature).decode(),
+                "signer": body["chainId"],
+                "challenge": body["challenge"],
+            },
+        )
+        _expect(signed, 204)
+        _expect(self.call("PATCH", f"/simulator/customers/{body['id']}/verify"), 202)
+        customer = self.call("GET", f"/customers/{body['id']}")
+        _expect(customer, 200)
+        if customer.json()["status"] != "active":
+            raise RuntimeError(f"customer not active after KYC: {customer.text}")
+        return dict(customer.json())
+
+
+def _expect(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"expected {status}, got {response.status_code}: {response.text}"
+        )
