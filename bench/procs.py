@@ -18,6 +18,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (from /proc/stat): what the machine did
+    beside our processes shows whether something else competed for the cores during a run."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    # guest time is already counted in user time.
+    return (sum(fields[:8]) - idle - iowait) / _TICKS
+
+
 def children_cpu_seconds() -> float:
     """CPU of waited-for children (the load tools once they exit), in seconds."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
