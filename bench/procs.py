@@ -18,6 +18,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def group_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds per pid; a process that is gone is left out."""
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            found[pid] = cpu_seconds(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def used_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used by a group between two readings. A process born in between counts whole;
+    one that exited in between is lost (the pool churning backends mid-run is rare)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy since boot (from /proc/stat): what the machine did
     beside our processes shows whether something else competed for the cores during a run."""

@@ -51,9 +51,25 @@ class Stack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"server": self.server.pid, "envoy": self.envoy.pid}
+    def processes(self) -> dict[str, list[int]]:
+        """Who serves a request, by role. With PostgreSQL the database's work happens in its
+        backends, so they count as a role of their own ("db"); SQLite runs in the server."""
+        roles = {"server": [self.server.pid], "envoy": [self.envoy.pid]}
+        if self.database_url.startswith("postgresql"):
+            roles["db"] = postgres_backends(self.database_url.rsplit("/", 1)[1])
+        return roles
+
+
+def postgres_backends(database_name: str) -> list[int]:
+    """Backend pids connected to one database (the server's pool), not the whole cluster:
+    other sessions on this machine may be using the same PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database_name,)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def free_port() -> int:
@@ -84,13 +100,16 @@ def database(kind: str, folder: pathlib.Path) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def _wait_serving(
+    target: str, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode} before serving")
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                raise RuntimeError(f"server exited with {process.returncode}:\n{tail}")
             try:
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
@@ -111,7 +130,8 @@ def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[An
         CUSTOMERS_METRICS_PORT="0",
         CUSTOMERS_LOG_LEVEL="WARNING",
     )
-    with (folder / "server.log").open("ab") as log:
+    log_path = folder / "server.log"
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "server", "serve"],
             env=env,
@@ -121,7 +141,7 @@ def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[An
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_serving(f"127.0.0.1:{port}", process)
+        _wait_serving(f"127.0.0.1:{port}", process, log_path)
         yield process, port
     finally:
         process.terminate()
@@ -190,6 +210,9 @@ class RestClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            # The API requires an Idempotency-Key (a UUID) on every modifying request.
+            headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
         return self.http.request(method, path, headers=headers, **kwargs)
 
     def active_customer(self) -> dict[str, Any]:

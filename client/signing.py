@@ -8,7 +8,8 @@ r||s, as RFC 9421 requires (the `http-message-signatures` library produces that)
 
 - `sign_headers(...)`: the headers to add to any request you build yourself.
 - `SigningAuth`: an `httpx.Auth` that signs every request of an httpx client (sync or async).
-- `SigningClientInterceptor`: signs native gRPC calls (`grpc.aio` channels).
+- `SigningClientInterceptor`: signs native gRPC calls on a `grpc.aio` channel; install it with
+  `interceptors=signer.channel_interceptors()` (see the class for why).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 class SerializableMessage(Protocol):
     """A protobuf request message (what a gRPC stub serializes)."""
 
-    def SerializeToString(self, **kwargs: Any) -> bytes: ...
+    def SerializeToString(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,11 @@ class SigningClientInterceptor(
     """Signs native gRPC calls: `@method` POST, `@path` the gRPC method path, `@authority`
     the service's public host, `authorization` and `idempotency-key` from the call metadata,
     and `content-digest` over the serialized request message (the bytes the server sees).
+
+    Install with `interceptors=signer.channel_interceptors()`, not `[signer]`: grpc.aio files
+    each interceptor under the FIRST kind it is an instance of (an if/elif chain in
+    `grpc.aio._channel`), so an object that is both kinds would only ever see unary-unary
+    calls and server-streaming calls would go out unsigned.
     """
 
     def __init__(
@@ -230,6 +236,10 @@ class SigningClientInterceptor(
         self._use_nonce = use_nonce
         self._expires_in = expires_in
         self._clock = clock
+
+    def channel_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """This interceptor for unary calls plus an adapter for server-streaming calls."""
+        return [self, _UnaryStreamSigning(self)]
 
     async def intercept_unary_unary(
         self,
@@ -283,6 +293,21 @@ class SigningClientInterceptor(
             credentials=details.credentials,
             wait_for_ready=details.wait_for_ready,
         )
+
+
+class _UnaryStreamSigning(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc,unused-ignore]
+    """Only a UnaryStreamClientInterceptor, so grpc.aio routes server-streaming calls to it."""
+
+    def __init__(self, signer: SigningClientInterceptor) -> None:
+        self._signer = signer
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, SerializableMessage], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: SerializableMessage,
+    ) -> Any:
+        return await self._signer.intercept_unary_stream(continuation, client_call_details, request)
 
 
 @dataclass(slots=True)

@@ -8,17 +8,15 @@ import signal
 from dataclasses import dataclass
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from customers.v1 import (
-    accounts_pb2,
     accounts_pb2_grpc,
-    auth_pb2,
     auth_pb2_grpc,
-    customers_pb2,
     customers_pb2_grpc,
-    simulator_pb2,
+    kyc_pb2_grpc,
     simulator_pb2_grpc,
 )
 from server.bootstrap import Container, build
@@ -27,14 +25,12 @@ from server.services.ports import Clock
 from server.transport.accounts import AccountServicer, CardServicer
 from server.transport.auth import AuthServicer
 from server.transport.customers import CustomerServicer, SimulatorServicer
+from server.transport.kyc import KycCallbackServicer, KycPortalServicer
+from server.transport.services import SERVICE_NAMES
 
-SERVICE_NAMES = [
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    customers_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name,
-    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
-    accounts_pb2.DESCRIPTOR.services_by_name["CardService"].full_name,
-    simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name,
-]
+__all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
+
+log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024  # no request of ours comes near; refuse floods early
 
@@ -45,8 +41,11 @@ class RunningServer:
     port: int
     container: Container
     health: health.aio.HealthServicer
+    tasks: list[asyncio.Task[None]]
 
     async def stop(self, grace: float = 2.0) -> None:
+        for task in self.tasks:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.container.engine.dispose()
@@ -73,6 +72,12 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
         AccountServicer(container.accounts), server
     )
     accounts_pb2_grpc.add_CardServiceServicer_to_server(CardServicer(container.accounts), server)
+    kyc_pb2_grpc.add_KycPortalServiceServicer_to_server(
+        KycPortalServicer(container.kyc_portal, container.kyc), server
+    )
+    kyc_pb2_grpc.add_KycCallbackServiceServicer_to_server(
+        KycCallbackServicer(container.kyc), server
+    )
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -83,7 +88,19 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
-    return RunningServer(server, port, container, health_servicer)
+    sweeper = asyncio.create_task(_sweep_idempotency_keys(container))
+    return RunningServer(server, port, container, health_servicer, [sweeper])
+
+
+async def _sweep_idempotency_keys(container: Container, every: float = 60.0) -> None:
+    """Expired keys are never replayed anyway (the claim checks expiry); this keeps the
+    table small."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await container.idempotency.sweep(container.clock.now())
+        except Exception:  # a failed sweep is retried next round
+            log.exception("idempotency sweep failed")
 
 
 async def serve_until_signalled(running: RunningServer) -> None:

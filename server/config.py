@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Known to everyone, so only good for a local sandbox: production refuses to start with it.
+DEVELOPMENT_KYC_WEBHOOK_SECRET = "sandbox-kyc-webhook-secret-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -24,6 +27,10 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics endpoint
     screening_deny_list: list[str] = Field(default_factory=list)  # sandbox screener
+    # The KYC partner (server/bootstrap.py picks the adapter; docs/KYC.md) and the secret its
+    # callbacks are signed with. Only the built-in sandbox partner exists so far.
+    kyc_provider: Literal["sandbox"] = "sandbox"
+    kyc_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_KYC_WEBHOOK_SECRET)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -34,6 +41,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("CUSTOMERS_PUBLIC_URL must be an http(s) URL with a host")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_has_its_own_secrets(self) -> Settings:
+        if (
+            self.env == "production"
+            and self.kyc_webhook_secret.get_secret_value() == DEVELOPMENT_KYC_WEBHOOK_SECRET
+        ):
+            raise ValueError("CUSTOMERS_KYC_WEBHOOK_SECRET must be set in production")
+        if len(self.kyc_webhook_secret.get_secret_value()) < 16:
+            raise ValueError("CUSTOMERS_KYC_WEBHOOK_SECRET must be at least 16 characters")
+        return self
 
     @field_validator("database_url")
     @classmethod

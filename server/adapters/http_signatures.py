@@ -124,7 +124,12 @@ class KeyResolver(Protocol):
 
 
 NonceSeen = Callable[[str, str, int], bool]
-"""(key_id, nonce, created) -> True if already seen (and records it otherwise)."""
+"""(key_id, nonce, created) -> True if already seen, else record it and return False.
+
+Called only after the signature verified, so forged requests cannot burn nonces. A record
+must outlive the window in which `created` is acceptable: keep it until at least
+created + MAX_AGE_SECONDS (and a replica's clock may run MAX_FUTURE_SECONDS behind).
+"""
 
 
 class SignatureRejected(Exception):
@@ -232,9 +237,10 @@ class RequestSignatureVerifier:
                 for name, value in (("Signature", signature), ("Signature-Input", signature_input))
                 if not value
             ]
+            noun = "header" if len(absent) == 1 else "headers"
             _reject(
                 SIGNATURE_MISSING,
-                f"Request is not signed: missing {' and '.join(absent)} header "
+                f"Request is not signed: missing {' and '.join(absent)} {noun} "
                 "(RFC 9421 signatures are required on every authenticated request)",
             )
         parsed = _parse_signature_fields(signature_input, signature)

@@ -71,10 +71,12 @@ class Customer:
         self._apply_kyc_verdict(now)
 
     def record_kyc_verdict(self, verdict: KycVerdict, now: datetime) -> None:
-        """Keeps the verdict; it takes effect once the customer is `verifying`."""
+        """Keeps the verdict; it takes effect once the customer is `verifying`. Before that
+        the latest verdict wins, and the same verdict again changes nothing (partners resend)."""
         if self.status in (CustomerStatus.INITIATING, CustomerStatus.SCREENING):
-            self.kyc_verdict = verdict
-            self.updated_at = now
+            if verdict is not self.kyc_verdict:
+                self.kyc_verdict = verdict
+                self.updated_at = now
         elif self.status is CustomerStatus.VERIFYING:
             self.kyc_verdict = verdict
             self._apply_kyc_verdict(now)
@@ -110,6 +112,16 @@ class Customer:
         self.challenge_message = message
         self.challenge_expires_at = expires_at
         self.updated_at = now
+
+    @property
+    def awaits_kyc_verdict(self) -> bool:
+        """Whether a KYC verdict can still matter. Past `verifying` (or rejected at screening)
+        it cannot: a late or repeated partner callback is then acknowledged and ignored."""
+        return self.status in (
+            CustomerStatus.INITIATING,
+            CustomerStatus.SCREENING,
+            CustomerStatus.VERIFYING,
+        )
 
     @property
     def ownership_proven_already(self) -> bool:

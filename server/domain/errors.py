@@ -126,5 +126,58 @@ class SandboxOnly(DomainError):
     kind = ErrorKind.NOT_FOUND
     reason = "SANDBOX_ONLY"
 
+    def __init__(self, what: str = "The simulator") -> None:
+        super().__init__(f"{what} exists only in development mode")
+
+
+class KycSessionNotFound(NotFound):
+    reason = "KYC_SESSION_NOT_FOUND"
+
     def __init__(self) -> None:
-        super().__init__("The simulator exists only in development mode")
+        super().__init__("KYC session not found")
+
+
+class InvalidCallbackSignature(DomainError):
+    """A KYC partner callback whose signature is missing, stale or wrong: nothing is applied."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+    reason = "INVALID_CALLBACK_SIGNATURE"
+
+
+class KycPartnerUnavailable(DomainError):
+    """The KYC partner's verdict did not reach the service; the person may try again."""
+
+    kind = ErrorKind.UNAVAILABLE
+    reason = "KYC_PARTNER_UNAVAILABLE"
+
+
+class IdempotencyKeyMissing(DomainError):
+    reason = "IDEMPOTENCY_KEY_MISSING"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key header is required on modifying requests")
+
+
+class IdempotencyKeyInvalid(DomainError):
+    reason = "IDEMPOTENCY_KEY_INVALID"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key must be a UUID")
+
+
+class IdempotencyKeyReused(DomainError):
+    kind = ErrorKind.UNPROCESSABLE
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key was already used for a different request")
+
+
+class IdempotencyKeyInFlight(DomainError):
+    kind = ErrorKind.IN_FLIGHT
+    reason = "IDEMPOTENCY_KEY_IN_FLIGHT"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry shortly"
+        )

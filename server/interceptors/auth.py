@@ -10,9 +10,15 @@ from server.interceptors.handlers import BehaviourInterceptor, Context, metadata
 from server.services.auth import AuthService
 from server.transport.context import set_partner
 
-# Methods callable without a token: getting one, and the infrastructure services.
+# Methods callable without a token: getting one, the infrastructure services, and the KYC
+# partner's side. The sandbox portal is reached through a customer's verificationUrl (the
+# unguessable session id is the capability); KYC callbacks come from the partner, not from a
+# partner of ours, and are authenticated by their HMAC signature instead (services/kyc.py).
 PUBLIC_PREFIXES = (
     "/customers.v1.AuthService/CreateToken",
+    "/customers.v1.KycPortalService/GetPortalPage",
+    "/customers.v1.KycPortalService/SubmitDecision",
+    "/customers.v1.KycCallbackService/ReceiveCallback",
     "/grpc.health.v1.Health/",
     "/grpc.reflection.",
 )

@@ -18,17 +18,36 @@ Context = Any
 Around = Callable[[str, Any, Context, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-def wrap(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
+def passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+    """A response serializer that sends already-serialized bytes as they are (replays)."""
+
+    def serialize(message: Any) -> bytes:
+        if isinstance(message, bytes):
+            return message
+        return serializer(message) if serializer else bytes(message)
+
+    return serialize
+
+
+def wrap(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    around: Around,
+    *,
+    raw_responses: bool = False,
+) -> grpc.RpcMethodHandler:
+    """`raw_responses`: the behaviour may return serialized bytes instead of a message."""
     if handler.unary_unary is not None:
         inner = handler.unary_unary
 
         async def unary(request: Any, context: Context) -> Any:
             return await around(method, request, context, lambda: inner(request, context))
 
+        serializer = handler.response_serializer
         return grpc.unary_unary_rpc_method_handler(
             unary,
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=passing_bytes(serializer) if raw_responses else serializer,
         )
     if handler.unary_stream is not None:
         inner_stream = handler.unary_stream
@@ -62,7 +81,11 @@ class BehaviourInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or not self.applies_to(handler_call_details.method):
             return handler
-        return wrap(handler, handler_call_details.method, self.around)
+        return wrap(
+            handler, handler_call_details.method, self.around, raw_responses=self.raw_responses
+        )
+
+    raw_responses = False
 
     def applies_to(self, method: str) -> bool:
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -9,7 +10,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from server.domain.accounts import Account, Card
-from server.domain.customer import Customer, CustomerStatus
+from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
 
 
@@ -53,6 +54,12 @@ class CustomerRepository(Protocol):
         external_id: str | None,
     ) -> list[Customer]: ...
     async def save(self, customer: Customer) -> None: ...
+    async def get_by_kyc_session(
+        self, session_id: str, *, for_update: bool = False
+    ) -> Customer | None:
+        """Deliberately across partners: a KYC partner knows only its session id, which is
+        unguessable and so is the capability. Every other lookup is partner-scoped."""
+        ...
 
 
 class AccountRepository(Protocol):
@@ -108,10 +115,27 @@ class KycSession:
     verification_url: str
 
 
+@dataclass(frozen=True)
+class KycCallback:
+    """A verdict a KYC partner reported, after its signature was checked."""
+
+    session_id: str
+    verdict: KycVerdict
+    event_id: str  # the partner's id for the event: the same on every retry
+
+
 class KycProvider(Protocol):
-    """The external KYC partner: opens a session the end user completes on its portal."""
+    """The external KYC partner: opens a session the end user completes on its portal, and
+    reports the verdict later in a callback signed by the partner's own scheme."""
 
     async def open_session(self, *, partner_id: UUID, customer_id: UUID) -> KycSession: ...
+    async def verify_callback(
+        self, *, body: bytes, headers: Mapping[str, str], now: datetime
+    ) -> KycCallback | None:
+        """Authenticates the raw callback body and headers (lower-case names), then parses it.
+        Raises InvalidCallbackSignature before parsing anything, InvalidField after. None: an
+        authentic event that carries no final verdict (a partner's "pending", say)."""
+        ...
 
 
 class Screener(Protocol):

@@ -138,6 +138,16 @@ class SqlCustomerRepository(_Repository):
         await self._session.merge(mapping.customer_to_row(customer))
         self._audit(customer.partner_id, customer.changes)
 
+    async def get_by_kyc_session(
+        self, session_id: str, *, for_update: bool = False
+    ) -> Customer | None:
+        # Cross-partner on purpose: the session id is the capability (see the port).
+        query = select(CustomerRow).where(CustomerRow.kyc_session_id == session_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).scalar_one_or_none()
+        return mapping.customer_from_row(row) if row else None
+
 
 class SqlAccountRepository(_Repository):
     async def add(self, account: Account) -> None:

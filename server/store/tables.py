@@ -55,6 +55,8 @@ class CustomerRow(SQLModel, table=True):
         sa.UniqueConstraint("partner_id", "external_id", name="uq_customers_partner_external"),
         # Keyset pagination: newest first within a partner.
         sa.Index("ix_customers_partner_created", "partner_id", "created_at", "id"),
+        # KYC partner callbacks name only the session (migration 0002).
+        sa.Index("ix_customers_kyc_session", "kyc_session_id", unique=True),
     )
 
     id: UUID = Field(primary_key=True)
@@ -131,3 +133,22 @@ class ServerSecretRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=256)
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """One claimed Idempotency-Key: the request's fingerprint and, once done, its answer."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.Index("ix_idempotency_expires", "expires_at"),)
+
+    partner_id: UUID = Field(primary_key=True, foreign_key="partners.id")
+    key: UUID = Field(primary_key=True)
+    fingerprint: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    claim_id: UUID  # who holds the claim: a take-over must not be undone by the loser
+    lease_until: datetime = _time()
+    expires_at: datetime = _time()
+    grpc_code: int = 0
+    http_status: int | None = None
+    response: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    created_at: datetime = _time()

@@ -8,6 +8,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.store.claims import active_claim, mark_committed
 from server.store.repositories import (
     SqlAccountRepository,
     SqlCardRepository,
@@ -53,7 +54,12 @@ class SqlUnitOfWork:
                 self._lock.release()
 
     async def commit(self) -> None:
+        claim = active_claim.get()
+        if claim is not None and not claim.committed:
+            await mark_committed(self.session, claim)
         await self.session.commit()
+        if claim is not None:
+            claim.committed = True
 
 
 class SqlUnitOfWorkFactory:

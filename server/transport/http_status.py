@@ -7,10 +7,17 @@ maps to) and strips the header.
 
 from __future__ import annotations
 
-import grpc
+from contextvars import ContextVar
+from typing import Any
 
 HEADER = "x-http-status"
+REPLAYED_HEADER = "idempotent-replayed"
+
+# What the handler answered with, for the idempotency interceptor to store with the body.
+answered: ContextVar[int | None] = ContextVar("answered_http_status", default=None)
 
 
-async def answer_with(context: grpc.aio.ServicerContext, status: int) -> None:
+async def answer_with(context: Any, status: int) -> None:
+    """`context` is a grpc.aio.ServicerContext (grpc ships no type hints)."""
+    answered.set(status)
     await context.send_initial_metadata(((HEADER, str(status)),))

@@ -56,6 +56,16 @@ def rich_status(
 def for_error(error: DomainError) -> tuple[grpc.Status, int | None]:
     """The status to abort with, and the REST status to force when the transcoder's own
     mapping of the gRPC code would differ from the contract."""
+    proto, override = error_status(error)
+    return rpc_status.to_status(proto), override
+
+
+def http_status_of(error: DomainError) -> int:
+    return TABLE[error.kind][1]
+
+
+def error_status(error: DomainError) -> tuple[status_pb2.Status, int | None]:
+    """The google.rpc.Status for an error, and its REST status override (or None)."""
     code, http = TABLE[error.kind]
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
@@ -68,7 +78,7 @@ def for_error(error: DomainError) -> tuple[grpc.Status, int | None]:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     proto = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     override = http if TRANSCODER_HTTP.get(code) != http else None
-    return rpc_status.to_status(proto), override
+    return proto, override
 
 
 def internal(request_id: str) -> grpc.Status:

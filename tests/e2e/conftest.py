@@ -34,8 +34,14 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with database(request.param, folder) as url, running_server(url) as server:
-        http_port, admin_port = free_port(), free_port()
+    # The gateway's port first: the server must know its public URL (SIWE domain, KYC
+    # verificationUrl, and where the sandbox KYC partner sends its callbacks).
+    http_port, admin_port = free_port(), free_port()
+    public_url = f"http://127.0.0.1:{http_port}"
+    with (
+        database(request.param, folder) as url,
+        running_server(url, CUSTOMERS_PUBLIC_URL=public_url) as server,
+    ):
         config = render(
             http_port=http_port,
             admin_port=admin_port,
@@ -46,7 +52,7 @@ def stack(
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")
         try:
-            yield Stack(url, server, f"http://127.0.0.1:{http_port}")
+            yield Stack(url, server, public_url)
         finally:
             stop_envoy_sync(envoy)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from client.idempotency import MODIFYING_HTTP_METHODS, new_key
 from tests.helpers.partners import PartnerCredentials
 from tests.helpers.wallets import caip10, new_wallet, sign_challenge
 
@@ -26,8 +27,15 @@ class RestPartner:
             assert answer.status_code == 200, answer.text
             self.token = answer.json()["token"]
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+    def call(
+        self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """A partner's request; modifying ones get a fresh Idempotency-Key unless the
+        caller passes one (or `idempotent=False` to send none)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if idempotent and method.upper() in MODIFYING_HTTP_METHODS:
+            headers["Idempotency-Key"] = new_key()
+        headers.update(kwargs.pop("headers", {}))
         return self.http.request(method, path, headers=headers, **kwargs)
 
     def create_customer(

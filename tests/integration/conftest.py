@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from client.idempotency import IdempotencyKeyInterceptor
 from customers.v1 import (
     accounts_pb2_grpc,
     auth_pb2,
@@ -36,6 +37,16 @@ class GrpcPartner:
     accounts: accounts_pb2_grpc.AccountServiceStub
     cards: accounts_pb2_grpc.CardServiceStub
     simulator: simulator_pb2_grpc.SimulatorServiceStub
+    auth: auth_pb2_grpc.AuthServiceStub
+    api_key: str
+    api_secret: str
+
+    async def reauthenticate(self) -> None:
+        """A fresh token, e.g. after the test clock moved past the old one's expiry."""
+        token = await self.auth.CreateToken(
+            auth_pb2.CreateTokenRequest(api_key=self.api_key, api_secret=self.api_secret)
+        )
+        self.metadata = (("authorization", f"Bearer {token.token}"),)
 
     async def active_customer(self, external_id: str | None = None) -> resources_pb2.Customer:
         """Onboards a fresh wallet all the way: create, sign, simulator verify."""
@@ -80,23 +91,27 @@ async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[Runni
 
 @pytest.fixture
 async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+    address = f"127.0.0.1:{server.port}"
+    interceptors = [IdempotencyKeyInterceptor()]
+    async with grpc.aio.insecure_channel(address, interceptors=interceptors) as opened:
         yield opened
 
 
 async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
     made = await server.container.auth.create_partner("test")
-    token = await auth_pb2_grpc.AuthServiceStub(channel).CreateToken(
-        auth_pb2.CreateTokenRequest(api_key=str(made.api_key), api_secret=made.api_secret)
-    )
-    return GrpcPartner(
+    found = GrpcPartner(
         partner_id=str(made.partner_id),
-        metadata=(("authorization", f"Bearer {token.token}"),),
+        metadata=(),
         customers=customers_pb2_grpc.CustomerServiceStub(channel),
         accounts=accounts_pb2_grpc.AccountServiceStub(channel),
         cards=accounts_pb2_grpc.CardServiceStub(channel),
         simulator=simulator_pb2_grpc.SimulatorServiceStub(channel),
+        auth=auth_pb2_grpc.AuthServiceStub(channel),
+        api_key=str(made.api_key),
+        api_secret=made.api_secret,
     )
+    await found.reauthenticate()
+    return found
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_keys_of_other_algorithms_are_rejected_with_the_reason(
 def test_p256_rejection_names_the_supported_algorithms() -> None:
     public = ec.generate_private_key(ec.SECP256R1()).public_key()
 
-    with pytest.raises(InvalidSigningKey, match="secp256r1.*P-384.*Ed25519"):
+    with pytest.raises(InvalidSigningKey, match=r"secp256r1.*P-384.*Ed25519"):
         parse_submitted_key(_submitted(public))
 
 

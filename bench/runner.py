@@ -1,0 +1,185 @@
+"""Runs cases, accounts CPU per request, and takes medians.
+
+Runs are interleaved (run 1 of every case, then run 2 ...) so a slow drift of the machine,
+or a neighbour process waking up, hits every case alike instead of one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+from bench.load import LoadError, LoadResult, missing
+from bench.procs import children_cpu_seconds, group_cpu, machine_busy_seconds, used_between
+
+
+@dataclass(frozen=True)
+class Case:
+    """One load to measure. `name` is unique across scenarios: a case two scenarios share
+    (a baseline) runs once."""
+
+    name: str
+    label: str
+    tool: str
+    run: Callable[[float], LoadResult]
+    # Raises LoadError unless the answers were the real successes the case is about.
+    check: Callable[[LoadResult], None] = lambda _result: None
+
+
+@dataclass(frozen=True)
+class Ratio:
+    label: str
+    numerator: str  # case names; the ratio is of median requests/s
+    denominator: str
+    target: float | None = None  # SPEC figure, shown beside the ratio
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one scenario wants measured."""
+
+    scenario: str
+    title: str
+    cases: list[Case]
+    ratios: list[Ratio] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One run of one case. CPU figures are microseconds per successful request."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    seconds: float
+    server_us: float
+    envoy_us: float
+    db_us: float  # PostgreSQL backends; 0 with SQLite, which runs inside the server
+    stack_us: float  # server + Envoy + db: the cost of serving, load tool excluded
+    client_us: float
+    other_cores: float  # busy cores spent by everything else on the machine meanwhile
+    failed: int = 0  # transport failures (timeouts, resets), tolerated up to MAX_FAILED_SHARE
+
+
+METRICS = [
+    name for name in Figures.__dataclass_fields__ if name not in ("requests", "seconds", "failed")
+]
+MAX_FAILED_SHARE = 0.01
+
+
+@dataclass
+class CaseReport:
+    name: str
+    label: str
+    tool: str
+    skipped: str | None = None
+    runs: list[Figures] = field(default_factory=list)
+
+    def median(self, metric: str) -> float:
+        return statistics.median(getattr(run, metric) for run in self.runs)
+
+    def spread(self, metric: str = "rps") -> float:
+        """(max - min) / median, to tell a steady figure from a noisy one."""
+        values = [getattr(run, metric) for run in self.runs]
+        middle = statistics.median(values)
+        return (max(values) - min(values)) / middle if middle else 0.0
+
+    def as_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"name": self.name, "label": self.label, "tool": self.tool}
+        if self.skipped:
+            body["skipped"] = self.skipped
+            return body
+        body["median"] = {metric: round(self.median(metric), 3) for metric in METRICS}
+        body["rps_spread"] = round(self.spread(), 3)
+        body["runs"] = [asdict(run) for run in self.runs]
+        return body
+
+
+Processes = Callable[[], dict[str, list[int]]]
+
+
+def measure(case: Case, duration: float, processes: Processes) -> Figures:
+    """One run of the case, with CPU read from /proc before and after."""
+    roles = processes()
+    before = {role: group_cpu(pids) for role, pids in roles.items()}
+    client_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
+    started = time.monotonic()
+    result = case.run(duration)
+    wall = time.monotonic() - started
+    # Asked again: a database backend that the pool opened during the run counts too.
+    roles_after = processes()
+    after = {role: group_cpu(pids) for role, pids in roles_after.items()}
+    client = children_cpu_seconds() - client_before
+    busy = machine_busy_seconds() - busy_before
+
+    # An error answer means the case measures the wrong thing: stop. A rare transport
+    # failure (a wrk timeout on a starved core) is noted instead, up to 1% of requests.
+    if result.non_2xx or result.failed > MAX_FAILED_SHARE * max(result.requests, 1):
+        raise LoadError(
+            f"{case.label}: {result.non_2xx} non-2xx and {result.failed} failed requests:\n"
+            f"{result.output}"
+        )
+    if result.requests <= 0:
+        raise LoadError(f"{case.label}: no successful request:\n{result.output}")
+    case.check(result)
+
+    used = {role: used_between(before.get(role, {}), after[role]) for role in after}
+    per_request = 1e6 / result.requests
+    return Figures(
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        requests=result.requests,
+        seconds=result.seconds,
+        server_us=used.get("server", 0.0) * per_request,
+        envoy_us=used.get("envoy", 0.0) * per_request,
+        db_us=used.get("db", 0.0) * per_request,
+        stack_us=sum(used.values()) * per_request,
+        client_us=client * per_request,
+        other_cores=max(0.0, busy - sum(used.values()) - client) / wall,
+        failed=result.failed,
+    )
+
+
+def unique_cases(plans: Iterable[Plan]) -> list[Case]:
+    seen: dict[str, Case] = {}
+    for plan in plans:
+        for case in plan.cases:
+            seen.setdefault(case.name, case)
+    return list(seen.values())
+
+
+def run_cases(
+    cases: list[Case],
+    *,
+    runs: int,
+    duration: float,
+    warmup: float,
+    processes: Processes,
+    say: Callable[[str], None],
+) -> dict[str, CaseReport]:
+    reports = {case.name: CaseReport(case.name, case.label, case.tool) for case in cases}
+    ready: list[Case] = []
+    for case in cases:
+        reason = missing(case.tool)
+        if reason:
+            reports[case.name].skipped = reason
+            say(f"SKIPPED {case.label}: {reason}")
+            continue
+        if warmup > 0:
+            # Fills the server's caches and DB pool and opens Envoy's upstream connection.
+            say(f"warm-up {case.label} ({warmup:g} s)")
+            measure(case, warmup, processes)
+        ready.append(case)
+    for number in range(1, runs + 1):
+        for case in ready:
+            figures = measure(case, duration, processes)
+            reports[case.name].runs.append(figures)
+            say(
+                f"run {number}/{runs} {case.label}: {figures.rps:,.0f} req/s, "
+                f"p99 {figures.p99_ms:.1f} ms, stack {figures.stack_us:,.0f} us/req"
+            )
+    return reports

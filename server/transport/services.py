@@ -1,0 +1,19 @@
+"""The gRPC services this server exposes (and Envoy transcodes), as proto descriptors."""
+
+from __future__ import annotations
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from customers.v1 import accounts_pb2, auth_pb2, customers_pb2, kyc_pb2, simulator_pb2
+
+SERVICES: list[ServiceDescriptor] = [
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+    customers_pb2.DESCRIPTOR.services_by_name["CustomerService"],
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"],
+    accounts_pb2.DESCRIPTOR.services_by_name["CardService"],
+    simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"],
+    kyc_pb2.DESCRIPTOR.services_by_name["KycPortalService"],
+    kyc_pb2.DESCRIPTOR.services_by_name["KycCallbackService"],
+]
+
+SERVICE_NAMES: list[str] = [service.full_name for service in SERVICES]
