@@ -79,7 +79,7 @@ class CaseReport:
     runs: list[Figures] = field(default_factory=list)
 
     def median(self, metric: str) -> float:
-        return statistics.median(getattr(run, metric) for run in self.runs)
+        return float(statistics.median(getattr(run, metric) for run in self.runs))
 
     def spread(self, metric: str = "rps") -> float:
         """(max - min) / median, to tell a steady figure from a noisy one."""

@@ -33,6 +33,8 @@ def default_config() -> str:
         backends=[("127.0.0.1", 50051)],
         descriptor_path=str(DEFAULT_DESCRIPTOR),
         services=list(SERVICES),
+        # Validation only: deployments render the real key (python -m server gateway-config).
+        gateway_key="validate-only",
     )
 
 

@@ -30,6 +30,7 @@ STREAM_IDLE_TIMEOUT = "300s"
 _API = "type.googleapis.com/envoy."
 _TRANSCODER = _API + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
 _LUA = _API + "extensions.filters.http.lua.v3.Lua"
+_EXT_AUTHZ = _API + "extensions.filters.http.ext_authz.v3.ExtAuthz"
 _BUFFER = _API + "extensions.filters.http.buffer.v3.Buffer"
 _ROUTER = _API + "extensions.filters.http.router.v3.Router"
 _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -66,7 +67,7 @@ def render(
     backends: Sequence[tuple[str, int]],
     descriptor_path: str,
     services: Sequence[str],
-    authz: bool = False,
+    gateway_key: str,
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
 ) -> str:
@@ -78,7 +79,7 @@ def render(
             backends=backends,
             descriptor_path=descriptor_path,
             services=services,
-            authz=authz,
+            gateway_key=gateway_key,
             bind_address=bind_address,
             access_log=access_log,
         ),
@@ -93,7 +94,7 @@ def bootstrap(
     backends: Sequence[tuple[str, int]],
     descriptor_path: str,
     services: Sequence[str],
-    authz: bool = False,
+    gateway_key: str,
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
 ) -> Json:
@@ -102,15 +103,6 @@ def bootstrap(
         raise ValueError("at least one backend is needed")
     if not services:
         raise ValueError("at least one gRPC service is needed")
-    if authz:
-        # TODO(ext_authz): add an envoy.filters.http.ext_authz filter (gRPC, with_request_body
-        # {max_request_bytes: MAX_REQUEST_BODY_BYTES, allow_partial_message: false,
-        # pack_as_bytes: true}) in _http_filters, at the slot marked there, and a first
-        # local-reply mapper on response_flag_filter UAEX whose body_format_override is
-        # text_format_source "%LOCAL_REPLY_BODY%" (content_type application/json): ext_authz
-        # denials are local replies, and the generic JSON wrapper would otherwise re-wrap the
-        # verifier's google.rpc.Status body as a string. Keep the buffer filter before it.
-        raise NotImplementedError("ext_authz is not wired into the gateway yet")
     return {
         "node": {"id": "customers-gateway", "cluster": "customers-gateway"},
         "admin": {
@@ -125,6 +117,7 @@ def bootstrap(
                     descriptor_path=descriptor_path,
                     services=services,
                     access_log=access_log,
+                    gateway_key=gateway_key,
                 )
             ],
             "clusters": [_cluster(backends)],
@@ -155,6 +148,7 @@ def _listener(
     descriptor_path: str,
     services: Sequence[str],
     access_log: bool,
+    gateway_key: str,
 ) -> Json:
     return {
         "name": "rest",
@@ -171,6 +165,7 @@ def _listener(
                             descriptor_path=descriptor_path,
                             services=services,
                             access_log=access_log,
+                            gateway_key=gateway_key,
                         ),
                     }
                 ]
@@ -180,7 +175,7 @@ def _listener(
 
 
 def _http_connection_manager(
-    *, descriptor_path: str, services: Sequence[str], access_log: bool
+    *, descriptor_path: str, services: Sequence[str], access_log: bool, gateway_key: str
 ) -> Json:
     hcm: Json = {
         "@type": _HCM,
@@ -196,7 +191,9 @@ def _http_connection_manager(
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "request_headers_timeout": "10s",
         "route_config": _route_config(),
-        "http_filters": _http_filters(descriptor_path=descriptor_path, services=services),
+        "http_filters": _http_filters(
+            descriptor_path=descriptor_path, services=services, gateway_key=gateway_key
+        ),
         "local_reply_config": _local_reply_config(),
     }
     if access_log:
@@ -239,7 +236,7 @@ def _route_config() -> Json:
     }
 
 
-def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
+def _http_filters(*, descriptor_path: str, services: Sequence[str], gateway_key: str) -> list[Json]:
     # Order matters. Requests pass the filters top to bottom, responses bottom to top.
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
@@ -251,9 +248,10 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
             "name": "envoy.filters.http.buffer",
             "typed_config": {"@type": _BUFFER, "max_request_bytes": MAX_REQUEST_BODY_BYTES},
         },
-        # 3. TODO(ext_authz): the signature/token check goes HERE: before the /v1 rewrite and
-        #    the transcoder, so it sees the path and raw body exactly as the client sent them,
-        #    and it covers unmatched paths and native gRPC paths too. See bootstrap().
+        # 3. Token + RFC 9421 signature + Content-Digest check by the server's verifier.
+        #    Before the /v1 rewrite and the transcoder, so it sees the path and the raw body
+        #    exactly as the client sent them, and it covers unmatched paths too.
+        _ext_authz(gateway_key),
         # 4. x-original-path, /v1 prefix strip, REST request hygiene (request.lua). The
         #    transcoder matches paths before routing, so the strip must run before it.
         _lua("customers.request", REQUEST_LUA),
@@ -270,6 +268,32 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
         },
     ]
     return filters
+
+
+def _ext_authz(gateway_key: str) -> Json:
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": _EXT_AUTHZ,
+            "transport_api_version": "V3",
+            "grpc_service": {
+                "envoy_grpc": {"cluster_name": CLUSTER},
+                "timeout": "5s",
+                # Proves to the verifier that the gateway is asking (server/bootstrap.py).
+                "initial_metadata": [{"key": "x-gateway-key", "value": gateway_key}],
+            },
+            # The raw bytes the client sent: Content-Digest is checked against exactly these.
+            "with_request_body": {
+                "max_request_bytes": MAX_REQUEST_BODY_BYTES,
+                "allow_partial_message": False,
+                "pack_as_bytes": True,
+            },
+            # No verifier, no entry: fail closed, as a 503 (JSON via local_reply_config).
+            "failure_mode_allow": False,
+            "status_on_error": {"code": 503},
+            "clear_route_cache": False,
+        },
+    }
 
 
 def _lua(name: str, source: pathlib.Path) -> Json:
@@ -372,7 +396,19 @@ def _local_reply_config() -> Json:
         },
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
-    return {"mappers": [grpc_passthrough, *mappers], "body_format": _error_body(*_FALLBACK_CODE)}
+    # ext_authz denials are local replies whose body the verifier already made as
+    # google.rpc.Status JSON: pass it through instead of wrapping it again.
+    authz_denial = {
+        "filter": {"response_flag_filter": {"flags": ["UAEX"]}},
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
+    }
+    return {
+        "mappers": [grpc_passthrough, authz_denial, *mappers],
+        "body_format": _error_body(*_FALLBACK_CODE),
+    }
 
 
 def _header_filter(name: str, match: Json) -> Json:

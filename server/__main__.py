@@ -32,20 +32,19 @@ async def _serve(settings: Settings) -> None:
 
 async def _dev(settings: Settings) -> None:
     """The whole local stack: the gRPC server plus Envoy in front of it."""
-    from gateway.config import render
     from gateway.process import start_envoy, stop_envoy
     from server import app
+    from server.edge import render_gateway
     from server.logging import configure
 
     configure(settings.log_level, json=settings.log_json)
     _start_metrics(settings)
     running = await app.start(settings)
-    config = render(
+    config = await render_gateway(
+        settings.database_url,
         http_port=settings.http_port,
         admin_port=settings.envoy_admin_port,
         backends=[(settings.grpc_host, running.port)],
-        descriptor_path=str(_descriptor()),
-        services=app.SERVICE_NAMES,
     )
     envoy = await start_envoy(config, admin_port=settings.envoy_admin_port)
     print(
@@ -59,12 +58,6 @@ async def _dev(settings: Settings) -> None:
         await app.serve_until_signalled(running)
     finally:
         await stop_envoy(envoy)
-
-
-def _descriptor() -> object:
-    import pathlib
-
-    return pathlib.Path(__file__).resolve().parent.parent / "gen" / "customers.pb"
 
 
 def _start_metrics(settings: Settings) -> None:
@@ -101,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the gRPC server")
     commands.add_parser("dev", help="run the gRPC server and Envoy (local sandbox)")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    edge = commands.add_parser("gateway-config", help="print the Envoy config for this database")
+    edge.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a server replica (repeatable; default: CUSTOMERS_GRPC_HOST:CUSTOMERS_GRPC_PORT)",
+    )
     partners = commands.add_parser("partners", help="manage partners")
     partner_commands = partners.add_subparsers(dest="partner_command", required=True)
     create = partner_commands.add_parser("create", help="create a partner; prints its secret once")
@@ -113,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         from server.store.migrate import upgrade
 
         upgrade(settings.database_url)
+        return 0
+    if args.command == "gateway-config":
+        from server.edge import render_gateway_sync
+
+        backends = [
+            (host, int(port)) for host, _, port in (b.rpartition(":") for b in args.backend)
+        ] or [(settings.grpc_host, settings.grpc_port)]
+        print(
+            render_gateway_sync(
+                settings.database_url,
+                http_port=settings.http_port,
+                admin_port=settings.envoy_admin_port,
+                backends=backends,
+            )
+        )
         return 0
     if args.command == "serve":
         _run(_serve(settings))

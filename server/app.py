@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -61,7 +62,11 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
             ("grpc.so_reuseport", 1),
         ],
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(container.auth), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthServicer(container.auth, container.signing_keys), server
+    )
+    # Envoy's ext_authz verifier: REST requests are checked here before they are transcoded.
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(container.authz, server)
     customers_pb2_grpc.add_CustomerServiceServicer_to_server(
         CustomerServicer(container.customers), server
     )

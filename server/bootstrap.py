@@ -3,6 +3,8 @@ from Settings. Nothing else in the server constructs infrastructure."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,9 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from server.adapters.attestation import Attestor
 from server.adapters.clock import SystemClock
+from server.adapters.http_signatures import RequestSignatureVerifier
 from server.adapters.kyc import SandboxKyc
 from server.adapters.screening import SandboxScreener
+from server.adapters.signing_keys import parse_public_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
@@ -26,11 +31,15 @@ from server.services.auth import AuthService
 from server.services.customers import ChallengeSettings, CustomerService
 from server.services.kyc import KycService
 from server.services.ports import Clock, KycProvider
+from server.services.signing_keys import SigningKeyService
 from server.store.engine import make_engine
 from server.store.idempotency import IdempotencyStore
+from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.transport.authz import AuthorizationServicer
 from server.transport.http_rules import modifying_methods
+from server.transport.request_auth import NonceRegistry, RequestAuthenticator
 from server.transport.services import SERVICES
 
 
@@ -46,18 +55,32 @@ class Container:
     interceptors: list[grpc.aio.ServerInterceptor]
     kyc: KycService
     kyc_portal: SandboxKyc | None  # the sandbox partner's pages; None when they are off
+    signing_keys: SigningKeyService
+    authz: AuthorizationServicer  # Envoy's ext_authz verifier
 
 
-async def _token_secret(engine: AsyncEngine) -> str:
+async def server_secret(engine: AsyncEngine, name: str) -> str:
+    """A secret every replica shares, made by the migrations ("token", "attestation")."""
     async with engine.connect() as connection:
         row = (
             await connection.execute(
-                select(col(ServerSecretRow.value)).where(col(ServerSecretRow.name) == "token")
+                select(col(ServerSecretRow.value)).where(col(ServerSecretRow.name) == name)
             )
         ).first()
     if row is None:
-        raise RuntimeError("no token secret in the database: run `python -m server migrate`")
+        raise RuntimeError(f"no {name} secret in the database: run `python -m server migrate`")
     return str(row[0])
+
+
+def gateway_key(attestation_secret: str) -> str:
+    """What Envoy presents when it calls the ext_authz verifier: only the gateway may ask
+    for attestations (rendered into its config by `python -m server gateway-config`)."""
+    return hmac.new(attestation_secret.encode(), b"ext_authz caller", hashlib.sha256).hexdigest()
+
+
+def _nonce_registry(settings: Settings, uow: SqlUnitOfWorkFactory) -> NonceRegistry:
+    # One SQLite process sees every request: memory suffices. Replicas share the table.
+    return MemoryNonceRegistry() if settings.is_sqlite else SqlNonceRegistry(uow)
 
 
 def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
@@ -79,7 +102,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     auth = AuthService(
         uow=uow,
         clock=clock,
-        tokens=JwtTokens(await _token_secret(engine)),
+        tokens=JwtTokens(await server_secret(engine, "token")),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     kyc_provider = _kyc_provider(settings, clock)
@@ -97,13 +120,30 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     )
     accounts = AccountService(uow=uow, clock=clock)
     idempotency = IdempotencyStore(uow)
+    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
+    authenticator = RequestAuthenticator(
+        auth=auth,
+        keys=signing_keys,
+        verifier=RequestSignatureVerifier(),
+        nonces=_nonce_registry(settings, uow),
+        clock=clock,
+    )
+    attestation_secret = await server_secret(engine, "attestation")
+    attestor = Attestor(attestation_secret)
     interceptors: list[grpc.aio.ServerInterceptor] = [
         # Outermost: every call gets a request id, a log line and metrics, whatever happens.
         RequestContextInterceptor(),
         # Turns exceptions from everything below into rich statuses (and REST statuses).
         ErrorsInterceptor(),
-        # Who is calling: the partner behind the bearer token.
-        AuthInterceptor(auth),
+        # Who is calling, proven: bearer token + RFC 9421 signature (or the gateway's
+        # attestation that its verifier checked both on the raw REST request).
+        AuthInterceptor(
+            authenticator=authenticator,
+            attestor=attestor,
+            clock=clock,
+            public_authority=settings.public_authority,
+            public_scheme=settings.public_scheme,
+        ),
         # Modifying calls run once per Idempotency-Key (per partner, so after auth).
         IdempotencyInterceptor(
             idempotency, clock, modifying_methods(SERVICES, exempt=PUBLIC_PREFIXES)
@@ -120,4 +160,11 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         interceptors,
         kyc=KycService(uow=uow, clock=clock, provider=kyc_provider),
         kyc_portal=sandbox_portal if settings.env == "development" else None,
+        signing_keys=signing_keys,
+        authz=AuthorizationServicer(
+            authenticator=authenticator,
+            attestor=attestor,
+            clock=clock,
+            gateway_key=gateway_key(attestation_secret),
+        ),
     )

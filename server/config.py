@@ -74,5 +74,9 @@ class Settings(BaseSettings):
         return host
 
     @property
+    def public_scheme(self) -> str:
+        return urlsplit(self.public_url).scheme
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

@@ -17,6 +17,8 @@ from typing import Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from server.services.ports import PublicKeyInfo
+
 ECDSA_P384_SHA384: Final = "ecdsa-p384-sha384"
 ED25519: Final = "ed25519"
 ALGORITHMS: Final = frozenset({ECDSA_P384_SHA384, ED25519})
@@ -120,3 +122,9 @@ def jwk_thumbprint(key: VerificationKey) -> str:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def parse_public_key(submitted: str) -> PublicKeyInfo:
+    """The PublicKeyParser port: raises InvalidSigningKey (a ValueError) with a reason."""
+    key = parse_submitted_key(submitted)
+    return PublicKeyInfo(key.key_id, key.algorithm, key.pem)

@@ -70,18 +70,21 @@ class Customer:
         self._move(CustomerStatus.VERIFYING, "wallet screening passed", now)
         self._apply_kyc_verdict(now)
 
-    def record_kyc_verdict(self, verdict: KycVerdict, now: datetime) -> None:
+    def record_kyc_verdict(self, verdict: KycVerdict, now: datetime) -> bool:
         """Keeps the verdict; it takes effect once the customer is `verifying`. Before that
-        the latest verdict wins, and the same verdict again changes nothing (partners resend)."""
+        the latest verdict wins, and the same verdict again changes nothing (partners resend).
+        Returns whether anything changed."""
         if self.status in (CustomerStatus.INITIATING, CustomerStatus.SCREENING):
-            if verdict is not self.kyc_verdict:
-                self.kyc_verdict = verdict
-                self.updated_at = now
-        elif self.status is CustomerStatus.VERIFYING:
+            if verdict is self.kyc_verdict:
+                return False
+            self.kyc_verdict = verdict
+            self.updated_at = now
+            return True
+        if self.status is CustomerStatus.VERIFYING:
             self.kyc_verdict = verdict
             self._apply_kyc_verdict(now)
-        else:
-            raise InvalidStateTransition("customer", "record a KYC verdict for", self.status.value)
+            return True
+        raise InvalidStateTransition("customer", "record a KYC verdict for", self.status.value)
 
     def _apply_kyc_verdict(self, now: datetime) -> None:
         if self.kyc_verdict is KycVerdict.APPROVED:

@@ -181,3 +181,14 @@ class IdempotencyKeyInFlight(DomainError):
         super().__init__(
             "A request with this Idempotency-Key is still being processed; retry shortly"
         )
+
+
+class RequestNotAuthenticated(DomainError):
+    """A signature, digest or token check failed; `reason` names which (SIGNATURE_INVALID,
+    DIGEST_MISMATCH, UNKNOWN_KEY, ...)."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

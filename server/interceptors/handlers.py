@@ -8,14 +8,31 @@ hand, in the same contextvars context as the handler) rather than deciding in
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
+
+from server.transport.context import metadata
 
 # grpc.aio.ServicerContext; grpc ships no type hints, so it is Any to mypy either way.
 Context = Any
 # Runs around one call: gets the method name, the request, the context and the next step.
 Around = Callable[[str, Any, Context, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+# The request's bytes as they arrived, for checks that must see exactly what the client sent
+# (the native gRPC Content-Digest). Set by the deserializer, which grpc.aio runs in the
+# call's own task just before the behaviour.
+raw_request: ContextVar[bytes | None] = ContextVar("raw_request", default=None)
+
+
+def capturing(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        raw_request.set(raw)
+        return deserializer(raw) if deserializer else raw
+
+    return deserialize
 
 
 def passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
@@ -35,8 +52,13 @@ def wrap(
     around: Around,
     *,
     raw_responses: bool = False,
+    capture_request: bool = False,
 ) -> grpc.RpcMethodHandler:
-    """`raw_responses`: the behaviour may return serialized bytes instead of a message."""
+    """`raw_responses`: the behaviour may return serialized bytes instead of a message.
+    `capture_request`: keep the request's raw bytes in `raw_request`."""
+    deserializer = handler.request_deserializer
+    if capture_request:
+        deserializer = capturing(deserializer)
     if handler.unary_unary is not None:
         inner = handler.unary_unary
 
@@ -46,7 +68,7 @@ def wrap(
         serializer = handler.response_serializer
         return grpc.unary_unary_rpc_method_handler(
             unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=passing_bytes(serializer) if raw_responses else serializer,
         )
     if handler.unary_stream is not None:
@@ -64,7 +86,7 @@ def wrap(
 
         return grpc.unary_stream_rpc_method_handler(
             stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler  # client/bidi streaming: none of ours
@@ -82,10 +104,15 @@ class BehaviourInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not self.applies_to(handler_call_details.method):
             return handler
         return wrap(
-            handler, handler_call_details.method, self.around, raw_responses=self.raw_responses
+            handler,
+            handler_call_details.method,
+            self.around,
+            raw_responses=self.raw_responses,
+            capture_request=self.captures_request,
         )
 
     raw_responses = False
+    captures_request = False
 
     def applies_to(self, method: str) -> bool:
         return True
@@ -96,9 +123,4 @@ class BehaviourInterceptor(grpc.aio.ServerInterceptor):
         raise NotImplementedError
 
 
-def metadata(context: Context, key: str) -> str | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            value = item.value
-            return value.decode() if isinstance(value, bytes) else value
-    return None
+__all__ = ["BehaviourInterceptor", "Context", "metadata", "raw_request", "wrap"]

@@ -69,6 +69,19 @@ class AuthService:
         claims = TokenClaims(partner.id, partner.credentials_version, expires_at)
         return IssuedToken(self._tokens.encode(claims), expires_at)
 
+    async def rotate_credentials(self, *, partner_id: UUID) -> NewPartner:
+        """A new secret; every token issued before stops working at once (version bump)."""
+        secret = new_secret()
+        async with self._uow(write=True) as uow:
+            partner = await uow.partners.get(partner_id)
+            if partner is None:
+                raise Unauthenticated("Unknown partner")
+            partner.secret_hash = hash_secret(secret)
+            partner.credentials_version += 1
+            await uow.partners.save(partner)
+            await uow.commit()
+        return NewPartner(partner.id, partner.api_key, secret)
+
     async def authenticate(self, token: str) -> UUID:
         """The partner a bearer token speaks for; raises Unauthenticated otherwise."""
         claims = self._tokens.decode(token, now=int(self._clock.now().timestamp()))

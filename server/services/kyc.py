@@ -36,9 +36,7 @@ class KycService:
                 raise KycSessionNotFound()
             if not customer.awaits_kyc_verdict:
                 return callback
-            before = (customer.status, customer.kyc_verdict)
-            customer.record_kyc_verdict(callback.verdict, self._clock.now())
-            if (customer.status, customer.kyc_verdict) != before:
+            if customer.record_kyc_verdict(callback.verdict, self._clock.now()):
                 await uow.customers.save(customer)
                 await uow.commit()
         return callback

@@ -12,6 +12,7 @@ from uuid import UUID
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
+from server.domain.signing_keys import SigningKey
 
 
 class Clock(Protocol):
@@ -83,6 +84,12 @@ class CardRepository(Protocol):
     async def save(self, card: Card) -> None: ...
 
 
+class SigningKeyRepository(Protocol):
+    async def live(self, *, partner_id: UUID) -> list[SigningKey]: ...
+    async def add(self, key: SigningKey) -> None: ...
+    async def delete(self, *, partner_id: UUID, key_id: str) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Nothing is written unless `commit` is called."""
 
@@ -94,6 +101,8 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def cards(self) -> CardRepository: ...
+    @property
+    def signing_keys(self) -> SigningKeyRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -161,3 +170,16 @@ class TokenCodec(Protocol):
     def decode(self, token: str, *, now: int) -> TokenClaims:
         """Raises domain.errors.Unauthenticated on a bad or expired token."""
         ...
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    key_id: str
+    algorithm: str
+    pem: str
+
+
+class PublicKeyParser(Protocol):
+    """Parses a partner-submitted public key; raises ValueError saying what is wrong."""
+
+    def __call__(self, submitted: str) -> PublicKeyInfo: ...

@@ -15,6 +15,7 @@ from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import CustomerAlreadyExists
 from server.domain.lifecycle import StatusChanged
 from server.domain.partner import Partner
+from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
 from server.store import mapping
 from server.store.tables import (
@@ -22,6 +23,7 @@ from server.store.tables import (
     CardRow,
     CustomerRow,
     PartnerRow,
+    SigningKeyRow,
     StatusChangeRow,
     UTCDateTime,
 )
@@ -227,3 +229,36 @@ class SqlCardRepository(_Repository):
     async def save(self, card: Card) -> None:
         await self._session.merge(mapping.card_to_row(card))
         self._audit(card.partner_id, card.changes)
+
+
+class SqlSigningKeyRepository(_Repository):
+    async def live(self, *, partner_id: UUID) -> list[SigningKey]:
+        query = (
+            select(SigningKeyRow)
+            .where(col(SigningKeyRow.partner_id) == partner_id)
+            .order_by(col(SigningKeyRow.created_at))
+        )
+        rows = (await self._session.execute(query)).scalars()
+        return [
+            SigningKey(r.partner_id, r.key_id, r.algorithm, r.public_key_pem, r.created_at)
+            for r in rows
+        ]
+
+    async def add(self, key: SigningKey) -> None:
+        self._session.add(
+            SigningKeyRow(
+                partner_id=key.partner_id,
+                key_id=key.key_id,
+                algorithm=key.algorithm,
+                public_key_pem=key.public_key_pem,
+                created_at=key.created_at,
+            )
+        )
+
+    async def delete(self, *, partner_id: UUID, key_id: str) -> bool:
+        result = await self._session.execute(
+            sa.delete(SigningKeyRow)
+            .where(col(SigningKeyRow.partner_id) == partner_id, col(SigningKeyRow.key_id) == key_id)
+            .returning(col(SigningKeyRow.key_id))
+        )
+        return result.first() is not None

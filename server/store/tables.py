@@ -152,3 +152,24 @@ class IdempotencyRow(SQLModel, table=True):
     http_status: int | None = None
     response: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     created_at: datetime = _time()
+
+
+class SigningKeyRow(SQLModel, table=True):
+    __tablename__ = "signing_keys"
+
+    partner_id: UUID = Field(primary_key=True, foreign_key="partners.id")
+    key_id: str = Field(primary_key=True, max_length=64)
+    algorithm: str = Field(max_length=32)
+    public_key_pem: str = Field(max_length=1024)
+    created_at: datetime = _time()
+
+
+class SignatureNonceRow(SQLModel, table=True):
+    """Nonces seen inside the signature window, shared by every replica."""
+
+    __tablename__ = "signature_nonces"
+    __table_args__ = (sa.Index("ix_signature_nonces_expires", "expires_at"),)
+
+    key_id: str = Field(primary_key=True, max_length=64)
+    nonce: str = Field(primary_key=True, max_length=128)
+    expires_at: datetime = _time()

@@ -14,6 +14,7 @@ from server.store.repositories import (
     SqlCardRepository,
     SqlCustomerRepository,
     SqlPartnerRepository,
+    SqlSigningKeyRepository,
 )
 
 
@@ -23,6 +24,7 @@ class SqlUnitOfWork:
     customers: SqlCustomerRepository
     accounts: SqlAccountRepository
     cards: SqlCardRepository
+    signing_keys: SqlSigningKeyRepository
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None
@@ -38,6 +40,7 @@ class SqlUnitOfWork:
         self.customers = SqlCustomerRepository(self.session)
         self.accounts = SqlAccountRepository(self.session)
         self.cards = SqlCardRepository(self.session)
+        self.signing_keys = SqlSigningKeyRepository(self.session)
         return self
 
     async def __aexit__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import Any
 from uuid import UUID
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -19,3 +20,12 @@ def partner() -> UUID:
     if value is None:
         raise RuntimeError("no authenticated partner in this call")
     return value
+
+
+def metadata(context: Any, key: str) -> str | None:
+    """One text metadata value of a grpc.aio call (`context`: grpc.aio.ServicerContext)."""
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            value = item.value
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from gateway.config import render
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.app import SERVICE_NAMES
+from server.edge import render_gateway_sync
 from tests.helpers.databases import database
 from tests.helpers.partners import PartnerCredentials, create_partner
-from tests.helpers.processes import DESCRIPTOR, ServerProcess, free_port, running_server
+from tests.helpers.processes import ServerProcess, free_port, running_server
 from tests.helpers.rest import RestPartner
 
 
@@ -42,12 +41,11 @@ def stack(
         database(request.param, folder) as url,
         running_server(url, CUSTOMERS_PUBLIC_URL=public_url) as server,
     ):
-        config = render(
+        config = render_gateway_sync(
+            url,
             http_port=http_port,
             admin_port=admin_port,
             backends=[("127.0.0.1", server.port)],
-            descriptor_path=str(DESCRIPTOR),
-            services=SERVICE_NAMES,
             access_log=False,
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from server.adapters.tokens import JwtTokens
-from server.bootstrap import _token_secret
+from server.bootstrap import server_secret
 from server.services.ports import TokenClaims
 from server.store.engine import make_engine
 from tests.e2e.conftest import Stack
@@ -68,7 +68,7 @@ def _mint(stack: Stack, partner_id: str, expires_at: int) -> str:
     async def secret() -> str:
         engine = make_engine(stack.database_url)
         try:
-            return await _token_secret(engine)
+            return await server_secret(engine, "token")
         finally:
             await engine.dispose()
 
@@ -81,8 +81,9 @@ def test_an_expired_token_answers_401_and_a_fresh_one_works(
 ) -> None:
     partner_id = partner.credentials.partner_id
     expired = _mint(stack, partner_id, int(time.time()) - 1)
-    answer = http.get("/customers", headers={"Authorization": f"Bearer {expired}"})
+    answer = partner.call("GET", "/customers", headers={"Authorization": f"Bearer {expired}"})
     assert answer.status_code == 401
     assert "expired" in answer.json()["message"]
     fresh = _mint(stack, partner_id, int(time.time()) + 60)
-    assert http.get("/customers", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    ok = partner.call("GET", "/customers", headers={"Authorization": f"Bearer {fresh}"})
+    assert ok.status_code == 200

@@ -9,13 +9,12 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from gateway.config import render
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.app import SERVICE_NAMES
+from server.edge import render_gateway_sync
 from tests.e2e.conftest import Stack
 from tests.e2e.test_rest_idempotency import fire_concurrently
 from tests.helpers.databases import postgres_database
-from tests.helpers.processes import DESCRIPTOR, free_port, running_server
+from tests.helpers.processes import free_port, running_server
 from tests.helpers.rest import RestPartner
 
 
@@ -26,12 +25,11 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         url = stack.enter_context(postgres_database())
         servers = [stack.enter_context(running_server(url)) for _ in range(2)]
         http_port, admin_port = free_port(), free_port()
-        config = render(
+        config = render_gateway_sync(
+            url,
             http_port=http_port,
             admin_port=admin_port,
             backends=[("127.0.0.1", server.port) for server in servers],
-            descriptor_path=str(DESCRIPTOR),
-            services=SERVICE_NAMES,
             access_log=False,
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from client.signing import SigningAuth
 from tests.e2e.conftest import Stack, error_reason
 from tests.helpers.rest import RestPartner
 from tests.helpers.wallets import caip10, new_wallet
@@ -95,7 +96,9 @@ def fire_concurrently(stack: Stack, partner: RestPartner, count: int) -> list[ht
 
     def send(_: int) -> httpx.Response:
         with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-            return client.post("/customers", json=body, headers=headers)
+            return client.post(
+                "/customers", json=body, headers=headers, auth=SigningAuth(partner.key)
+            )
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         answers = list(pool.map(send, range(count)))
@@ -108,7 +111,7 @@ def fire_concurrently(stack: Stack, partner: RestPartner, count: int) -> list[ht
     assert len({a.content for a in created}) == 1
     # A client that was told "in flight" retries and gets the stored 201.
     with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        retry = client.post("/customers", json=body, headers=headers)
+        retry = client.post("/customers", json=body, headers=headers, auth=SigningAuth(partner.key))
     assert retry.status_code == 201
     assert retry.content == (created[0].content if created else retry.content)
     return answers

@@ -28,6 +28,7 @@ def _render(**overrides: Any) -> str:
         "backends": [("127.0.0.1", 50_051), ("127.0.0.1", 50_052)],
         "descriptor_path": str(DEFAULT_DESCRIPTOR),
         "services": list(SERVICES),
+        "gateway_key": "test-key",
     }
     params.update(overrides)
     return render(**params)
@@ -87,6 +88,11 @@ def test_filter_order_puts_status_rewrite_first_and_router_last() -> None:
     assert names[-1] == "envoy.filters.http.router"
 
 
-def test_authz_is_refused_until_it_is_wired() -> None:
-    with pytest.raises(NotImplementedError):
-        _render(authz=True)
+def test_signature_check_sees_the_raw_request_before_rewrite_and_transcoding() -> None:
+    names = _http_filters(json.loads(_render()))
+    authz = names.index("envoy.filters.http.ext_authz")
+    assert (
+        authz
+        < names.index("customers.request")
+        < names.index("envoy.filters.http.grpc_json_transcoder")
+    )

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from client.idempotency import IdempotencyKeyInterceptor
+from client.signing import SigningClientInterceptor, generate_key, public_key_b64
 from customers.v1 import (
     accounts_pb2_grpc,
     auth_pb2,
@@ -91,6 +92,7 @@ async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[Runni
 
 @pytest.fixture
 async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    """An unsigned channel: public methods, and the first key's registration."""
     address = f"127.0.0.1:{server.port}"
     interceptors = [IdempotencyKeyInterceptor()]
     async with grpc.aio.insecure_channel(address, interceptors=interceptors) as opened:
@@ -98,7 +100,28 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
+    """A partner with a registered P-384 key whose every call is signed, on its own channel
+    (the signing interceptor holds the key)."""
     made = await server.container.auth.create_partner("test")
+    key = generate_key()
+    token = await auth_pb2_grpc.AuthServiceStub(channel).CreateToken(
+        auth_pb2.CreateTokenRequest(api_key=str(made.api_key), api_secret=made.api_secret)
+    )
+    await auth_pb2_grpc.AuthServiceStub(channel).RegisterSigningKey(
+        auth_pb2.RegisterSigningKeyRequest(public_key=public_key_b64(key)),
+        metadata=(("authorization", f"Bearer {token.token}"),),
+    )
+    clock = server.container.clock  # sign by the server's (steppable) time
+    signer = SigningClientInterceptor(
+        key,
+        authority=server.container.settings.public_authority,
+        clock=lambda: clock.now().timestamp(),
+    )
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}",
+        interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()],
+    )
+    _open_channels.append(channel)
     found = GrpcPartner(
         partner_id=str(made.partner_id),
         metadata=(),
@@ -112,6 +135,16 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
     )
     await found.reauthenticate()
     return found
+
+
+_open_channels: list[grpc.aio.Channel] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_partner_channels() -> AsyncIterator[None]:
+    yield
+    while _open_channels:
+        await _open_channels.pop().close()
 
 
 @pytest.fixture

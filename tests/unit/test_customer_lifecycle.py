@@ -41,7 +41,7 @@ def test_onboarding_walks_initiating_screening_verifying_active_with_an_audit_tr
     c = customer()
     to_verifying(c)
     assert c.status is S.VERIFYING and c.awaits_kyc_verdict
-    c.record_kyc_verdict(KycVerdict.APPROVED, at(3))
+    assert c.record_kyc_verdict(KycVerdict.APPROVED, at(3)) is True
     assert c.status is S.ACTIVE and not c.awaits_kyc_verdict
     assert [(x.from_status, x.to_status) for x in c.changes] == [
         ("initiating", "screening"),
@@ -67,10 +67,10 @@ def test_verdict_before_verifying_is_kept_and_applied_on_reaching_verifying(
     verdict: KycVerdict, final: CustomerStatus
 ) -> None:
     c = customer()
-    c.record_kyc_verdict(verdict, at(1))
+    assert c.record_kyc_verdict(verdict, at(1)) is True
     assert c.status is S.INITIATING and c.kyc_verdict is verdict and not c.changes
     c.ownership_proven(at(2))
-    c.record_kyc_verdict(verdict, at(3))  # a resend while screening
+    assert c.record_kyc_verdict(verdict, at(3)) is False  # a resend while screening
     assert c.status is S.SCREENING
     c.screening_finished(True, at(4))
     assert c.status is final
@@ -80,7 +80,7 @@ def test_verdict_before_verifying_is_kept_and_applied_on_reaching_verifying(
 def test_same_verdict_again_before_verifying_changes_nothing() -> None:
     c = customer()
     c.record_kyc_verdict(KycVerdict.APPROVED, at(1))
-    c.record_kyc_verdict(KycVerdict.APPROVED, at(5))
+    assert c.record_kyc_verdict(KycVerdict.APPROVED, at(5)) is False
     assert c.updated_at == at(1) and not c.changes
 
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from customers.v1 import auth_pb2 as customers_dot_v1_dot_auth__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -39,16 +40,77 @@ class AuthServiceStub:
                 request_serializer=customers_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
                 response_deserializer=customers_dot_v1_dot_auth__pb2.Token.FromString,
                 _registered_method=True)
+        self.RotateCredentials = channel.unary_unary(
+                '/customers.v1.AuthService/RotateCredentials',
+                request_serializer=customers_dot_v1_dot_auth__pb2.RotateCredentialsRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_auth__pb2.Credentials.FromString,
+                _registered_method=True)
+        self.RegisterSigningKey = channel.unary_unary(
+                '/customers.v1.AuthService/RegisterSigningKey',
+                request_serializer=customers_dot_v1_dot_auth__pb2.RegisterSigningKeyRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_auth__pb2.SigningKey.FromString,
+                _registered_method=True)
+        self.ListSigningKeys = channel.unary_unary(
+                '/customers.v1.AuthService/ListSigningKeys',
+                request_serializer=customers_dot_v1_dot_auth__pb2.ListSigningKeysRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_auth__pb2.ListSigningKeysResponse.FromString,
+                _registered_method=True)
+        self.DeleteSigningKey = channel.unary_unary(
+                '/customers.v1.AuthService/DeleteSigningKey',
+                request_serializer=customers_dot_v1_dot_auth__pb2.DeleteSigningKeyRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateToken(self, request, context):
-        """Exchanges the partner's API key and secret for a bearer token. Never signed.
+        """Exchanges the partner's API key and secret for a bearer token. Never signed, and needs
+        no Idempotency-Key (it changes nothing).
 
         curl -X POST localhost:8080/auth/token \
         -d '{"apiKey":"<uuid>","apiSecret":"<secret>"}'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCredentials(self, request, context):
+        """Issues a new API secret (shown only in this answer) and invalidates every token issued
+        before. Signed.
+
+        python -m client --json call PUT /auth/credentials
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterSigningKey(self, request, context):
+        """Registers a public signing key (base64 of a PEM SubjectPublicKeyInfo; ECDSA P-384 or
+        Ed25519). The first key needs only the bearer token; later ones must be signed by a
+        live key. A partner holds at most two keys. 201 when new, 200 when already registered.
+
+        curl -X PUT localhost:8080/auth/signing -H "Authorization: Bearer $TOKEN" \
+        -H "Idempotency-Key: $(uuidgen)" -d '{"publicKey":"<base64 PEM>"}'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSigningKeys(self, request, context):
+        """The partner's live signing keys.
+
+        python -m client call GET /auth/signing
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSigningKey(self, request, context):
+        """Removes a signing key; requests signed with it fail from now on. 204.
+
+        python -m client call DELETE /auth/signing/<keyId>
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +123,26 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.CreateToken,
                     request_deserializer=customers_dot_v1_dot_auth__pb2.CreateTokenRequest.FromString,
                     response_serializer=customers_dot_v1_dot_auth__pb2.Token.SerializeToString,
+            ),
+            'RotateCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCredentials,
+                    request_deserializer=customers_dot_v1_dot_auth__pb2.RotateCredentialsRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_auth__pb2.Credentials.SerializeToString,
+            ),
+            'RegisterSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSigningKey,
+                    request_deserializer=customers_dot_v1_dot_auth__pb2.RegisterSigningKeyRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_auth__pb2.SigningKey.SerializeToString,
+            ),
+            'ListSigningKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSigningKeys,
+                    request_deserializer=customers_dot_v1_dot_auth__pb2.ListSigningKeysRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_auth__pb2.ListSigningKeysResponse.SerializeToString,
+            ),
+            'DeleteSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSigningKey,
+                    request_deserializer=customers_dot_v1_dot_auth__pb2.DeleteSigningKeyRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +172,114 @@ class AuthService:
             '/customers.v1.AuthService/CreateToken',
             customers_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
             customers_dot_v1_dot_auth__pb2.Token.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.AuthService/RotateCredentials',
+            customers_dot_v1_dot_auth__pb2.RotateCredentialsRequest.SerializeToString,
+            customers_dot_v1_dot_auth__pb2.Credentials.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.AuthService/RegisterSigningKey',
+            customers_dot_v1_dot_auth__pb2.RegisterSigningKeyRequest.SerializeToString,
+            customers_dot_v1_dot_auth__pb2.SigningKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSigningKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.AuthService/ListSigningKeys',
+            customers_dot_v1_dot_auth__pb2.ListSigningKeysRequest.SerializeToString,
+            customers_dot_v1_dot_auth__pb2.ListSigningKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.AuthService/DeleteSigningKey',
+            customers_dot_v1_dot_auth__pb2.DeleteSigningKeyRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

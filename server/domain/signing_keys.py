@@ -1,0 +1,52 @@
+"""A partner's request-signing keys: at most two live at once, so keys rotate without
+downtime (register the new one, switch clients over, delete the old one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from server.domain.errors import DomainError, ErrorKind, NotFound
+
+MAX_LIVE_KEYS = 2
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    partner_id: UUID
+    key_id: str  # RFC 7638 thumbprint
+    algorithm: str  # "ecdsa-p384-sha384" | "ed25519"
+    public_key_pem: str
+    created_at: datetime
+
+
+class SigningKeyLimitReached(DomainError):
+    kind = ErrorKind.CONFLICT
+    reason = "SIGNING_KEY_LIMIT_REACHED"
+
+    def __init__(self) -> None:
+        super().__init__(f"A partner holds at most {MAX_LIVE_KEYS} signing keys; delete one first")
+
+
+class SigningKeyNotFound(NotFound):
+    reason = "SIGNING_KEY_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("Signing key not found")
+
+
+class InvalidSigningKey(DomainError):
+    reason = "INVALID_SIGNING_KEY"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, metadata={"field": "publicKey"})
+
+
+def check_can_add(live: list[SigningKey], key_id: str) -> bool:
+    """False when the key is already live (registering it again is a no-op)."""
+    if any(key.key_id == key_id for key in live):
+        return False
+    if len(live) >= MAX_LIVE_KEYS:
+        raise SigningKeyLimitReached()
+    return True
