@@ -2,6 +2,8 @@
 
 Both are C programs, so the client side costs little of the 2 shared cores. Neither is
 installed by the bench: a missing tool skips its cases with a message saying what to install.
+Signed requests are signed in Python before a run (no nonce, so one signature can be sent
+again and again inside its 300 s window), never by the tools themselves.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-INSTALL_HINT = {
-    "h2load": "apt-get install -y nghttp2-client",
-    "wrk": "apt-get install -y wrk",
-}
+# One command for both: the bench needs both tools, and installing one at a time is a trap.
+INSTALL_HINT = "apt-get install -y wrk nghttp2-client"
+TOOLS = ("wrk", "h2load")
 
 
 class LoadError(RuntimeError):
@@ -43,7 +44,7 @@ def missing(tool: str) -> str | None:
     """None when the tool is on PATH, else a message saying how to get it."""
     if shutil.which(tool):
         return None
-    return f"{tool} not found: install it with `{INSTALL_HINT.get(tool, tool)}`"
+    return f"{tool} not found: install it with `{INSTALL_HINT}` (h2load is in nghttp2-client)"
 
 
 def version(tool: str) -> str:
@@ -132,13 +133,20 @@ def wrk(
     threads: int,
     connections: int,
     headers: dict[str, str],
+    script: pathlib.Path | None = None,
+    script_args: list[str] | None = None,
 ) -> LoadResult:
-    """A timed wrk run of GETs on one URL; percentiles from wrk's --latency histogram."""
+    """A timed wrk run on one URL (GETs, or whatever `script` sends); percentiles from wrk's
+    --latency histogram."""
     args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
+    if script is not None:
+        args += ["-s", str(script)]
     # wrk's default 2 s timeout counts a request stuck behind a starved core as an error.
     args += ["--timeout", "10s", "--latency", url]
+    if script_args:
+        args += ["--", *script_args]
     output = _run(args, timeout=duration + 30)
 
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output)

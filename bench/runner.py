@@ -1,7 +1,9 @@
 """Runs cases, accounts CPU per request, and takes medians.
 
 Runs are interleaved (run 1 of every case, then run 2 ...) so a slow drift of the machine,
-or a neighbour process waking up, hits every case alike instead of one.
+or a neighbour process waking up, hits every case alike instead of one. Micro-measurements
+(a verify rate, a store operation in a loop) run once per round too, after the round's
+loads, so each figure has its baseline from the same rounds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ class Case:
     run: Callable[[float], LoadResult]
     # Raises LoadError unless the answers were the real successes the case is about.
     check: Callable[[LoadResult], None] = lambda _result: None
+    # Called with the duration before each run, outside the CPU accounting: fresh signatures
+    # (a signature is valid 300 s), pre-signed request files.
+    prepare: Callable[[float], None] | None = None
+
+
+@dataclass(frozen=True)
+class Micro:
+    """A measurement in the bench process itself, not a load: `run` returns figures by key;
+    `fields` says which to show: (key, label, format)."""
+
+    name: str
+    label: str
+    run: Callable[[], dict[str, float]]
+    fields: list[tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,9 @@ class Plan:
     title: str
     cases: list[Case]
     ratios: list[Ratio] = field(default_factory=list)
+    micros: list[Micro] = field(default_factory=list)
+    # Scenario-specific lines under its table (targets, per-core figures), from the medians.
+    summary: Callable[[Results], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,9 @@ class Figures:
     stack_us: float  # server + Envoy + db: the cost of serving, load tool excluded
     client_us: float
     other_cores: float  # busy cores spent by everything else on the machine meanwhile
+    # Requests per CPU-second of the stack, i.e. req/s / (stack CPU s / wall s): the SPEC's
+    # "requests/s per server core" (server + Envoy + db; Python alone for direct gRPC).
+    per_core: float = 0.0
     failed: int = 0  # transport failures (timeouts, resets), tolerated up to MAX_FAILED_SHARE
 
 
@@ -68,6 +90,30 @@ METRICS = [
     name for name in Figures.__dataclass_fields__ if name not in ("requests", "seconds", "failed")
 ]
 MAX_FAILED_SHARE = 0.01
+
+
+@dataclass
+class MicroReport:
+    name: str
+    label: str
+    fields: list[tuple[str, str, str]]
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def median(self, key: str) -> float:
+        return float(statistics.median(run[key] for run in self.runs))
+
+    def spread(self, key: str) -> float:
+        values = [run[key] for run in self.runs]
+        middle = statistics.median(values)
+        return (max(values) - min(values)) / middle if middle else 0.0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "median": {key: round(self.median(key), 3) for key in self.runs[0]},
+            "runs": self.runs,
+        }
 
 
 @dataclass
@@ -98,11 +144,33 @@ class CaseReport:
         return body
 
 
+@dataclass
+class Results:
+    """Medians by case and micro name, for a plan's summary."""
+
+    cases: dict[str, CaseReport]
+    micros: dict[str, MicroReport]
+
+    def case(self, name: str, metric: str) -> float | None:
+        report = self.cases.get(name)
+        if report is None or not report.runs:
+            return None
+        return report.median(metric)
+
+    def micro(self, name: str, key: str) -> float | None:
+        report = self.micros.get(name)
+        if report is None or not report.runs:
+            return None
+        return report.median(key)
+
+
 Processes = Callable[[], dict[str, list[int]]]
 
 
 def measure(case: Case, duration: float, processes: Processes) -> Figures:
     """One run of the case, with CPU read from /proc before and after."""
+    if case.prepare is not None:
+        case.prepare(duration)
     roles = processes()
     before = {role: group_cpu(pids) for role, pids in roles.items()}
     client_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
@@ -128,6 +196,7 @@ def measure(case: Case, duration: float, processes: Processes) -> Figures:
 
     used = {role: used_between(before.get(role, {}), after[role]) for role in after}
     per_request = 1e6 / result.requests
+    stack_seconds = sum(used.values())
     return Figures(
         rps=result.rps,
         p50_ms=result.p50_ms,
@@ -140,6 +209,7 @@ def measure(case: Case, duration: float, processes: Processes) -> Figures:
         stack_us=sum(used.values()) * per_request,
         client_us=client * per_request,
         other_cores=max(0.0, busy - sum(used.values()) - client) / wall,
+        per_core=result.requests / stack_seconds if stack_seconds > 0 else 0.0,
         failed=result.failed,
     )
 
@@ -152,6 +222,48 @@ def unique_cases(plans: Iterable[Plan]) -> list[Case]:
     return list(seen.values())
 
 
+def unique_micros(plans: Iterable[Plan]) -> list[Micro]:
+    seen: dict[str, Micro] = {}
+    for plan in plans:
+        for micro in plan.micros:
+            seen.setdefault(micro.name, micro)
+    return list(seen.values())
+
+
+def run_plans(
+    plans: list[Plan],
+    *,
+    runs: int,
+    duration: float,
+    warmup: float,
+    processes: Processes,
+    say: Callable[[str], None],
+) -> Results:
+    """Every case and micro of the plans, `runs` rounds, interleaved."""
+    micros = unique_micros(plans)
+    micro_reports = {m.name: MicroReport(m.name, m.label, m.fields) for m in micros}
+
+    def after_round(number: int) -> None:
+        for micro in micros:
+            figures = micro.run()
+            micro_reports[micro.name].runs.append(figures)
+            shown = ", ".join(
+                f"{label} {fmt.format(figures[key])}" for key, label, fmt in micro.fields
+            )
+            say(f"run {number}/{runs} {micro.label}: {shown}")
+
+    cases = run_cases(
+        unique_cases(plans),
+        runs=runs,
+        duration=duration,
+        warmup=warmup,
+        processes=processes,
+        say=say,
+        after_round=after_round,
+    )
+    return Results(cases, micro_reports)
+
+
 def run_cases(
     cases: list[Case],
     *,
@@ -160,6 +272,7 @@ def run_cases(
     warmup: float,
     processes: Processes,
     say: Callable[[str], None],
+    after_round: Callable[[int], None] = lambda _number: None,
 ) -> dict[str, CaseReport]:
     reports = {case.name: CaseReport(case.name, case.label, case.tool) for case in cases}
     ready: list[Case] = []
@@ -182,4 +295,5 @@ def run_cases(
                 f"run {number}/{runs} {case.label}: {figures.rps:,.0f} req/s, "
                 f"p99 {figures.p99_ms:.1f} ms, stack {figures.stack_us:,.0f} us/req"
             )
+        after_round(number)
     return reports

@@ -1,30 +1,54 @@
 """Scenarios: each is one function from a Context to a Plan, registered by name.
 
-A new scenario (signed GET, idempotent POST, ...) is one more `@scenario` function that makes
-its fixtures through the Context and returns its cases: `ctx.grpc_case` for a direct gRPC call
-driven by h2load, `ctx.rest_case` for a REST call through Envoy driven by wrk. Both call the
-target once from Python first and refuse to build a case whose call does not succeed, so the
-bench never measures an error path.
+A new scenario is one more `@scenario` function that makes its fixtures through the Context
+and returns its cases: `ctx.grpc_case` for a direct gRPC call driven by h2load, `ctx.rest_case`
+for a REST call through Envoy driven by wrk, plus `Micro`s measured in the bench process.
+Both case kinds call the target once from Python first and refuse to build a case whose call
+does not succeed, so the bench never measures an error path.
+
+Every authenticated call is signed. The loads replay one signature made without a nonce
+(valid 300 s, so it is made again before every run); `create` sends pre-signed requests,
+each once. Scenarios marked `per_database` run on every `--db`; the others on the first.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import pathlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import httpx
+import sqlalchemy as sa
 
 from bench.load import LoadError, LoadResult, grpc_frame, h2load, wrk
-from bench.runner import Case, Plan, Ratio
-from bench.stack import RestClient, Stack, create_partner
+from bench.micro import (
+    idempotency_record,
+    raw_verify,
+    siwe_recover,
+    verifier_verify,
+    verify_micro_fields,
+)
+from bench.presign import CREATE_LUA, Presigner
+from bench.runner import Case, Micro, Plan, Ratio, Results
+from bench.stack import SignedPartner, Stack, create_partner, signed_challenge
+from client.signing import ECDSA_P384_SHA384, ED25519, PrivateSigningKey, sign_headers
+from server.adapters.http_signatures import SignedRequest
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 GET_CUSTOMER = "/customers.v1.CustomerService/GetCustomer"
+KEY_TYPES = {ECDSA_P384_SHA384: ("p384", "P-384"), ED25519: ("ed25519", "Ed25519")}
+# SPEC section 11.
+PER_CORE_TARGET = {ECDSA_P384_SHA384: 1_000.0, ED25519: 1_500.0}
+P384_CPU_TARGET_US = 1_000.0
+REST_RATIO_TARGET = 0.8
+CREATE_TARGET = {"sqlite": 300.0}
 
 
 @dataclass(frozen=True)
@@ -35,29 +59,72 @@ class Options:
     h2load_streams: int = 16
     wrk_threads: int = 1
     wrk_connections: int = 16
+    micro_seconds: float = 1.0
+
+
+Headers = dict[str, str]
 
 
 class Context:
-    """The running stack, options, and fixtures made once per bench and shared by scenarios."""
+    """The running stack, options, and fixtures made once per stack and shared by scenarios."""
 
     def __init__(self, stack: Stack, options: Options, scratch: pathlib.Path) -> None:
         self.stack = stack
         self.options = options
         self.scratch = scratch
         self.http = httpx.Client(base_url=stack.base_url, timeout=10)
+        self._partners: dict[str, SignedPartner] = {}
+        self._customers: dict[str, dict[str, Any]] = {}
+        self._presigner: Presigner | None = None
 
     def close(self) -> None:
         self.http.close()
+        if self._presigner is not None:
+            self._presigner.close()
 
-    @functools.cached_property
-    def partner(self) -> RestClient:
-        """A partner with a bearer token (POST /auth/token through Envoy)."""
-        return RestClient(self.http, create_partner(self.stack.database_url))
+    def partner(self, algorithm: str, role: str = "get") -> SignedPartner:
+        """A partner with a bearer token and one registered key of `algorithm`."""
+        name = f"{role}:{algorithm}"
+        if name not in self._partners:
+            made = create_partner(self.stack.database_url)
+            self._partners[name] = SignedPartner(self.http, made, algorithm)
+        return self._partners[name]
 
-    @functools.cached_property
-    def active_customer(self) -> dict[str, Any]:
-        """One customer taken through wallet proof and KYC to `active`."""
-        return self.partner.active_customer()
+    def active_customer(self, algorithm: str) -> dict[str, Any]:
+        """One customer of that partner taken through wallet proof and KYC to `active`."""
+        if algorithm not in self._customers:
+            self._customers[algorithm] = self.partner(algorithm).active_customer()
+        return self._customers[algorithm]
+
+    def presigner(self, partner: SignedPartner) -> Presigner:
+        if self._presigner is None:
+            self._presigner = Presigner(
+                partner.key, partner.token, self.stack.authority, workers=os.cpu_count() or 2
+            )
+        return self._presigner
+
+    def signed(
+        self,
+        key: PrivateSigningKey,
+        token: str,
+        *,
+        method: str,
+        path: str,
+        body: bytes | None,
+    ) -> Headers:
+        """Bearer token plus an RFC 9421 signature without a nonce (replayable within its
+        300 s window, which is what a load tool needs), lower-case names."""
+        headers = {"authorization": f"Bearer {token}"}
+        added = sign_headers(
+            key,
+            method=method,
+            authority=self.stack.authority,
+            path=path,
+            query="",
+            headers=headers,
+            body=body,
+        )
+        return headers | {name.lower(): value for name, value in added.items()}
 
     def grpc_case(
         self,
@@ -66,21 +133,21 @@ class Context:
         method: str,
         message: bytes,
         *,
-        token: str | None = None,
+        sign: Callable[[], Headers] | None = None,
         expect: Callable[[bytes], None] | None = None,
     ) -> Case:
         """h2load POSTing one framed request to `method` on the server's own port.
 
         gRPC errors come back as HTTP 200 with a grpc-status trailer h2load does not read. So
-        the same bytes are sent once from Python (must be OK), and every run must have
-        received exactly one answer of that size per counted request: an error answer has
-        no message at all, so a single one shows up as missing bytes.
+        the same bytes and headers are sent once from Python (must be OK), and every run must
+        have received exactly one answer of that size per counted request: an error answer
+        has no message at all, so a single one shows up as missing bytes.
         """
-        metadata = [("authorization", f"Bearer {token}")] if token else []
+        headers: Headers = sign() if sign else {}
         with grpc.insecure_channel(self.stack.grpc_target) as channel:
             call = channel.unary_unary(method)  # no (de)serializers: raw bytes both ways
             try:
-                answer: bytes = call(message, metadata=metadata, timeout=10)
+                answer: bytes = call(message, metadata=list(headers.items()), timeout=10)
             except grpc.RpcError as error:
                 raise LoadError(f"{label}: sample call failed: {error}") from error
         if expect:
@@ -90,8 +157,11 @@ class Context:
 
         body = self.scratch / f"{name}.bin"
         body.write_bytes(grpc_frame(message))
-        headers = {"authorization": metadata[0][1]} if metadata else {}
         url = f"http://{self.stack.grpc_target}{method}"
+
+        def prepare(_duration: float) -> None:
+            if sign:
+                headers.update(sign())
 
         def run(duration: float) -> LoadResult:
             return h2load(
@@ -115,7 +185,7 @@ class Context:
                     f"expected {answer_bytes} each: some answers were gRPC errors"
                 )
 
-        return Case(name, label, "h2load", run, check)
+        return Case(name, label, "h2load", run, check, prepare)
 
     def rest_case(
         self,
@@ -123,18 +193,22 @@ class Context:
         label: str,
         path: str,
         *,
-        token: str | None = None,
+        sign: Callable[[], Headers],
         expect: Callable[[Any], None] | None = None,
     ) -> Case:
-        """wrk GETting `path` through Envoy. Envoy maps gRPC errors to 4xx/5xx, so wrk's
-        non-2xx count (must be 0) catches error answers; one sample GET checks the body."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        """wrk GETting `path` through Envoy. Envoy maps gRPC errors to 4xx/5xx (and ext_authz
+        denials are 401), so wrk's non-2xx count (must be 0) catches error answers; one
+        sample GET with the same headers checks the body."""
+        headers = sign()
         sample = self.http.get(path, headers=headers)
         if sample.status_code != 200:
             raise LoadError(f"{label}: sample GET {path} -> {sample.status_code} {sample.text}")
         if expect:
             expect(sample.json())
         url = f"{self.stack.base_url}{path}"
+
+        def prepare(_duration: float) -> None:
+            headers.update(sign())
 
         def run(duration: float) -> LoadResult:
             return wrk(
@@ -145,16 +219,23 @@ class Context:
                 headers=headers,
             )
 
-        return Case(name, label, "wrk", run)
+        return Case(name, label, "wrk", run, prepare=prepare)
 
 
-Scenario = Callable[[Context], Plan]
+@dataclass(frozen=True)
+class Scenario:
+    build: Callable[[Context], Plan]
+    per_database: bool
+
+
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str) -> Callable[[Scenario], Scenario]:
-    def register(function: Scenario) -> Scenario:
-        SCENARIOS[name] = function
+def scenario(
+    name: str, *, per_database: bool = False
+) -> Callable[[Callable[[Context], Plan]], Callable[[Context], Plan]]:
+    def register(function: Callable[[Context], Plan]) -> Callable[[Context], Plan]:
+        SCENARIOS[name] = Scenario(function, per_database)
         return function
 
     return register
@@ -167,48 +248,304 @@ def health_baseline(ctx: Context) -> Case:
     )
 
 
+def _verdict(value: float | None, target: float, *, at_most: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    ok = value <= target if at_most else value >= target
+    return f"{'meets' if ok else 'BELOW'} {'<=' if at_most else '>='} {target:,.0f}"
+
+
+def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
+    return "n/a" if value is None or math.isnan(value) else pattern.format(value)
+
+
 @scenario("get")
 def get_customer(ctx: Context) -> Plan:
-    """GetCustomer of one active customer, direct gRPC vs REST through Envoy (SPEC 11: REST
-    >= 80% of direct)."""
+    """Signed GetCustomer of one active customer, REST through Envoy (wrk) vs direct gRPC
+    (h2load), for a P-384 partner and an Ed25519 partner; beside each, the raw verify rate
+    of the key type and the server verifier's rate, from the same rounds."""
     from customers.v1 import customers_pb2, resources_pb2
 
-    customer_id = str(ctx.active_customer["id"])
-    token = ctx.partner.token
+    cases = [health_baseline(ctx)]
+    micros: list[Micro] = []
+    ratios: list[Ratio] = []
+    for algorithm, (short, title) in KEY_TYPES.items():
+        partner = ctx.partner(algorithm)
+        customer_id = str(ctx.active_customer(algorithm)["id"])
+        path = f"/customers/{customer_id}"
+        request = customers_pb2.GetCustomerRequest(customer_id=customer_id).SerializeToString()
 
-    def same_customer(raw: bytes) -> None:
-        parsed = resources_pb2.Customer.FromString(raw)
-        if parsed.id != customer_id:
-            raise LoadError(f"GetCustomer answered {parsed.id!r}, not {customer_id!r}")
+        def same_customer(raw: bytes, wanted: str = customer_id) -> None:
+            parsed = resources_pb2.Customer.FromString(raw)
+            if parsed.id != wanted:
+                raise LoadError(f"GetCustomer answered {parsed.id!r}, not {wanted!r}")
 
-    def same_json(body: Any) -> None:
-        if body.get("id") != customer_id:
-            raise LoadError(f"GET /customers/{{id}} answered {json.dumps(body)}")
+        def same_json(body: Any, wanted: str = customer_id) -> None:
+            if body.get("id") != wanted:
+                raise LoadError(f"GET /customers/{{id}} answered {json.dumps(body)}")
 
-    request = customers_pb2.GetCustomerRequest(customer_id=customer_id).SerializeToString()
-    return Plan(
-        scenario="get",
-        title="GetCustomer, one active customer, bearer token",
-        cases=[
-            health_baseline(ctx),
+        def sign_grpc(p: SignedPartner = partner, message: bytes = request) -> Headers:
+            return ctx.signed(p.key, p.token, method="POST", path=GET_CUSTOMER, body=message)
+
+        def sign_rest(p: SignedPartner = partner, target: str = path) -> Headers:
+            return ctx.signed(p.key, p.token, method="GET", path=target, body=None)
+
+        def as_authz_sees_it(sign: Callable[[], Headers] = sign_rest, target: str = path) -> Any:
+            """The SignedRequest transport/authz.py builds from Envoy's CheckRequest."""
+            headers = {
+                ":authority": ctx.stack.authority,
+                ":method": "GET",
+                ":path": target,
+                ":scheme": "http",
+                "user-agent": "wrk",
+                "x-forwarded-proto": "http",
+                "x-request-id": "3f1c2d9e-6a8b-4c1d-9e2f-0a1b2c3d4e5f",
+                **sign(),
+            }
+            return SignedRequest(
+                method="GET",
+                authority=ctx.stack.authority,
+                path=target,
+                query="",
+                headers=headers,
+                body=None,
+            )
+
+        seconds = ctx.options.micro_seconds
+        cases += [
             ctx.grpc_case(
-                "get.grpc",
-                "GetCustomer gRPC direct",
+                f"get.grpc.{short}",
+                f"GetCustomer gRPC direct, {title}",
                 GET_CUSTOMER,
                 request,
-                token=token,
+                sign=sign_grpc,
                 expect=same_customer,
             ),
             ctx.rest_case(
-                "get.rest",
-                "GET /customers/{id} via Envoy",
-                f"/customers/{customer_id}",
-                token=token,
+                f"get.rest.{short}",
+                f"GET /customers/{{id}} via Envoy, {title}",
+                path,
+                sign=sign_rest,
                 expect=same_json,
             ),
+        ]
+        micros += [
+            Micro(
+                f"verify.raw.{short}",
+                f"{title} raw verify (cryptography)",
+                functools.partial(raw_verify, partner.key, seconds),
+                verify_micro_fields(),
+            ),
+            Micro(
+                f"verify.verifier.{short}",
+                f"{title} RequestSignatureVerifier.verify",
+                functools.partial(verifier_verify, partner.key, as_authz_sees_it, seconds),
+                verify_micro_fields(),
+            ),
+        ]
+        ratios.append(
+            Ratio(
+                f"{title}: REST via Envoy / gRPC direct",
+                f"get.rest.{short}",
+                f"get.grpc.{short}",
+                target=REST_RATIO_TARGET,
+            )
+        )
+    ratios.append(
+        Ratio("P-384 GetCustomer gRPC / Health baseline", "get.grpc.p384", "baseline.health")
+    )
+
+    def summary(results: Results) -> list[str]:
+        lines = ["  SPEC 11, signed GET through Envoy (server = Envoy + Python):"]
+        for algorithm, (short, title) in KEY_TYPES.items():
+            rest, direct = f"get.rest.{short}", f"get.grpc.{short}"
+            per_core = results.case(rest, "per_core")
+            stack_us = results.case(rest, "stack_us")
+            server_us = results.case(rest, "server_us")
+            cpu_line = f"server CPU {_fmt(stack_us)} us/req"
+            if algorithm == ECDSA_P384_SHA384:
+                cpu_line += f" ({_verdict(stack_us, P384_CPU_TARGET_US, at_most=True)} us)"
+            lines += [
+                f"    {title}: {_fmt(per_core)} req/s per server core "
+                f"({_verdict(per_core, PER_CORE_TARGET[algorithm])}); {cpu_line}",
+                f"      Python alone {_fmt(1e6 / server_us if server_us else None)} req/s per "
+                f"core via Envoy, {_fmt(results.case(direct, 'per_core'))} direct; "
+                f"verify per core: raw {_fmt(results.micro(f'verify.raw.{short}', 'per_core'))}/s,"
+                f" RequestSignatureVerifier "
+                f"{_fmt(results.micro(f'verify.verifier.{short}', 'per_core'))}/s",
+            ]
+        lines.append(
+            "    per server core = req/s / (server CPU s / wall s) = 1e6 / sum us; "
+            "verify rates: per CPU-second of one thread"
+        )
+        return lines
+
+    return Plan(
+        scenario="get",
+        title="signed GetCustomer, one active customer per partner (P-384 and Ed25519 keys)",
+        cases=cases,
+        ratios=ratios,
+        micros=micros,
+        summary=summary,
+    )
+
+
+@scenario("create", per_database=True)
+def create_customer(ctx: Context) -> Plan:
+    """Signed, idempotent POST /customers through Envoy: wrk replays pre-signed requests,
+    each with its own Idempotency-Key, customer and nonce (so each is a real create); beside
+    it, the idempotency record alone (claim + complete) on the same database."""
+    partner = ctx.partner(ECDSA_P384_SHA384, role="create")
+    presigner = ctx.presigner(partner)
+    kind = ctx.stack.kind
+    connections = ctx.options.wrk_connections
+    requests_file = ctx.scratch / "create.requests"
+    script = ctx.scratch / "create.lua"
+    script.write_text(CREATE_LUA)
+    sync_url = ctx.stack.database_url.replace("+aiosqlite", "")
+    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
+    observed: list[float] = []
+    counted: dict[str, int] = {}
+
+    def customers() -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text("SELECT count(*) FROM customers")).scalar_one())
+
+    # One call from Python first: the signed request the files hold must answer 201.
+    sample = ctx.scratch / "create.sample"
+    presigner.write(sample, 1, int(time.time()))
+    raw = sample.read_bytes().split(b"\n", 1)[1]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    sample_headers = dict(
+        line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
+    )
+    sample_headers.pop("Content-Length", None)
+    answer = ctx.http.post("/customers", content=body, headers=sample_headers)
+    if answer.status_code != 201:
+        raise LoadError(f"create: sample POST -> {answer.status_code} {answer.text}")
+
+    def prepare(duration: float) -> None:
+        # Enough for 1.6x the best rate seen so far (and at least 400/s): running out fails
+        # the run, and each unused request only cost a signature.
+        rate = max([400.0, *observed])
+        count = math.ceil(rate * 1.6 * max(1, round(duration))) + 4 * connections
+        presigner.write(requests_file, count, int(time.time()))
+        counted["before"] = customers()
+
+    def run(duration: float) -> LoadResult:
+        return wrk(
+            f"{ctx.stack.base_url}/customers",
+            duration=duration,
+            threads=ctx.options.wrk_threads,
+            connections=connections,
+            headers={},
+            script=script,
+            script_args=[str(requests_file), str(ctx.options.wrk_threads)],
+        )
+
+    def check(result: LoadResult) -> None:
+        observed.append(result.rps)
+        if "pre-signed requests exhausted: 0" not in result.output:
+            raise LoadError(f"create: pre-signed requests ran out:\n{result.output}")
+        made = customers() - counted["before"]
+        # Requests still in flight when wrk stopped may have been created uncounted.
+        if not result.requests <= made <= result.requests + connections:
+            raise LoadError(
+                f"create: wrk counted {result.requests} successes but {made} customers "
+                "were created: some answers were not real creates"
+            )
+
+    partner_id = partner.partner.partner_id
+    title = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    case = Case(
+        f"create.rest.{kind}",
+        f"POST /customers via Envoy ({title})",
+        "wrk",
+        run,
+        check,
+        prepare,
+    )
+    micro = Micro(
+        f"idempotency.{kind}",
+        f"IdempotencyStore claim+complete ({title})",
+        functools.partial(
+            idempotency_record, ctx.stack.database_url, partner_id, ctx.options.micro_seconds
+        ),
+        [
+            ("pair_us", "claim+complete", "{:,.0f} us"),
+            ("claim_us", "claim", "{:,.0f} us"),
+            ("complete_us", "complete", "{:,.0f} us"),
+            ("cpu_us", "client CPU", "{:,.0f} us"),
         ],
-        ratios=[
-            Ratio("REST via Envoy / gRPC direct", "get.rest", "get.grpc", target=0.8),
-            Ratio("gRPC GetCustomer / Health baseline", "get.grpc", "baseline.health"),
-        ],
+    )
+
+    def summary(results: Results) -> list[str]:
+        rps = results.case(case.name, "rps")
+        target = CREATE_TARGET.get(kind)
+        verdict = f" ({_verdict(rps, target)} /s, SPEC 11)" if target else " (SPEC: report)"
+        pair = results.micro(micro.name, "pair_us")
+        stack_us = results.case(case.name, "stack_us")
+        return [
+            f"  {title}: {_fmt(rps)} creates/s{verdict}; "
+            f"{_fmt(results.case(case.name, 'per_core'))} per server core; "
+            f"stack CPU {_fmt(stack_us)} us/create",
+            f"  the idempotency record alone: claim+complete {_fmt(pair)} us wall per key "
+            f"(claim {_fmt(results.micro(micro.name, 'claim_us'))} us, complete "
+            f"{_fmt(results.micro(micro.name, 'complete_us'))} us; "
+            f"{_fmt(results.micro(micro.name, 'cpu_us'))} us of it Python CPU), i.e. at most "
+            f"{_fmt(1e6 / pair if pair else None)} records/s one at a time",
+            "  each create: its own Idempotency-Key, customer and signature nonce (SDK default)",
+        ]
+
+    return Plan(
+        scenario=f"create/{kind}",
+        title=f"signed, idempotent POST /customers, P-384 key, {title}",
+        cases=[case],
+        micros=[micro],
+        summary=summary,
+    )
+
+
+@scenario("siwe")
+def siwe(ctx: Context) -> Plan:
+    """recover_signer on a real signed challenge (issued by POST /customers, signed by a
+    fresh wallet), with coincurve (libsecp256k1) and with eth-keys' pure-Python backend."""
+    body, wallet = ctx.partner(ECDSA_P384_SHA384).new_customer()
+    text, signature = signed_challenge(wallet, body["challenge"])
+    seconds = ctx.options.micro_seconds
+    fields = verify_micro_fields()
+    micros = [
+        Micro(
+            "siwe.coincurve",
+            "recover_signer, coincurve",
+            functools.partial(
+                siwe_recover, text, signature, wallet.address, native=False, seconds=seconds
+            ),
+            fields,
+        ),
+        Micro(
+            "siwe.native",
+            "recover_signer, pure Python (ECC_BACKEND_CLASS=native)",
+            functools.partial(
+                siwe_recover, text, signature, wallet.address, native=True, seconds=seconds
+            ),
+            fields,
+        ),
+    ]
+
+    def summary(results: Results) -> list[str]:
+        fast = results.micro("siwe.coincurve", "per_core")
+        slow = results.micro("siwe.native", "per_core")
+        ratio = fast / slow if fast and slow else None
+        return [
+            f"  coincurve {_fmt(fast)}/s vs pure Python {_fmt(slow)}/s per core: "
+            f"{_fmt(ratio, '{:.0f}')}x (a real {len(text)}-character challenge)"
+        ]
+
+    return Plan(
+        scenario="siwe",
+        title="SIWE challenge signature recovery (server.adapters.wallet.recover_signer)",
+        cases=[],
+        micros=micros,
+        summary=summary,
     )

@@ -1,6 +1,10 @@
 """The real stack for a bench: a migrated database, `python -m server serve` as a subprocess
 and Envoy in front of it, the way operators and the e2e tests run them. Kept apart from
-tests/ on purpose: the bench must not depend on test helpers."""
+tests/ on purpose: the bench must not depend on test helpers.
+
+Every authenticated call is signed (RFC 9421) with the partner SDK (`client.signing`): a
+partner gets a token, registers its first key with the token alone, and signs from then on.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +26,12 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.config import render
+from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_key_b64
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.app import SERVICE_NAMES
+from server.edge import render_gateway_sync
 from server.store.migrate import upgrade
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DESCRIPTOR = ROOT / "gen" / "customers.pb"
 PG_SERVER = os.environ.get("CUSTOMERS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -49,7 +52,18 @@ class Stack:
 
     @property
     def base_url(self) -> str:
+        """Also the server's CUSTOMERS_PUBLIC_URL."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def authority(self) -> str:
+        """RFC 9421 `@authority` of every signed call: REST (the Host wrk and httpx send) and
+        native gRPC (which the server checks against CUSTOMERS_PUBLIC_URL)."""
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 
     def processes(self) -> dict[str, list[int]]:
         """Who serves a request, by role. With PostgreSQL the database's work happens in its
@@ -70,6 +84,18 @@ def postgres_backends(database_name: str) -> list[int]:
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database_name,)
         ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+def postgres_unavailable() -> str | None:
+    """None when the bench's PostgreSQL answers, else why not (the PostgreSQL part is then
+    skipped with that message, not failed)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3):
+            return None
+    except psycopg.Error as error:
+        return f"PostgreSQL at {PG_SERVER} unavailable ({str(error).strip()[:120]})"
 
 
 def free_port() -> int:
@@ -121,7 +147,9 @@ def _wait_serving(
 
 
 @contextlib.contextmanager
-def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[Any, int]]:
+def running_server(
+    database_url: str, folder: pathlib.Path, public_url: str
+) -> Iterator[tuple[Any, int]]:
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -129,6 +157,8 @@ def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[An
         CUSTOMERS_GRPC_PORT=str(port),
         CUSTOMERS_METRICS_PORT="0",
         CUSTOMERS_LOG_LEVEL="WARNING",
+        # The gateway's address: native gRPC signatures are checked against its host:port.
+        CUSTOMERS_PUBLIC_URL=public_url,
     )
     log_path = folder / "server.log"
     with log_path.open("ab") as log:
@@ -155,14 +185,19 @@ def running_server(database_url: str, folder: pathlib.Path) -> Iterator[tuple[An
 @contextlib.contextmanager
 def running_stack(kind: str, folder: pathlib.Path) -> Iterator[Stack]:
     """Database, server and Envoy (one worker, no access log, as in the e2e tests)."""
-    with database(kind, folder) as url, running_server(url, folder) as (server, grpc_port):
-        http_port, admin_port = free_port(), free_port()
-        config = render(
+    # The gateway's port first: the server must know its public URL.
+    http_port, admin_port = free_port(), free_port()
+    public_url = f"http://127.0.0.1:{http_port}"
+    with (
+        database(kind, folder) as url,
+        running_server(url, folder, public_url) as (server, grpc_port),
+    ):
+        # Adds the gateway key (Envoy's credential for the ext_authz verifier) from the DB.
+        config = render_gateway_sync(
+            url,
             http_port=http_port,
             admin_port=admin_port,
             backends=[("127.0.0.1", grpc_port)],
-            descriptor_path=str(DESCRIPTOR),
-            services=SERVICE_NAMES,
             access_log=False,
         )
         envoy = start_envoy_sync(
@@ -191,44 +226,59 @@ def create_partner(database_url: str) -> Partner:
         try:
             made = await container.auth.create_partner(f"bench-{uuid.uuid4().hex[:8]}")
         finally:
-            await container.engine.dispose()
+            await container.close()
         return Partner(str(made.partner_id), str(made.api_key), made.api_secret)
 
     return asyncio.run(create())
 
 
-class RestClient:
-    """A partner speaking REST to Envoy; only what fixtures need."""
+class SignedPartner:
+    """A partner speaking REST to Envoy with one signing key, as the SDK does: a token,
+    the first key registered with the token alone, every later call signed (with a nonce)."""
 
-    def __init__(self, http: httpx.Client, partner: Partner) -> None:
+    def __init__(self, http: httpx.Client, partner: Partner, algorithm: str) -> None:
         self.http = http
+        self.partner = partner
         answer = http.post(
             "/auth/token", json={"apiKey": partner.api_key, "apiSecret": partner.api_secret}
         )
         _expect(answer, 200)
         self.token: str = answer.json()["token"]
+        self.key: PrivateSigningKey = generate_key(algorithm)
+        registered = http.put(
+            "/auth/signing",
+            json={"publicKey": public_key_b64(self.key)},
+            headers={"Authorization": f"Bearer {self.token}", "Idempotency-Key": new_key()},
+        )
+        _expect(registered, 201)
+        if registered.json()["keyId"] != self.key.key_id:
+            raise RuntimeError(f"keyId {registered.json()['keyId']} != {self.key.key_id}")
+        self.auth = SigningAuth(self.key)
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             # The API requires an Idempotency-Key (a UUID) on every modifying request.
-            headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
-        return self.http.request(method, path, headers=headers, **kwargs)
+            headers.setdefault("Idempotency-Key", new_key())
+        return self.http.request(method, path, headers=headers, auth=self.auth, **kwargs)
+
+    def new_customer(self) -> tuple[dict[str, Any], Any]:
+        """A fresh customer (status pending its wallet proof) and the wallet it names."""
+        from eth_account import Account
+
+        wallet = Account.create()
+        created = self.call(
+            "POST",
+            "/customers",
+            json={"chainId": f"eip155:1:{wallet.address}", "externalId": wallet.address},
+        )
+        _expect(created, 201)
+        return dict(created.json()), wallet
 
     def active_customer(self) -> dict[str, Any]:
         """Create, prove wallet ownership (SIWE personal_sign), pass sandbox KYC."""
-        from eth_account import Account
-        from eth_account.messages import encode_defunct
-
-        wallet = Account.create()
-        chain_id = f"eip155:1:{wallet.address}"
-        created = self.call(
-            "POST", "/customers", json={"chainId": chain_id, "externalId": wallet.address}
-        )
-        _expect(created, 201)
-        body = created.json()
-        text = base64.b64decode(body["challenge"]).decode()
-        signature = bytes(wallet.sign_message(encode_defunct(text=text)).signature)
+        body, wallet = self.new_customer()
+        _text, signature = signed_challenge(wallet, body["challenge"])
         signed = self.call(
             "POST",
             f"/customers/{body['id']}/challenge/sign",
@@ -245,6 +295,18 @@ class RestClient:
         if customer.json()["status"] != "active":
             raise RuntimeError(f"customer not active after KYC: {customer.text}")
         return dict(customer.json())
+
+
+def signed_challenge(wallet: Any, challenge_b64: str) -> tuple[str, bytes]:
+    """The challenge text the server issued and the wallet's personal_sign of it."""
+    from eth_account.messages import encode_defunct
+
+    text = base64.b64decode(challenge_b64).decode()
+    return text, bytes(wallet.sign_message(encode_defunct(text=text)).signature)
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
 
 
 def _expect(response: httpx.Response, status: int) -> None:

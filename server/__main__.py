@@ -74,7 +74,7 @@ async def _create_partner(settings: Settings, name: str, as_json: bool) -> None:
     try:
         created = await container.auth.create_partner(name)
     finally:
-        await container.engine.dispose()
+        await container.close()
     payload = {
         "partnerId": str(created.partner_id),
         "apiKey": str(created.api_key),

@@ -49,7 +49,7 @@ class RunningServer:
             task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        await self.container.engine.dispose()
+        await self.container.close()
 
 
 async def start(settings: Settings, *, clock: Clock | None = None) -> RunningServer:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -32,7 +32,7 @@ from server.services.customers import ChallengeSettings, CustomerService
 from server.services.kyc import KycService
 from server.services.ports import Clock, KycProvider
 from server.services.signing_keys import SigningKeyService
-from server.store.engine import make_engine
+from server.store.engine import make_engine, sqlite_read_engine
 from server.store.idempotency import IdempotencyStore
 from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.tables import ServerSecretRow
@@ -57,6 +57,12 @@ class Container:
     kyc_portal: SandboxKyc | None  # the sandbox partner's pages; None when they are off
     signing_keys: SigningKeyService
     authz: AuthorizationServicer  # Envoy's ext_authz verifier
+    read_engine: Engine | None = None  # SQLite only: inline reads (store/engine.py)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
 
 async def server_secret(engine: AsyncEngine, name: str) -> str:
@@ -98,7 +104,8 @@ def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
 async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
-    uow = SqlUnitOfWorkFactory(engine)
+    read_engine = sqlite_read_engine(settings.database_url) if settings.is_sqlite else None
+    uow = SqlUnitOfWorkFactory(engine, inline_reads=read_engine)
     auth = AuthService(
         uow=uow,
         clock=clock,
@@ -167,4 +174,5 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             clock=clock,
             gateway_key=gateway_key(attestation_secret),
         ),
+        read_engine=read_engine,
     )

@@ -11,6 +11,10 @@ from uuid import UUID
 from server.domain.errors import InvalidCredentials, Unauthenticated
 from server.domain.partner import Partner, hash_secret
 from server.services.ports import Clock, TokenClaims, TokenCodec, UnitOfWorkFactory
+from server.services.recent import Recent
+
+# How stale another replica's view of a secret rotation or key change may be.
+CACHE_TTL = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class AuthService:
         self._clock = clock
         self._tokens = tokens
         self._ttl = token_ttl
+        # partner id -> credentials version (None: no such partner), read on every request.
+        self._versions: Recent[UUID, int | None] = Recent(clock, CACHE_TTL)
 
     async def create_partner(self, name: str) -> NewPartner:
         secret = new_secret()
@@ -80,13 +86,23 @@ class AuthService:
             partner.credentials_version += 1
             await uow.partners.save(partner)
             await uow.commit()
+        self._versions.forget(partner_id)
         return NewPartner(partner.id, partner.api_key, secret)
 
     async def authenticate(self, token: str) -> UUID:
         """The partner a bearer token speaks for; raises Unauthenticated otherwise."""
         claims = self._tokens.decode(token, now=int(self._clock.now().timestamp()))
-        async with self._uow() as uow:
-            partner = await uow.partners.get(claims.partner_id)
-        if partner is None or partner.credentials_version != claims.credentials_version:
+        load = lambda: self._credentials_version(claims.partner_id)  # noqa: E731
+        version = await self._versions.get(claims.partner_id, load)
+        if version is None or claims.credentials_version > version:
+            # A token newer than what we remember: rotated through another replica.
+            self._versions.forget(claims.partner_id)
+            version = await self._versions.get(claims.partner_id, load)
+        if version is None or version != claims.credentials_version:
             raise Unauthenticated("Token was revoked; request a new one")
-        return partner.id
+        return claims.partner_id
+
+    async def _credentials_version(self, partner_id: UUID) -> int | None:
+        async with self._uow() as uow:
+            partner = await uow.partners.get(partner_id)
+        return partner.credentials_version if partner else None

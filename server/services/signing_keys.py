@@ -11,7 +11,9 @@ from server.domain.signing_keys import (
     SigningKeyNotFound,
     check_can_add,
 )
+from server.services.auth import CACHE_TTL
 from server.services.ports import Clock, PublicKeyParser, UnitOfWorkFactory
+from server.services.recent import Recent
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class SigningKeyService:
         self._uow = uow
         self._clock = clock
         self._parse = parse
+        self._live: Recent[UUID, list[SigningKey]] = Recent(clock, CACHE_TTL)
 
     async def register(self, *, partner_id: UUID, public_key: str) -> Registered:
         try:
@@ -41,9 +44,17 @@ class SigningKeyService:
             )
             await uow.signing_keys.add(key)
             await uow.commit()
-            return Registered(key, created=True)
+        self._live.forget(partner_id)
+        return Registered(key, created=True)
 
-    async def live(self, *, partner_id: UUID) -> list[SigningKey]:
+    async def live(self, *, partner_id: UUID, fresh: bool = False) -> list[SigningKey]:
+        """Read on every signed request, so remembered briefly (services/recent.py);
+        `fresh` skips the memo (a key registered a moment ago through another replica)."""
+        if fresh:
+            self._live.forget(partner_id)
+        return await self._live.get(partner_id, lambda: self._load(partner_id))
+
+    async def _load(self, partner_id: UUID) -> list[SigningKey]:
         async with self._uow() as uow:
             return await uow.signing_keys.live(partner_id=partner_id)
 
@@ -52,3 +63,4 @@ class SigningKeyService:
             if not await uow.signing_keys.delete(partner_id=partner_id, key_id=key_id):
                 raise SigningKeyNotFound()
             await uow.commit()
+        self._live.forget(partner_id)

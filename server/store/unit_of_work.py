@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.store.claims import active_claim, mark_committed
 from server.store.repositories import (
@@ -18,6 +20,29 @@ from server.store.repositories import (
 )
 
 
+class _InlineSession:
+    """The slice of AsyncSession the repositories use, over a blocking Session: SQLite reads
+    run inline on the loop (see engine.sqlite_read_engine). Read-only by construction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.execute(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.get(*args, **kwargs)
+
+    async def rollback(self) -> None:
+        self._session.rollback()
+
+    async def close(self) -> None:
+        self._session.close()
+
+    async def commit(self) -> None:
+        raise RuntimeError("a read unit of work cannot commit")
+
+
 class SqlUnitOfWork:
     session: AsyncSession
     partners: SqlPartnerRepository
@@ -27,7 +52,9 @@ class SqlUnitOfWork:
     signing_keys: SqlSigningKeyRepository
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None
+        self,
+        sessions: async_sessionmaker[AsyncSession] | sessionmaker[Session],
+        lock: asyncio.Lock | None,
     ) -> None:
         self._sessions = sessions
         self._lock = lock
@@ -35,7 +62,11 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._lock is not None:
             await self._lock.acquire()
-        self.session = self._sessions()
+        made = self._sessions()
+        if isinstance(made, Session):
+            self.session = cast(AsyncSession, _InlineSession(made))
+        else:
+            self.session = made
         self.partners = SqlPartnerRepository(self.session)
         self.customers = SqlCustomerRepository(self.session)
         self.accounts = SqlAccountRepository(self.session)
@@ -69,10 +100,14 @@ class SqlUnitOfWorkFactory:
     """Hands out units of work; writers on SQLite queue on one in-process lock (cheaper
     than SQLite's sleep-and-retry busy handler) and begin IMMEDIATE."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, inline_reads: Engine | None = None) -> None:
         is_sqlite = engine.dialect.name == "sqlite"
         writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
-        self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._read: async_sessionmaker[AsyncSession] | sessionmaker[Session] = (
+            sessionmaker(inline_reads, expire_on_commit=False, autoflush=False)
+            if inline_reads is not None
+            else async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        )
         self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
         self._write_lock = asyncio.Lock() if is_sqlite else None
 

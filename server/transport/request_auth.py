@@ -14,9 +14,11 @@ from server.adapters.http_signatures import (
     RequestSignatureVerifier,
     SignatureRejected,
     SignedRequest,
+    VerifiedSignature,
 )
 from server.adapters.signing_keys import PublicSigningKey
 from server.domain.errors import RequestNotAuthenticated, Unauthenticated
+from server.domain.signing_keys import SigningKey
 from server.services.auth import AuthService
 from server.services.ports import Clock
 from server.services.signing_keys import SigningKeyService
@@ -70,15 +72,21 @@ class RequestAuthenticator:
         )
         live = await self._keys.live(partner_id=partner_id)
         if not live and first_key_registration:
-            return Authenticated(partner_id, "-")
-        keys = {k.key_id: PublicSigningKey(k.key_id, k.algorithm, k.public_key_pem) for k in live}
+            live = await self._keys.live(partner_id=partner_id, fresh=True)
+            if not live:
+                return Authenticated(partner_id, "-")
         now = int(self._clock.now().timestamp())
         try:
-            verified = self._verifier.verify(
-                request, lambda key_id: keys.get(key_id), now=now, scheme=scheme
-            )
+            verified = self._verify(request, live, now, scheme)
         except SignatureRejected as rejected:
-            raise RequestNotAuthenticated(rejected.reason, rejected.message) from None
+            if rejected.reason != "UNKNOWN_KEY":
+                raise RequestNotAuthenticated(rejected.reason, rejected.message) from None
+            # Perhaps registered a moment ago on another replica: look once more.
+            live = await self._keys.live(partner_id=partner_id, fresh=True)
+            try:
+                verified = self._verify(request, live, now, scheme)
+            except SignatureRejected as again:
+                raise RequestNotAuthenticated(again.reason, again.message) from None
         if verified.nonce is not None and await self._nonces.seen(
             verified.key_id,
             verified.nonce,
@@ -87,3 +95,11 @@ class RequestAuthenticator:
         ):
             raise RequestNotAuthenticated("NONCE_REPLAYED", "Signature nonce was already used")
         return Authenticated(partner_id, verified.key_id)
+
+    def _verify(
+        self, request: SignedRequest, live: list[SigningKey], now: int, scheme: str
+    ) -> VerifiedSignature:
+        keys = {k.key_id: PublicSigningKey(k.key_id, k.algorithm, k.public_key_pem) for k in live}
+        return self._verifier.verify(
+            request, lambda key_id: keys.get(key_id), now=now, scheme=scheme
+        )

@@ -23,7 +23,7 @@ def create_partner(database_url: str, name: str | None = None) -> PartnerCredent
         try:
             made = await container.auth.create_partner(name or f"partner-{uuid.uuid4().hex[:8]}")
         finally:
-            await container.engine.dispose()
+            await container.close()
         return PartnerCredentials(str(made.partner_id), str(made.api_key), made.api_secret)
 
     return asyncio.run(create())
