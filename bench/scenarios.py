@@ -425,10 +425,10 @@ def create_customer(ctx: Context) -> Plan:
         raise LoadError(f"create: sample POST -> {answer.status_code} {answer.text}")
 
     def prepare(duration: float) -> None:
-        # Enough for 1.6x the best rate seen so far (and at least 400/s): running out fails
-        # the run, and each unused request only cost a signature.
-        rate = max([400.0, *observed])
-        count = math.ceil(rate * 1.6 * max(1, round(duration))) + 4 * connections
+        # Twice the best rate seen so far (400/s before the first run, the warm-up; at
+        # least 100/s after): running out fails the run, an unused request costs a signature.
+        rate = max(100.0, *observed) if observed else 400.0
+        count = math.ceil(rate * 2 * max(1, round(duration))) + 4 * connections
         presigner.write(requests_file, count, int(time.time()))
         counted["before"] = customers()
 

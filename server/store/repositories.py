@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import CustomerAlreadyExists
-from server.domain.lifecycle import StatusChanged
+from server.domain.events import ChangeEvent, changed
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
@@ -40,14 +40,19 @@ def _after(table: Any, cursor: PageCursor | None) -> Any:
 
 
 class _Repository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, outbox: list[ChangeEvent] | None = None) -> None:
         self._session = session
+        # Events of this unit of work; the unit of work writes them at commit (outbox).
+        self._outbox = outbox if outbox is not None else []
 
-    def _audit(self, partner_id: UUID, changes: list[StatusChanged]) -> None:
-        for change in changes:
+    def _record(self, entity: Customer | Account | Card, *, created: bool = False) -> None:
+        """Audit rows for the entity's status changes, and its change event."""
+        if not created and not entity.changes:
+            return
+        for change in entity.changes:
             self._session.add(
                 StatusChangeRow(
-                    partner_id=partner_id,
+                    partner_id=entity.partner_id,
                     entity=change.entity,
                     entity_id=change.entity_id,
                     from_status=change.from_status,
@@ -56,7 +61,8 @@ class _Repository:
                     at=change.at,
                 )
             )
-        changes.clear()
+        entity.changes.clear()
+        self._outbox.append(changed(entity))
 
 
 class SqlPartnerRepository(_Repository):
@@ -87,7 +93,7 @@ class SqlCustomerRepository(_Repository):
             # A concurrent create won the race the duplicate check could not see.
             field = "externalId" if "external" in str(exc.orig) else "chainId"
             raise CustomerAlreadyExists(field) from None
-        self._audit(customer.partner_id, customer.changes)
+        self._record(customer, created=True)
 
     async def get(
         self, *, partner_id: UUID, customer_id: UUID, for_update: bool = False
@@ -138,7 +144,7 @@ class SqlCustomerRepository(_Repository):
 
     async def save(self, customer: Customer) -> None:
         await self._session.merge(mapping.customer_to_row(customer))
-        self._audit(customer.partner_id, customer.changes)
+        self._record(customer)
 
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
@@ -154,7 +160,7 @@ class SqlCustomerRepository(_Repository):
 class SqlAccountRepository(_Repository):
     async def add(self, account: Account) -> None:
         self._session.add(mapping.account_to_row(account))
-        self._audit(account.partner_id, account.changes)
+        self._record(account, created=True)
 
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None:
         query = select(AccountRow).where(
@@ -186,13 +192,13 @@ class SqlAccountRepository(_Repository):
 
     async def save(self, account: Account) -> None:
         await self._session.merge(mapping.account_to_row(account))
-        self._audit(account.partner_id, account.changes)
+        self._record(account)
 
 
 class SqlCardRepository(_Repository):
     async def add(self, card: Card) -> None:
         self._session.add(mapping.card_to_row(card))
-        self._audit(card.partner_id, card.changes)
+        self._record(card, created=True)
 
     async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None:
         query = select(CardRow).where(CardRow.id == card_id, CardRow.partner_id == partner_id)
@@ -228,7 +234,7 @@ class SqlCardRepository(_Repository):
 
     async def save(self, card: Card) -> None:
         await self._session.merge(mapping.card_to_row(card))
-        self._audit(card.partner_id, card.changes)
+        self._record(card)
 
 
 class SqlSigningKeyRepository(_Repository):

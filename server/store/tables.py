@@ -173,3 +173,31 @@ class SignatureNonceRow(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=64)
     nonce: str = Field(primary_key=True, max_length=128)
     expires_at: datetime = _time()
+
+
+class EventRow(SQLModel, table=True):
+    """The outbox: written in the same transaction as the change it records."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.UniqueConstraint("partner_id", "seq", name="uq_events_partner_seq"),
+        sa.Index("ix_events_occurred", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)  # global commit-ish order
+    event_id: UUID = Field(unique=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    seq: int = Field(sa_type=sa.BigInteger)
+    type: str = Field(max_length=32)
+    entity_id: UUID
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = _time()
+
+
+class PartnerSequenceRow(SQLModel, table=True):
+    """The last event sequence handed out per partner; its row lock orders commits."""
+
+    __tablename__ = "partner_sequences"
+
+    partner_id: UUID = Field(primary_key=True, foreign_key="partners.id")
+    last_seq: int = Field(default=0, sa_type=sa.BigInteger)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -10,7 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.domain.events import ChangeEvent
+from server.store import outbox
 from server.store.claims import active_claim, mark_committed
+from server.store.outbox import SqlEventReader
 from server.store.repositories import (
     SqlAccountRepository,
     SqlCardRepository,
@@ -18,6 +22,8 @@ from server.store.repositories import (
     SqlPartnerRepository,
     SqlSigningKeyRepository,
 )
+
+OnCommit = Callable[[list[ChangeEvent]], None]
 
 
 class _InlineSession:
@@ -50,28 +56,33 @@ class SqlUnitOfWork:
     accounts: SqlAccountRepository
     cards: SqlCardRepository
     signing_keys: SqlSigningKeyRepository
+    events: SqlEventReader
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession] | sessionmaker[Session],
         lock: asyncio.Lock | None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._sessions = sessions
         self._lock = lock
+        self._on_commit = on_commit
 
     async def __aenter__(self) -> Self:
         if self._lock is not None:
             await self._lock.acquire()
+        self.outbox: list[ChangeEvent] = []
         made = self._sessions()
         if isinstance(made, Session):
             self.session = cast(AsyncSession, _InlineSession(made))
         else:
             self.session = made
-        self.partners = SqlPartnerRepository(self.session)
-        self.customers = SqlCustomerRepository(self.session)
-        self.accounts = SqlAccountRepository(self.session)
-        self.cards = SqlCardRepository(self.session)
-        self.signing_keys = SqlSigningKeyRepository(self.session)
+        self.partners = SqlPartnerRepository(self.session, self.outbox)
+        self.customers = SqlCustomerRepository(self.session, self.outbox)
+        self.accounts = SqlAccountRepository(self.session, self.outbox)
+        self.cards = SqlCardRepository(self.session, self.outbox)
+        self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox)
+        self.events = SqlEventReader(self.session)
         return self
 
     async def __aexit__(
@@ -91,9 +102,13 @@ class SqlUnitOfWork:
         claim = active_claim.get()
         if claim is not None and not claim.committed:
             await mark_committed(self.session, claim)
+        published = await outbox.write(self.session, self.outbox) if self.outbox else []
+        self.outbox.clear()
         await self.session.commit()
         if claim is not None:
             claim.committed = True
+        if published and self._on_commit is not None:
+            self._on_commit(published)
 
 
 class SqlUnitOfWorkFactory:
@@ -110,8 +125,10 @@ class SqlUnitOfWorkFactory:
         )
         self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
         self._write_lock = asyncio.Lock() if is_sqlite else None
+        # Told about every committed batch of events (wakes this process's streams at once).
+        self.on_commit: OnCommit | None = None
 
     def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
         if write:
-            return SqlUnitOfWork(self._write, self._write_lock)
+            return SqlUnitOfWork(self._write, self._write_lock, self.on_commit)
         return SqlUnitOfWork(self._read, None)

@@ -25,6 +25,7 @@ from client.idempotency import MODIFYING_HTTP_METHODS, new_key
 from client.signing import (
     ED25519,
     PrivateSigningKey,
+    SigningAuth,
     authority_of,
     generate_key,
     new_nonce,
@@ -556,6 +557,11 @@ def test_a_client_attestation_header_is_replaced_by_the_gateway_verifier(
     answer = partner.call("GET", "/customers", headers={ATTESTATION: claim})
     assert answer.status_code == 200, answer.text
     assert answer.json()["customers"] == []  # the signer's own list, not the claimed partner's
+    twice = [(ATTESTATION, claim), (ATTESTATION, forged_attestation(str(uuid.uuid4())))]
+    auth = SigningAuth(partner.key, token=partner.token)
+    answer = partner.http.get("/customers", headers=twice, auth=auth)  # two header lines
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["customers"] == []
 
 
 def test_a_client_attestation_header_does_not_excuse_a_bad_signature(

@@ -36,7 +36,7 @@ from customers.v1 import (
 from server.adapters.attestation import HEADER as ATTESTATION
 from server.adapters.attestation import Attestor
 from server.app import RunningServer
-from server.bootstrap import server_secret
+from server.bootstrap import gateway_key, server_secret
 from tests.helpers.wallets import caip10, new_wallet
 from tests.integration.conftest import GrpcPartner
 from tests.integration.test_grpc_customers import reason_of
@@ -283,6 +283,18 @@ async def test_a_forged_gateway_attestation_is_rejected_and_changes_nothing(
             "ATTESTATION_INVALID",
         )
     assert await caller.status_of(customer.id) == resources_pb2.Customer.active
+    # The control: the verifier's own attestation for this request id is what passes.
+    real = genuine.issue(
+        request_id="req-1", partner_id=uuid.UUID(partner_id), key_id=key_id, now=caller.now()
+    )
+    metadata = (
+        ("authorization", caller.authorization),
+        ("idempotency-key", new_key()),
+        ("x-request-id", "req-1"),
+        (ATTESTATION, real),
+    )
+    await caller.bare.DeactivateCustomer(deactivation(customer.id), metadata=metadata)
+    assert await caller.status_of(customer.id) == resources_pb2.Customer.inactive
 
 
 async def test_an_attestation_is_not_accepted_in_place_of_a_signature_even_when_signed(
@@ -321,3 +333,17 @@ async def test_only_the_gateway_may_ask_the_verifier_for_an_attestation(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Check(_check_request(caller), metadata=presented)
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_the_verifier_answers_the_gateway_and_denies_an_unsigned_request(
+    server: RunningServer, channel: grpc.aio.Channel, caller: Caller
+) -> None:
+    """The control for the test above: with the gateway's key the same Check is answered,
+    and an unsigned request gets a denial, not an attestation."""
+    secret = await server_secret(server.container.engine, "attestation")
+    stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+    answer = await stub.Check(
+        _check_request(caller), metadata=(("x-gateway-key", gateway_key(secret)),)
+    )
+    assert answer.HasField("denied_response")
+    assert b"SIGNATURE_MISSING" in answer.denied_response.body.encode()

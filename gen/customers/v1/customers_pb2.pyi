@@ -83,3 +83,27 @@ class SignChallengeRequest(_message.Message):
     signer: str
     challenge: str
     def __init__(self, customer_id: _Optional[str] = ..., signature: _Optional[str] = ..., signer: _Optional[str] = ..., challenge: _Optional[str] = ...) -> None: ...
+
+class WatchCustomersRequest(_message.Message):
+    __slots__ = ("after", "customer_id")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    customer_id: str
+    def __init__(self, after: _Optional[int] = ..., customer_id: _Optional[str] = ...) -> None: ...
+
+class CustomerEvent(_message.Message):
+    __slots__ = ("seq", "event_id", "webhook_type", "occurred_at", "customer", "heartbeat")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    event_id: str
+    webhook_type: str
+    occurred_at: _timestamp_pb2.Timestamp
+    customer: _resources_pb2.Customer
+    heartbeat: bool
+    def __init__(self, seq: _Optional[int] = ..., event_id: _Optional[str] = ..., webhook_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer: _Optional[_Union[_resources_pb2.Customer, _Mapping]] = ..., heartbeat: _Optional[bool] = ...) -> None: ...

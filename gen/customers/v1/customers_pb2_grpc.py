@@ -66,6 +66,11 @@ class CustomerServiceStub:
                 request_serializer=customers_dot_v1_dot_customers__pb2.GetChallengeRequest.SerializeToString,
                 response_deserializer=customers_dot_v1_dot_customers__pb2.Challenge.FromString,
                 _registered_method=True)
+        self.WatchCustomers = channel.unary_stream(
+                '/customers.v1.CustomerService/WatchCustomers',
+                request_serializer=customers_dot_v1_dot_customers__pb2.WatchCustomersRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_customers__pb2.CustomerEvent.FromString,
+                _registered_method=True)
         self.SignChallenge = channel.unary_unary(
                 '/customers.v1.CustomerService/SignChallenge',
                 request_serializer=customers_dot_v1_dot_customers__pb2.SignChallengeRequest.SerializeToString,
@@ -134,6 +139,17 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCustomers(self, request, context):
+        """Streams the partner's customer changes: after `after` (resume; nothing is missed) or,
+        without it, from now; optionally one customer's only. Heartbeats keep idle streams
+        open. Over REST: server-sent events, one `data:` JSON object per message.
+
+        python -m client stream '/customers:watch?after=42'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SignChallenge(self, request, context):
         """Submits the wallet's EIP-191 signature of the challenge. 204 on success.
 
@@ -176,6 +192,11 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.GetChallenge,
                     request_deserializer=customers_dot_v1_dot_customers__pb2.GetChallengeRequest.FromString,
                     response_serializer=customers_dot_v1_dot_customers__pb2.Challenge.SerializeToString,
+            ),
+            'WatchCustomers': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCustomers,
+                    request_deserializer=customers_dot_v1_dot_customers__pb2.WatchCustomersRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_customers__pb2.CustomerEvent.SerializeToString,
             ),
             'SignChallenge': grpc.unary_unary_rpc_method_handler(
                     servicer.SignChallenge,
@@ -345,6 +366,33 @@ class CustomerService:
             '/customers.v1.CustomerService/GetChallenge',
             customers_dot_v1_dot_customers__pb2.GetChallengeRequest.SerializeToString,
             customers_dot_v1_dot_customers__pb2.Challenge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/customers.v1.CustomerService/WatchCustomers',
+            customers_dot_v1_dot_customers__pb2.WatchCustomersRequest.SerializeToString,
+            customers_dot_v1_dot_customers__pb2.CustomerEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,125 @@
+"""The outbox: change events written in the same transaction as the changes, each with the
+next per-partner sequence, and read back in order for streams, webhooks and catch-up."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from server.domain.events import ChangeEvent, EventType
+from server.store.tables import EventRow, PartnerSequenceRow
+
+# PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
+CHANNEL = "customer_events"
+
+
+async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
+    """Numbers and inserts the events. The sequence row's lock (PostgreSQL) or the write lock
+    (SQLite) makes a partner's sequence order its commit order: no reader ever sees seq 7
+    before seq 6."""
+    by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
+    for event in events:
+        by_partner[event.partner_id].append(event)
+    dialect = session.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    numbered: list[ChangeEvent] = []
+    for partner_id, batch in by_partner.items():
+        count = len(batch)
+        bump = (
+            insert(PartnerSequenceRow)
+            .values(partner_id=partner_id, last_seq=count)
+            .on_conflict_do_update(
+                index_elements=["partner_id"],
+                set_={"last_seq": col(PartnerSequenceRow.last_seq) + count},
+            )
+            .returning(col(PartnerSequenceRow.last_seq))
+        )
+        last = int((await session.execute(bump)).scalar_one())
+        for offset, event in enumerate(batch):
+            numbered.append(replace(event, seq=last - count + 1 + offset))
+        if dialect == "postgresql":
+            # Delivered to listeners when (and only if) this transaction commits.
+            await session.execute(sa.select(sa.func.pg_notify(CHANNEL, str(partner_id))))
+    session.add_all(
+        EventRow(
+            event_id=e.event_id,
+            partner_id=e.partner_id,
+            seq=e.seq,
+            type=e.type.value,
+            entity_id=e.entity_id,
+            payload=e.payload,
+            occurred_at=e.occurred_at,
+        )
+        for e in numbered
+    )
+    return numbered
+
+
+def _event(row: EventRow) -> ChangeEvent:
+    return ChangeEvent(
+        event_id=row.event_id,
+        partner_id=row.partner_id,
+        type=EventType(row.type),
+        entity_id=row.entity_id,
+        payload=dict(row.payload),
+        occurred_at=row.occurred_at,
+        seq=row.seq,
+    )
+
+
+class SqlEventReader:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def after(
+        self,
+        *,
+        partner_id: UUID,
+        seq: int,
+        limit: int,
+        types: Iterable[EventType] = (),
+        entity_id: UUID | None = None,
+    ) -> list[ChangeEvent]:
+        query = select(EventRow).where(
+            col(EventRow.partner_id) == partner_id, col(EventRow.seq) > seq
+        )
+        wanted = [t.value for t in types]
+        if wanted:
+            query = query.where(col(EventRow.type).in_(wanted))
+        if entity_id is not None:
+            query = query.where(col(EventRow.entity_id) == entity_id)
+        query = query.order_by(col(EventRow.seq)).limit(limit)
+        return [_event(row) for row in (await self._session.execute(query)).scalars()]
+
+    async def last_seq(self, *, partner_id: UUID) -> int:
+        query = select(col(PartnerSequenceRow.last_seq)).where(
+            col(PartnerSequenceRow.partner_id) == partner_id
+        )
+        found = (await self._session.execute(query)).scalar_one_or_none()
+        return int(found or 0)
+
+    async def since_id(self, *, after_id: int, limit: int) -> list[tuple[int, ChangeEvent]]:
+        """Every partner's events in insertion order: what the webhook relay walks."""
+        query = (
+            select(EventRow)
+            .where(col(EventRow.id) > after_id)
+            .order_by(col(EventRow.id))
+            .limit(limit)
+        )
+        rows = (await self._session.execute(query)).scalars()
+        return [(int(row.id or 0), _event(row)) for row in rows]
+
+    async def prune(self, *, before: datetime) -> int:
+        result = await self._session.execute(
+            sa.delete(EventRow).where(col(EventRow.occurred_at) < before)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
