@@ -17,6 +17,7 @@ from customers.v1 import (
     accounts_pb2_grpc,
     auth_pb2_grpc,
     customers_pb2_grpc,
+    events_pb2_grpc,
     kyc_pb2_grpc,
     simulator_pb2_grpc,
 )
@@ -26,6 +27,7 @@ from server.services.ports import Clock
 from server.transport.accounts import AccountServicer, CardServicer
 from server.transport.auth import AuthServicer
 from server.transport.customers import CustomerServicer, SimulatorServicer
+from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
 from server.transport.services import SERVICE_NAMES
 
@@ -67,9 +69,11 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
     )
     # Envoy's ext_authz verifier: REST requests are checked here before they are transcoded.
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(container.authz, server)
+    assert container.watch is not None and container.events is not None
     customers_pb2_grpc.add_CustomerServiceServicer_to_server(
-        CustomerServicer(container.customers), server
+        CustomerServicer(container.customers, container.watch), server
     )
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(container.events), server)
     simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(
         SimulatorServicer(container.customers), server
     )
@@ -93,8 +97,12 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
-    sweeper = asyncio.create_task(_sweep_idempotency_keys(container))
-    return RunningServer(server, port, container, health_servicer, [sweeper])
+    tasks = [asyncio.create_task(_sweep_idempotency_keys(container))]
+    if container.hub is not None:
+        tasks.append(asyncio.create_task(container.hub.run()))
+    if container.listener is not None:
+        tasks.append(asyncio.create_task(container.listener.run()))
+    return RunningServer(server, port, container, health_servicer, tasks)
 
 
 async def _sweep_idempotency_keys(container: Container, every: float = 60.0) -> None:

@@ -22,6 +22,9 @@ from server.adapters.signing_keys import parse_public_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
+from server.events.hub import EventHub
+from server.events.notifier import PostgresListener
+from server.events.watch import CustomerWatch
 from server.interceptors.auth import PUBLIC_PREFIXES, AuthInterceptor
 from server.interceptors.errors import ErrorsInterceptor
 from server.interceptors.idempotency import IdempotencyInterceptor
@@ -29,6 +32,7 @@ from server.interceptors.request_context import RequestContextInterceptor
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
 from server.services.customers import ChallengeSettings, CustomerService
+from server.services.events import EventService
 from server.services.kyc import KycService
 from server.services.ports import Clock, KycProvider
 from server.services.signing_keys import SigningKeyService
@@ -57,6 +61,10 @@ class Container:
     kyc_portal: SandboxKyc | None  # the sandbox partner's pages; None when they are off
     signing_keys: SigningKeyService
     authz: AuthorizationServicer  # Envoy's ext_authz verifier
+    hub: EventHub | None = None  # live fan-out to WatchCustomers streams
+    watch: CustomerWatch | None = None
+    events: EventService | None = None
+    listener: PostgresListener | None = None  # wakes us when other replicas commit
     read_engine: Engine | None = None  # SQLite only: inline reads (store/engine.py)
 
     async def close(self) -> None:
@@ -126,6 +134,13 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         sandbox=settings.env == "development",
     )
     accounts = AccountService(uow=uow, clock=clock)
+    hub = EventHub(uow)
+    uow.on_commit = hub.published  # this process's commits wake its streams at once
+    listener = (
+        None
+        if settings.is_sqlite
+        else PostgresListener(settings.database_url, on_partner=hub.wake, on_reconnect=hub.wake_all)
+    )
     idempotency = IdempotencyStore(uow)
     signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
     authenticator = RequestAuthenticator(
@@ -174,5 +189,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             clock=clock,
             gateway_key=gateway_key(attestation_secret),
         ),
+        hub=hub,
+        watch=CustomerWatch(hub=hub, uow=uow, heartbeat=settings.stream_heartbeat_seconds),
+        events=EventService(uow=uow),
+        listener=listener,
         read_engine=read_engine,
     )

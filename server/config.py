@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # callbacks are signed with. Only the built-in sandbox partner exists so far.
     kyc_provider: Literal["sandbox"] = "sandbox"
     kyc_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_KYC_WEBHOOK_SECRET)
+    # Idle WatchCustomers streams get a heartbeat this often (Envoy's idle timeout is 300 s).
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=120)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -15,6 +15,7 @@ class ErrorKind(enum.Enum):
     CONFLICT = "conflict"  # the entity's state forbids it: 409
     IN_FLIGHT = "in_flight"  # the same request is still running: 409
     UNPROCESSABLE = "unprocessable"  # well-formed but cannot be honoured (key reuse): 422
+    TOO_SLOW = "too_slow"  # a stream subscriber fell behind: 429
     UNAVAILABLE = "unavailable"  # 503
 
 
@@ -192,3 +193,17 @@ class RequestNotAuthenticated(DomainError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class StreamLagging(DomainError):
+    """A subscriber that cannot keep up is cut off (and told where to resume) rather than
+    buffered without bound."""
+
+    kind = ErrorKind.TOO_SLOW
+    reason = "STREAM_LAGGING"
+
+    def __init__(self, last_seq: int) -> None:
+        super().__init__(
+            f"Stream fell too far behind; reconnect with after={last_seq}",
+            metadata={"resumeAfter": str(last_seq)},
+        )

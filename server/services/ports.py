@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -11,6 +11,7 @@ from uuid import UUID
 
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
+from server.domain.events import ChangeEvent, EventType
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 
@@ -90,6 +91,19 @@ class SigningKeyRepository(Protocol):
     async def delete(self, *, partner_id: UUID, key_id: str) -> bool: ...
 
 
+class EventReader(Protocol):
+    async def after(
+        self,
+        *,
+        partner_id: UUID,
+        seq: int,
+        limit: int,
+        types: Iterable[EventType] = (),
+        entity_id: UUID | None = None,
+    ) -> list[ChangeEvent]: ...
+    async def last_seq(self, *, partner_id: UUID) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Nothing is written unless `commit` is called."""
 
@@ -103,6 +117,8 @@ class UnitOfWork(Protocol):
     def cards(self) -> CardRepository: ...
     @property
     def signing_keys(self) -> SigningKeyRepository: ...
+    @property
+    def events(self) -> EventReader: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

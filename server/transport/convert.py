@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from customers.v1 import customers_pb2, events_pb2
 from customers.v1 import resources_pb2 as pb
 from server.domain.accounts import Account, AccountType, Card, CardType
 from server.domain.customer import Customer, CustomerStatus
+from server.domain.events import ChangeEvent, EventType
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -77,3 +81,39 @@ def card_type(value: int) -> CardType | None:
     if value not in pb.Card.Type.values() or value == pb.Card.Type.TYPE_UNSPECIFIED:
         return None
     return CardType(pb.Card.Type.Name(value))
+
+
+def _entity_of(event: ChangeEvent) -> tuple[str, Any]:
+    """The payload (API-shaped JSON) back into its message."""
+    match event.type:
+        case EventType.CUSTOMER_UPDATED:
+            return "customer", json_format.ParseDict(event.payload, pb.Customer())
+        case EventType.ACCOUNT_UPDATED:
+            return "account", json_format.ParseDict(event.payload, pb.Account())
+        case EventType.CARD_UPDATED:
+            return "card", json_format.ParseDict(event.payload, pb.Card())
+
+
+def event(change: ChangeEvent) -> events_pb2.Event:
+    field, entity = _entity_of(change)
+    return events_pb2.Event(
+        seq=change.seq,
+        event_id=str(change.event_id),
+        webhook_type=change.type.value,
+        occurred_at=timestamp(change.occurred_at),
+        **{field: entity},
+    )
+
+
+def customer_event(change: ChangeEvent | None) -> customers_pb2.CustomerEvent:
+    """A stream message; None is a heartbeat."""
+    if change is None:
+        return customers_pb2.CustomerEvent(heartbeat=True)
+    _, entity = _entity_of(change)
+    return customers_pb2.CustomerEvent(
+        seq=change.seq,
+        event_id=str(change.event_id),
+        webhook_type=change.type.value,
+        occurred_at=timestamp(change.occurred_at),
+        customer=entity,
+    )

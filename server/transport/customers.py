@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 from google.protobuf import empty_pb2
 
 from customers.v1 import customers_pb2 as pb
 from customers.v1 import customers_pb2_grpc, resources_pb2, simulator_pb2, simulator_pb2_grpc
 from server.domain.errors import InvalidField
+from server.events.watch import CustomerWatch
 from server.services.customers import CustomerService
 from server.transport import convert
 from server.transport.context import partner
@@ -15,8 +18,26 @@ from server.transport.http_status import answer_with
 
 
 class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
-    def __init__(self, service: CustomerService) -> None:
+    def __init__(self, service: CustomerService, watch: CustomerWatch) -> None:
         self._service = service
+        self._watch = watch
+
+    async def WatchCustomers(
+        self, request: pb.WatchCustomersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CustomerEvent]:
+        # Every check happens before the first message, so failures are real HTTP errors.
+        customer_id = None
+        if request.customer_id:
+            customer = await self._service.get(
+                partner_id=partner(), customer_id=request.customer_id
+            )
+            customer_id = customer.id
+        after = request.after if request.HasField("after") else None
+        if after is not None and after < 0:
+            raise InvalidField("after", "after must not be negative")
+        changes = self._watch.stream(partner_id=partner(), after=after, customer_id=customer_id)
+        async for change in changes:
+            yield convert.customer_event(change)
 
     async def CreateCustomer(
         self, request: pb.CreateCustomerRequest, context: grpc.aio.ServicerContext

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from customers.v1 import accounts_pb2, auth_pb2, customers_pb2, kyc_pb2, simulator_pb2
+from customers.v1 import (
+    accounts_pb2,
+    auth_pb2,
+    customers_pb2,
+    events_pb2,
+    kyc_pb2,
+    simulator_pb2,
+)
 
 SERVICES: list[ServiceDescriptor] = [
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
@@ -14,6 +21,7 @@ SERVICES: list[ServiceDescriptor] = [
     simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"],
     kyc_pb2.DESCRIPTOR.services_by_name["KycPortalService"],
     kyc_pb2.DESCRIPTOR.services_by_name["KycCallbackService"],
+    events_pb2.DESCRIPTOR.services_by_name["EventService"],
 ]
 
 SERVICE_NAMES: list[str] = [service.full_name for service in SERVICES]

@@ -22,6 +22,7 @@ TABLE: dict[ErrorKind, tuple[grpc.StatusCode, int]] = {
     ErrorKind.CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, 409),
     ErrorKind.IN_FLIGHT: (grpc.StatusCode.ABORTED, 409),
     ErrorKind.UNPROCESSABLE: (grpc.StatusCode.FAILED_PRECONDITION, 422),
+    ErrorKind.TOO_SLOW: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     ErrorKind.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, 503),
 }
 
@@ -34,6 +35,7 @@ TRANSCODER_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.INTERNAL: 500,
 }

@@ -17,6 +17,7 @@ from customers.v1 import (
     auth_pb2_grpc,
     customers_pb2,
     customers_pb2_grpc,
+    events_pb2_grpc,
     resources_pb2,
     simulator_pb2,
     simulator_pb2_grpc,
@@ -39,6 +40,7 @@ class GrpcPartner:
     cards: accounts_pb2_grpc.CardServiceStub
     simulator: simulator_pb2_grpc.SimulatorServiceStub
     auth: auth_pb2_grpc.AuthServiceStub
+    events: events_pb2_grpc.EventServiceStub
     api_key: str
     api_secret: str
 
@@ -130,6 +132,7 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
         cards=accounts_pb2_grpc.CardServiceStub(channel),
         simulator=simulator_pb2_grpc.SimulatorServiceStub(channel),
         auth=auth_pb2_grpc.AuthServiceStub(channel),
+        events=events_pb2_grpc.EventServiceStub(channel),
         api_key=str(made.api_key),
         api_secret=made.api_secret,
     )

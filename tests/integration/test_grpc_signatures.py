@@ -97,8 +97,8 @@ class Caller:
         )
         return [customer.id for customer in listed.customers]
 
-    async def status_of(self, customer_id: str) -> resources_pb2.Customer.Status.ValueType:
-        found = await self.signed.customers.GetCustomer(
+    async def status_of(self, customer_id: str) -> resources_pb2.Customer.Status:
+        found: resources_pb2.Customer = await self.signed.customers.GetCustomer(
             customers_pb2.GetCustomerRequest(customer_id=customer_id),
             metadata=self.signed.metadata,
         )

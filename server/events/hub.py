@@ -1,0 +1,129 @@
+"""Live fan-out of customer changes to WatchCustomers streams in this process.
+
+One database read per partner per wake-up serves every stream of that partner. A stream
+registers before it reads its backlog, so nothing committed in between is lost; events are
+deduplicated by sequence at the seam. A stream whose bounded queue overflows is marked
+lagging and dropped, and told so, rather than slowing everyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import structlog
+
+from server.domain.events import ChangeEvent, EventType
+from server.store.unit_of_work import SqlUnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+QUEUE_LIMIT = 1_000
+READ_BATCH = 500
+
+
+@dataclass(eq=False)
+class Subscription:
+    partner_id: UUID
+    customer_id: UUID | None
+    queue: asyncio.Queue[ChangeEvent] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_LIMIT)
+    )
+    lagging: bool = False
+
+    def wants(self, event: ChangeEvent) -> bool:
+        return event.type is EventType.CUSTOMER_UPDATED and (
+            self.customer_id is None or event.entity_id == self.customer_id
+        )
+
+
+class EventHub:
+    def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
+        self._uow = uow
+        self._subscriptions: dict[UUID, set[Subscription]] = defaultdict(set)
+        self._cursor: dict[UUID, int] = {}  # last sequence fanned out, per watched partner
+        self._pending: set[UUID] = set()
+        self._woken = asyncio.Event()
+
+    # -- producers ---------------------------------------------------------------------
+    def published(self, events: list[ChangeEvent]) -> None:
+        """This process committed events (unit-of-work callback)."""
+        for partner_id in {e.partner_id for e in events}:
+            self.wake(partner_id)
+
+    def wake(self, partner_id: UUID) -> None:
+        """Events for the partner may have committed (here, or on another replica)."""
+        if partner_id in self._subscriptions:
+            self._pending.add(partner_id)
+            self._woken.set()
+
+    def wake_all(self) -> None:
+        """After a lost notification channel: re-read everything that is watched."""
+        self._pending.update(self._subscriptions)
+        self._woken.set()
+
+    # -- consumers ---------------------------------------------------------------------
+    async def subscribe(self, partner_id: UUID, customer_id: UUID | None) -> Subscription:
+        subscription = Subscription(partner_id, customer_id)
+        if partner_id not in self._cursor:
+            async with self._uow() as uow:
+                self._cursor[partner_id] = await uow.events.last_seq(partner_id=partner_id)
+        self._subscriptions[partner_id].add(subscription)
+        self.wake(partner_id)  # anything committed while we looked
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        watchers = self._subscriptions.get(subscription.partner_id)
+        if watchers is not None:
+            watchers.discard(subscription)
+            if not watchers:
+                del self._subscriptions[subscription.partner_id]
+                self._cursor.pop(subscription.partner_id, None)
+
+    @property
+    def stream_count(self) -> int:
+        return sum(len(s) for s in self._subscriptions.values())
+
+    # -- the loop ----------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._woken.wait()
+            self._woken.clear()
+            partners, self._pending = self._pending, set()
+            for partner_id in partners:
+                try:
+                    await self._fan_out(partner_id)
+                except Exception:  # a failed read is retried on the next wake-up
+                    log.exception("event fan-out failed", partner_id=str(partner_id))
+                    self._pending.add(partner_id)
+                    await asyncio.sleep(0.5)
+                    self._woken.set()
+
+    async def _fan_out(self, partner_id: UUID) -> None:
+        while partner_id in self._cursor:
+            async with self._uow() as uow:
+                events = await uow.events.after(
+                    partner_id=partner_id, seq=self._cursor[partner_id], limit=READ_BATCH
+                )
+            if not events:
+                return
+            for event in events:
+                for subscription in list(self._subscriptions.get(partner_id, ())):
+                    if subscription.wants(event):
+                        self._offer(subscription, event)
+            if partner_id in self._cursor:
+                self._cursor[partner_id] = events[-1].seq
+            if len(events) < READ_BATCH:
+                return
+
+    def _offer(self, subscription: Subscription, event: ChangeEvent) -> None:
+        try:
+            subscription.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            subscription.lagging = True
+            self.unsubscribe(subscription)
+            with contextlib.suppress(asyncio.QueueFull):
+                subscription.queue.put_nowait(event)  # never fits; the flag is what counts

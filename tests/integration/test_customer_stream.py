@@ -1,0 +1,134 @@
+"""WatchCustomers over native gRPC: order, resume without gaps, filters, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from customers.v1 import customers_pb2, events_pb2
+from server.app import RunningServer
+from tests.integration.conftest import GrpcPartner
+
+
+async def take(stream: AsyncIterator[customers_pb2.CustomerEvent], count: int) -> list:
+    """The next `count` change messages (heartbeats skipped), or fail after 10 s."""
+    got: list[customers_pb2.CustomerEvent] = []
+
+    async def collect() -> None:
+        async for message in stream:
+            if not message.heartbeat:
+                got.append(message)
+                if len(got) == count:
+                    return
+
+    await asyncio.wait_for(collect(), 10)
+    return got
+
+
+def watch(partner: GrpcPartner, **request: object) -> grpc.aio.UnaryStreamCall:
+    return partner.customers.WatchCustomers(
+        customers_pb2.WatchCustomersRequest(**request), metadata=partner.metadata
+    )
+
+
+async def test_a_live_stream_receives_changes_in_order(partner: GrpcPartner) -> None:
+    call = watch(partner, after=0)  # a new partner: nothing before, everything live
+    await asyncio.sleep(0.2)
+    customer = await partner.active_customer()  # created, screening/verifying, active
+    await partner.customers.DeactivateCustomer(
+        customers_pb2.DeactivateCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    events = await take(call, 4)
+    call.cancel()
+    statuses = [e.customer.status for e in events]
+    assert [e.customer.id for e in events] == [customer.id] * 4
+    assert statuses[-1] == customer.Status.inactive
+    assert statuses[-2] == customer.Status.active
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert all(e.webhook_type == "customer.updated" and e.event_id for e in events)
+
+
+async def test_resuming_after_a_sequence_misses_nothing_and_repeats_nothing(
+    partner: GrpcPartner,
+) -> None:
+    first = await partner.active_customer()
+    everything = watch(partner, after=0)
+    seen = await take(everything, 3)
+    everything.cancel()
+    last = seen[-1].seq
+    # Disconnected: more changes happen.
+    await partner.customers.DeactivateCustomer(
+        customers_pb2.DeactivateCustomerRequest(customer_id=first.id), metadata=partner.metadata
+    )
+    await partner.customers.ActivateCustomer(
+        customers_pb2.ActivateCustomerRequest(customer_id=first.id), metadata=partner.metadata
+    )
+    resumed = watch(partner, after=last)
+    missed = await take(resumed, 2)
+    assert [e.seq for e in missed] == [last + 1, last + 2]
+    assert [e.customer.status for e in missed] == [first.Status.inactive, first.Status.active]
+    # ... and then live ones.
+    second = await partner.active_customer()
+    live = await take(resumed, 3)
+    resumed.cancel()
+    assert [e.customer.id for e in live] == [second.id] * 3
+    assert live[0].seq > last + 2
+
+
+async def test_a_customer_filter_streams_only_that_customer(partner: GrpcPartner) -> None:
+    mine = await partner.active_customer()
+    call = watch(partner, after=0, customer_id=mine.id)
+    await partner.active_customer()  # another customer's changes
+    await partner.customers.DeactivateCustomer(
+        customers_pb2.DeactivateCustomerRequest(customer_id=mine.id), metadata=partner.metadata
+    )
+    events = await take(call, 4)
+    call.cancel()
+    assert {e.customer.id for e in events} == {mine.id}
+    assert events[-1].customer.status == mine.Status.inactive
+
+
+async def test_streams_are_per_partner_and_unknown_customers_fail_before_streaming(
+    partner: GrpcPartner, other_partner: GrpcPartner
+) -> None:
+    theirs = await other_partner.active_customer()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await take(watch(partner, customer_id=theirs.id), 1)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    call = watch(partner, after=0)
+    mine = await partner.active_customer()
+    events = await take(call, 3)
+    call.cancel()
+    assert {e.customer.id for e in events} == {mine.id}
+
+
+async def test_an_idle_stream_gets_heartbeats(server: RunningServer, partner: GrpcPartner) -> None:
+    assert server.container.watch is not None
+    server.container.watch._heartbeat = 0.2  # shortened for the test
+    call = watch(partner)
+    first = await asyncio.wait_for(call.read(), 5)
+    call.cancel()
+    assert first.heartbeat and not first.HasField("seq")
+
+
+async def test_list_events_pages_every_change_with_its_entity(partner: GrpcPartner) -> None:
+    customer = await partner.active_customer()
+    stub = partner.events
+    page = await stub.ListEvents(
+        events_pb2.ListEventsRequest(after=0, page_size=2), metadata=partner.metadata
+    )
+    assert [e.seq for e in page.events] == [1, 2] and page.next_page_token
+    rest = await stub.ListEvents(
+        events_pb2.ListEventsRequest(page_token=page.next_page_token), metadata=partner.metadata
+    )
+    assert [e.seq for e in rest.events][0] == 3
+    assert rest.events[-1].customer.id == customer.id
+    assert rest.events[-1].customer.status == customer.Status.active
+    only_cards = await stub.ListEvents(
+        events_pb2.ListEventsRequest(types=["card.updated"]), metadata=partner.metadata
+    )
+    assert list(only_cards.events) == []
