@@ -20,6 +20,7 @@ from customers.v1 import (
     events_pb2_grpc,
     kyc_pb2_grpc,
     simulator_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 from server.bootstrap import Container, build
 from server.config import Settings
@@ -30,6 +31,7 @@ from server.transport.customers import CustomerServicer, SimulatorServicer
 from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
 from server.transport.services import SERVICE_NAMES
+from server.transport.webhooks import WebhookServicer
 
 __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
 
@@ -49,6 +51,10 @@ class RunningServer:
     async def stop(self, grace: float = 2.0) -> None:
         for task in self.tasks:
             task.cancel()
+        # Let them finish unwinding (the webhook worker hands back its unfinished
+        # deliveries) before the database goes away.
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace + 1.0)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.container.close()
@@ -74,6 +80,10 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
         CustomerServicer(container.customers, container.watch), server
     )
     events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(container.events), server)
+    assert container.webhooks is not None
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
+        WebhookServicer(container.webhooks), server
+    )
     simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(
         SimulatorServicer(container.customers), server
     )
@@ -102,6 +112,8 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
         tasks.append(asyncio.create_task(container.hub.run()))
     if container.listener is not None:
         tasks.append(asyncio.create_task(container.listener.run()))
+    if container.webhook_worker is not None:
+        tasks.append(asyncio.create_task(container.webhook_worker.run()))
     return RunningServer(server, port, container, health_servicer, tasks)
 
 

@@ -22,9 +22,11 @@ from server.adapters.signing_keys import parse_public_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
+from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
 from server.events.notifier import PostgresListener
 from server.events.watch import CustomerWatch
+from server.events.webhooks import DeliveryOptions, WebhookWorker
 from server.interceptors.auth import PUBLIC_PREFIXES, AuthInterceptor
 from server.interceptors.errors import ErrorsInterceptor
 from server.interceptors.idempotency import IdempotencyInterceptor
@@ -36,11 +38,13 @@ from server.services.events import EventService
 from server.services.kyc import KycService
 from server.services.ports import Clock, KycProvider
 from server.services.signing_keys import SigningKeyService
+from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_read_engine
 from server.store.idempotency import IdempotencyStore
 from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.webhooks import SqlWebhookStore
 from server.transport.authz import AuthorizationServicer
 from server.transport.http_rules import modifying_methods
 from server.transport.request_auth import NonceRegistry, RequestAuthenticator
@@ -65,6 +69,8 @@ class Container:
     watch: CustomerWatch | None = None
     events: EventService | None = None
     listener: PostgresListener | None = None  # wakes us when other replicas commit
+    webhooks: WebhookService | None = None  # subscriptions (the API)
+    webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
     read_engine: Engine | None = None  # SQLite only: inline reads (store/engine.py)
 
     async def close(self) -> None:
@@ -109,6 +115,17 @@ def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
             )
 
 
+def _delivery_options(settings: Settings) -> DeliveryOptions:
+    return DeliveryOptions(
+        schedule=RetrySchedule(
+            base=timedelta(seconds=settings.webhook_retry_base_seconds),
+            max_age=timedelta(seconds=settings.webhook_retry_max_age_seconds),
+        ),
+        timeout=settings.webhook_timeout_seconds,
+        production=settings.env == "production",
+    )
+
+
 async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
@@ -142,6 +159,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         else PostgresListener(settings.database_url, on_partner=hub.wake, on_reconnect=hub.wake_all)
     )
     idempotency = IdempotencyStore(uow)
+    webhook_store = SqlWebhookStore(uow)
     signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
     authenticator = RequestAuthenticator(
         auth=auth,
@@ -193,5 +211,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         watch=CustomerWatch(hub=hub, uow=uow, heartbeat=settings.stream_heartbeat_seconds),
         events=EventService(uow=uow),
         listener=listener,
+        webhooks=WebhookService(
+            store=webhook_store, clock=clock, production=settings.env == "production"
+        ),
+        webhook_worker=WebhookWorker(webhook_store, clock, _delivery_options(settings)),
         read_engine=read_engine,
     )

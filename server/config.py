@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     kyc_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_KYC_WEBHOOK_SECRET)
     # Idle WatchCustomers streams get a heartbeat this often (Envoy's idle timeout is 300 s).
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=120)
+    # Webhook deliveries: jittered exponential backoff from `base` until `max_age` after the
+    # event, then failed; each POST has `timeout` seconds in all (tests shorten all three).
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhook_retry_max_age_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     log_level: str = "INFO"
     log_json: bool = True
 

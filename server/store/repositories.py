@@ -238,7 +238,14 @@ class SqlCardRepository(_Repository):
 
 
 class SqlSigningKeyRepository(_Repository):
-    async def live(self, *, partner_id: UUID) -> list[SigningKey]:
+    async def live(self, *, partner_id: UUID, for_update: bool = False) -> list[SigningKey]:
+        if for_update:
+            # Lock the partner row, not the key rows: a concurrent registration must wait
+            # even when there is no key row to lock yet (a no-op on SQLite, whose writers
+            # are serialized already).
+            await self._session.execute(
+                select(col(PartnerRow.id)).where(col(PartnerRow.id) == partner_id).with_for_update()
+            )
         query = (
             select(SigningKeyRow)
             .where(col(SigningKeyRow.partner_id) == partner_id)

@@ -201,3 +201,58 @@ class PartnerSequenceRow(SQLModel, table=True):
 
     partner_id: UUID = Field(primary_key=True, foreign_key="partners.id")
     last_seq: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class WebhookSubscriptionRow(SQLModel, table=True):
+    """A partner's webhook subscription. Deleting one only stamps `deleted_at`: its
+    deliveries keep their foreign key, and the dispatcher drops their pending retries."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        sa.Index("ix_webhook_subscriptions_partner", "partner_id", "created_at", "id"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    partner_id: UUID = Field(foreign_key="partners.id")
+    callback_url: str = Field(max_length=2048)
+    types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=64)  # whsec_...: needed in clear to sign (HMAC)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+    deleted_at: datetime | None = _time(default=None)
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event owed to one subscription: pending -> delivering (leased) -> delivered, or
+    back to pending with a later `next_attempt_at`, or finally failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"
+        ),
+        sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: UUID = Field(foreign_key="webhook_subscriptions.id")
+    event_id: UUID  # no foreign key: events are pruned after 30 days, deliveries need not be
+    partner_id: UUID = Field(foreign_key="partners.id")
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # the flat body
+    attempts: int = 0
+    state: str = Field(max_length=16)
+    next_attempt_at: datetime = _time()
+    lease_until: datetime | None = _time(default=None)
+    last_status: int | None = None  # the receiver's HTTP status, never its body
+    last_error: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time()
+
+
+class WebhookRelayCursorRow(SQLModel, table=True):
+    """How far the webhook relay has read each subscribed partner's events, by per-partner
+    sequence (commit order), not by the events' row id (insertion order)."""
+
+    __tablename__ = "webhook_relay_cursors"
+
+    partner_id: UUID = Field(primary_key=True, foreign_key="partners.id")
+    last_seq: int = Field(default=0, sa_type=sa.BigInteger)

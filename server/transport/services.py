@@ -11,6 +11,7 @@ from customers.v1 import (
     events_pb2,
     kyc_pb2,
     simulator_pb2,
+    webhooks_pb2,
 )
 
 SERVICES: list[ServiceDescriptor] = [
@@ -22,6 +23,7 @@ SERVICES: list[ServiceDescriptor] = [
     kyc_pb2.DESCRIPTOR.services_by_name["KycPortalService"],
     kyc_pb2.DESCRIPTOR.services_by_name["KycCallbackService"],
     events_pb2.DESCRIPTOR.services_by_name["EventService"],
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
 ]
 
 SERVICE_NAMES: list[str] = [service.full_name for service in SERVICES]

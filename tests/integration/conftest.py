@@ -10,7 +10,12 @@ import grpc
 import pytest
 
 from client.idempotency import IdempotencyKeyInterceptor
-from client.signing import SigningClientInterceptor, generate_key, public_key_b64
+from client.signing import (
+    PrivateSigningKey,
+    SigningClientInterceptor,
+    generate_key,
+    public_key_b64,
+)
 from customers.v1 import (
     accounts_pb2_grpc,
     auth_pb2,
@@ -43,6 +48,7 @@ class GrpcPartner:
     events: events_pb2_grpc.EventServiceStub
     api_key: str
     api_secret: str
+    key: PrivateSigningKey | None = None
 
     async def reauthenticate(self) -> None:
         """A fresh token, e.g. after the test clock moved past the old one's expiry."""
@@ -113,17 +119,7 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
         auth_pb2.RegisterSigningKeyRequest(public_key=public_key_b64(key)),
         metadata=(("authorization", f"Bearer {token.token}"),),
     )
-    clock = server.container.clock  # sign by the server's (steppable) time
-    signer = SigningClientInterceptor(
-        key,
-        authority=server.container.settings.public_authority,
-        clock=lambda: clock.now().timestamp(),
-    )
-    channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{server.port}",
-        interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()],
-    )
-    _open_channels.append(channel)
+    channel = signed_channel(server, key)
     found = GrpcPartner(
         partner_id=str(made.partner_id),
         metadata=(),
@@ -135,12 +131,30 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
         events=events_pb2_grpc.EventServiceStub(channel),
         api_key=str(made.api_key),
         api_secret=made.api_secret,
+        key=key,
     )
     await found.reauthenticate()
     return found
 
 
 _open_channels: list[grpc.aio.Channel] = []
+
+
+def signed_channel(server: RunningServer, key: PrivateSigningKey) -> grpc.aio.Channel:
+    """A channel to `server` whose calls carry an Idempotency-Key and are signed with `key`
+    by the server's (steppable) time."""
+    clock = server.container.clock
+    signer = SigningClientInterceptor(
+        key,
+        authority=server.container.settings.public_authority,
+        clock=lambda: clock.now().timestamp(),
+    )
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}",
+        interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()],
+    )
+    _open_channels.append(channel)
+    return channel
 
 
 @pytest.fixture(autouse=True)

@@ -14,31 +14,24 @@ import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
-from client.idempotency import IdempotencyKeyInterceptor, new_key
+from client.idempotency import new_key
 from client.signing import (
     PrivateSigningKey,
     SerializableMessage,
-    SigningClientInterceptor,
-    generate_key,
     new_nonce,
-    public_key_b64,
     sign_headers,
 )
 from customers.v1 import (
-    accounts_pb2_grpc,
-    auth_pb2,
-    auth_pb2_grpc,
     customers_pb2,
     customers_pb2_grpc,
     resources_pb2,
-    simulator_pb2_grpc,
 )
 from server.adapters.attestation import HEADER as ATTESTATION
 from server.adapters.attestation import Attestor
 from server.app import RunningServer
 from server.bootstrap import gateway_key, server_secret
 from tests.helpers.wallets import caip10, new_wallet
-from tests.integration.conftest import GrpcPartner
+from tests.integration.conftest import GrpcPartner, make_partner
 from tests.integration.test_grpc_customers import reason_of
 
 SERVICE = "/customers.v1.CustomerService"
@@ -107,45 +100,16 @@ class Caller:
 
 @pytest.fixture
 async def caller(server: RunningServer, channel: grpc.aio.Channel) -> AsyncIterator[Caller]:
-    made = await server.container.auth.create_partner("bypass")
-    key = generate_key()
-    auth = auth_pb2_grpc.AuthServiceStub(channel)
-    token = await auth.CreateToken(
-        auth_pb2.CreateTokenRequest(api_key=str(made.api_key), api_secret=made.api_secret)
-    )
-    authorization = f"Bearer {token.token}"
-    await auth.RegisterSigningKey(
-        auth_pb2.RegisterSigningKeyRequest(public_key=public_key_b64(key)),
-        metadata=(("authorization", authorization),),
-    )
+    signed = await make_partner(server, channel)
+    assert signed.key is not None
     clock = server.container.clock
-    authority = server.container.settings.public_authority
-    signer = SigningClientInterceptor(
-        key, authority=authority, clock=lambda: clock.now().timestamp()
-    )
-    address = f"127.0.0.1:{server.port}"
-    async with (
-        grpc.aio.insecure_channel(
-            address, interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()]
-        ) as signing,
-        grpc.aio.insecure_channel(address) as bare,
-    ):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as bare:
         yield Caller(
-            signed=GrpcPartner(
-                partner_id=str(made.partner_id),
-                metadata=(("authorization", authorization),),
-                customers=customers_pb2_grpc.CustomerServiceStub(signing),
-                accounts=accounts_pb2_grpc.AccountServiceStub(signing),
-                cards=accounts_pb2_grpc.CardServiceStub(signing),
-                simulator=simulator_pb2_grpc.SimulatorServiceStub(signing),
-                auth=auth_pb2_grpc.AuthServiceStub(signing),
-                api_key=str(made.api_key),
-                api_secret=made.api_secret,
-            ),
+            signed=signed,
             bare=customers_pb2_grpc.CustomerServiceStub(bare),
-            key=key,
-            authorization=authorization,
-            authority=authority,
+            key=signed.key,
+            authorization=dict(signed.metadata)["authorization"],
+            authority=server.container.settings.public_authority,
             now=lambda: int(clock.now().timestamp()),
         )
 

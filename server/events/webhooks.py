@@ -1,0 +1,390 @@
+"""Webhook delivery, in the background of every replica: the relay turns committed events
+into delivery rows, the dispatcher POSTs them, signed the Standard Webhooks way.
+
+- Nothing is held only in memory: a delivery is a row (store/webhooks.py) from the moment
+  its event is relayed, and a worker holds it under a lease, so a crash or restart loses
+  nothing (an expired lease makes it due again: at-least-once, receivers dedupe on eventId).
+- No API call waits on a receiver, and no receiver waits on another: at most
+  PER_RECEIVER_LIMIT concurrent POSTs per callback host:port, GLOBAL_LIMIT in all, and a
+  delivery is only claimed when its receiver has a free slot, so a slow receiver's backlog
+  stays in the table instead of occupying slots.
+- Every attempt resolves the callback host itself and, outside development mode, refuses it
+  unless every address is public; the connection then goes to one of exactly those checked
+  addresses (GuardedNetworkBackend), so a DNS answer that changes between check and
+  connect (DNS rebinding) cannot redirect it. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import ipaddress
+import json
+import random
+import socket
+import typing
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpcore
+import httpx
+import structlog
+from standardwebhooks import Webhook
+
+from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed, receiver
+from server.services.ports import Clock
+from server.store.webhooks import Claimed, SqlWebhookStore
+
+log = structlog.get_logger(__name__)
+
+GLOBAL_LIMIT = 64
+PER_RECEIVER_LIMIT = 4
+RELAY_BATCH = 500
+POLL_SECONDS = 1.0  # the fallback when no wake-up comes
+USER_AGENT = "customers-webhooks/1"
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for the host, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class AddressNotAllowed(Exception):
+    """The callback host resolved to an address a production server must not call."""
+
+
+def _allowed(address: str) -> bool:
+    try:
+        return address_allowed(ipaddress.ip_address(address))
+    except ValueError:
+        return False
+
+
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's connect step with our own resolution: resolve, check every address (in
+    production), connect to a checked address. TLS still verifies the certificate against
+    the URL's host name (httpcore passes it as server_hostname), so HTTPS stays HTTPS."""
+
+    def __init__(self, *, resolve: Resolve, production: bool) -> None:
+        self._resolve = resolve
+        self._production = production
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} did not resolve")
+        if self._production and not all(_allowed(a) for a in addresses):
+            raise AddressNotAllowed(host)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise AddressNotAllowed("unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that connects through the guarded backend.
+    (httpx 0.28 takes no network backend, so the pool it built is swapped for ours; httpx
+    is pinned.) No proxies from the environment: they would bypass the address checks."""
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, limits: httpx.Limits) -> None:
+        super().__init__(trust_env=False, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+def signed_request(claimed: Claimed, *, at: datetime) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one attempt: `webhook-id` is the event id on every attempt,
+    the timestamp and signature are fresh."""
+    text = json.dumps(claimed.payload, separators=(",", ":"))
+    message_id = str(claimed.event_id)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(claimed.secret).sign(message_id, at, text),
+    }
+    return text.encode(), headers
+
+
+def _failure(exc: Exception) -> str:
+    """A short, fixed description: nothing the receiver sent is ever stored or shown."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "receiver broke the HTTP protocol"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "callback URL not usable"
+    return f"transport error ({type(exc).__name__})"
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    timeout: float = 10.0  # seconds for a whole attempt: connect, send, answer
+    production: bool = False  # refuse non-public addresses (SSRF)
+    global_limit: int = GLOBAL_LIMIT
+    per_receiver_limit: int = PER_RECEIVER_LIMIT
+    poll: float = POLL_SECONDS
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim is ours: well past an attempt's hard timeout, so a live worker
+        never loses its lease, and short enough that a dead one's work resumes soon."""
+        return timedelta(seconds=self.timeout * 3)
+
+
+@dataclass
+class _InFlight:
+    claimed: Claimed
+    receiver: str
+    task: asyncio.Task[None] | None = None
+
+
+class WebhookWorker:
+    """The relay and the dispatcher of one replica. `wake()` says events may have committed
+    (here or on another replica); without it both poll every `options.poll` seconds."""
+
+    def __init__(
+        self,
+        store: SqlWebhookStore,
+        clock: Clock,
+        options: DeliveryOptions,
+        *,
+        resolve: Resolve = system_resolve,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._options = options
+        self._resolve = resolve
+        self._relay_wanted = asyncio.Event()
+        self._dispatch_wanted = asyncio.Event()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._per_receiver: Counter[str] = Counter()
+        self._retries: list[datetime] = []  # heap: when deliveries this worker put off are due
+        self._client: httpx.AsyncClient | None = None
+
+    def wake(self) -> None:
+        self._relay_wanted.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        limits = httpx.Limits(
+            max_connections=self._options.global_limit,
+            max_keepalive_connections=self._options.global_limit // 2,
+        )
+        backend = GuardedNetworkBackend(resolve=self._resolve, production=self._options.production)
+        self._client = httpx.AsyncClient(
+            transport=GuardedTransport(backend, limits),
+            timeout=httpx.Timeout(self._options.timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._relay_loop())
+                group.create_task(self._dispatch_loop())
+        finally:
+            await self._stop_deliveries()
+            await self._client.aclose()
+
+    async def _stop_deliveries(self) -> None:
+        unfinished = list(self._in_flight.values())
+        for item in unfinished:
+            if item.task is not None:
+                item.task.cancel()
+        await asyncio.gather(
+            *(item.task for item in unfinished if item.task is not None), return_exceptions=True
+        )
+        if unfinished:
+            try:
+                await self._store.release(
+                    [item.claimed for item in unfinished], now=self._clock.now()
+                )
+            except Exception:  # the leases run out instead
+                log.warning("could not hand back webhook deliveries", exc_info=True)
+
+    # -- relay -----------------------------------------------------------------------------
+    async def _relay_loop(self) -> None:
+        while True:
+            self._relay_wanted.clear()
+            try:
+                await self.relay_once()
+            except Exception:
+                log.exception("webhook relay failed")  # tried again on the next round
+            await _wait(self._relay_wanted, self._options.poll)
+
+    async def relay_once(self) -> int:
+        """Relays everything committed so far; the number of deliveries created."""
+        created_total = 0
+        while True:
+            read, created = await self._store.relay(now=self._clock.now(), limit=RELAY_BATCH)
+            created_total += created
+            if created:
+                self._dispatch_wanted.set()
+            if read < RELAY_BATCH:
+                return created_total
+
+    # -- dispatcher ------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._dispatch_wanted.clear()
+            started = 0
+            try:
+                started = await self.dispatch_once()
+            except Exception:
+                log.exception("webhook dispatch failed")
+            if started and len(self._in_flight) < self._options.global_limit:
+                continue  # more may be due
+            await _wait(self._dispatch_wanted, self._until_next_retry())
+
+    async def dispatch_once(self) -> int:
+        """Claims what is due and has a free receiver slot, and starts those POSTs."""
+        free = self._options.global_limit - len(self._in_flight)
+        if free <= 0:
+            return 0
+        limit = self._options.per_receiver_limit
+        tentative: Counter[str] = Counter()
+
+        def accept(claimed: Claimed) -> bool:
+            key = receiver(claimed.callback_url)
+            if self._per_receiver[key] + tentative[key] >= limit:
+                return False
+            tentative[key] += 1
+            return True
+
+        busy = {
+            item.claimed.subscription_id
+            for item in self._in_flight.values()
+            if self._per_receiver[item.receiver] >= limit
+        }
+        now = self._clock.now()
+        claims = await self._store.claim(
+            now=now, lease_until=now + self._options.lease, limit=free, busy=busy, accept=accept
+        )
+        for claimed in claims:
+            item = _InFlight(claimed, receiver(claimed.callback_url))
+            self._in_flight[claimed.delivery_id] = item
+            self._per_receiver[item.receiver] += 1
+            item.task = asyncio.create_task(self._deliver(item))
+        return len(claims)
+
+    def _until_next_retry(self) -> float:
+        now = self._clock.now()
+        while self._retries and self._retries[0] <= now:
+            heapq.heappop(self._retries)
+        if not self._retries:
+            return self._options.poll
+        wait = (self._retries[0] - now).total_seconds()
+        return min(self._options.poll, max(wait, 0.01))
+
+    async def _deliver(self, item: _InFlight) -> None:
+        claimed = item.claimed
+        try:
+            status, error = await self._attempt(claimed)
+            await self._record(claimed, status, error)
+        except Exception:  # bookkeeping failed: the lease runs out and it is tried again
+            log.exception("webhook delivery bookkeeping failed", delivery=claimed.delivery_id)
+        finally:
+            self._in_flight.pop(claimed.delivery_id, None)
+            self._per_receiver[item.receiver] -= 1
+            if self._per_receiver[item.receiver] <= 0:
+                del self._per_receiver[item.receiver]
+            self._dispatch_wanted.set()  # a slot is free
+
+    async def _attempt(self, claimed: Claimed) -> tuple[int | None, str | None]:
+        """One POST: (HTTP status, None) when an answer came back, else (None, why not)."""
+        assert self._client is not None
+        content, headers = signed_request(claimed, at=datetime.now(UTC))  # receivers' time
+        try:
+            async with (
+                asyncio.timeout(self._options.timeout),
+                self._client.stream(
+                    "POST", claimed.callback_url, content=content, headers=headers
+                ) as response,
+            ):
+                # The body is never read: a receiver's answer is not ours to store or echo.
+                return response.status_code, None
+        except TimeoutError:
+            return None, "timed out"
+        except AddressNotAllowed:
+            return None, "callback address not allowed"
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return None, _failure(exc)
+
+    async def _record(self, claimed: Claimed, status: int | None, error: str | None) -> None:
+        if status is not None and 200 <= status < 300:
+            await self._store.finish(
+                claimed, state=DeliveryState.DELIVERED, next_attempt_at=None, status=status, error=None
+            )
+            return
+        now = self._clock.now()
+        retry_at = self._options.schedule.next_attempt(
+            attempt=claimed.attempt,
+            created_at=claimed.created_at,
+            now=now,
+            jitter=random.random(),
+        )
+        reason = error or f"HTTP {status}"
+        if retry_at is None:
+            log.warning(
+                "webhook delivery failed for good",
+                delivery=claimed.delivery_id,
+                event_id=str(claimed.event_id),
+                attempts=claimed.attempt,
+                reason=reason,
+            )
+            state = DeliveryState.FAILED
+        else:
+            state = DeliveryState.PENDING
+            heapq.heappush(self._retries, retry_at)
+        await self._store.finish(
+            claimed, state=state, next_attempt_at=retry_at, status=status, error=reason
+        )
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)

@@ -1,0 +1,455 @@
+"""Webhook subscriptions, the relay from the outbox to delivery rows, and the dispatcher's
+claims on those rows.
+
+Why per-partner cursors rather than one cursor over the events' row id: on PostgreSQL an
+event's id is drawn when its row is inserted, not when its transaction commits, so id 11 can
+be visible while id 10 is still uncommitted; a single "last id" cursor would step over 10
+for good. A partner's `seq` is handed out under that partner's sequence row lock, so per
+partner the commit order is the sequence order, and "everything after seq N" never skips.
+
+Every write goes through the unit-of-work factory, so SQLite writers share the one write
+lock and an API call's idempotency marker (store/claims.py) lands in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from server.domain.events import EventType
+from server.domain.webhooks import DeliveryState, WebhookSubscription
+from server.store.tables import (
+    EventRow,
+    PartnerSequenceRow,
+    WebhookDeliveryRow,
+    WebhookRelayCursorRow,
+    WebhookSubscriptionRow,
+)
+from server.store.unit_of_work import SqlUnitOfWorkFactory
+
+# pg_try_advisory_xact_lock key: one replica relays at a time (the unique pair makes a
+# double relay harmless anyway; the lock just saves the wasted work).
+RELAY_LOCK_KEY = 0x77_65_62_68_6F_6F_6B  # "webhook"
+INSERT_CHUNK = 200  # rows per INSERT: stays far below SQLite's bound-parameter limit
+CANDIDATES_PER_SLOT = 4
+
+_Cursor = WebhookRelayCursorRow
+_Delivery = WebhookDeliveryRow
+_Subscription = WebhookSubscriptionRow
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery a worker holds a lease on."""
+
+    delivery_id: int
+    attempt: int  # this attempt's number (1-based): also the lease's fencing token
+    event_id: UUID
+    subscription_id: UUID
+    callback_url: str
+    secret: str
+    payload: dict[str, Any]  # the flat JSON body
+    created_at: datetime
+
+
+def _subscription(row: WebhookSubscriptionRow) -> WebhookSubscription:
+    return WebhookSubscription(
+        id=row.id,
+        partner_id=row.partner_id,
+        callback_url=row.callback_url,
+        types=tuple(EventType(t) for t in row.types),
+        secret=row.secret,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def body(event_type: str, event_id: UUID, payload: dict[str, Any]) -> dict[str, Any]:
+    """The flat delivery body: `webhookType`, `eventId`, then the entity's own fields."""
+    return {"webhookType": event_type, "eventId": str(event_id), **payload}
+
+
+class SqlWebhookStore:
+    def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    # -- subscriptions (services.webhooks.WebhookStore) -----------------------------------
+    async def add(self, subscription: WebhookSubscription, *, limit: int) -> bool:
+        async with self._uow(write=True) as uow:
+            session = uow.session
+            await self._start_cursor(session, subscription.partner_id)
+            live = await session.execute(
+                sa.select(sa.func.count())
+                .select_from(_Subscription)
+                .where(
+                    col(_Subscription.partner_id) == subscription.partner_id,
+                    col(_Subscription.deleted_at).is_(None),
+                )
+            )
+            if int(live.scalar_one()) >= limit:
+                return False
+            session.add(
+                WebhookSubscriptionRow(
+                    id=subscription.id,
+                    partner_id=subscription.partner_id,
+                    callback_url=subscription.callback_url,
+                    types=[t.value for t in subscription.types],
+                    secret=subscription.secret,
+                    created_at=subscription.created_at,
+                    updated_at=subscription.updated_at,
+                )
+            )
+            await uow.commit()
+            return True
+
+    @staticmethod
+    async def _start_cursor(session: AsyncSession, partner_id: UUID) -> None:
+        """A partner's first subscription starts its relay cursor at its latest event, so
+        deliveries begin with the changes after the subscription. The no-op update on an
+        existing cursor takes its row lock (PostgreSQL), which serialises a partner's
+        creates and keeps the subscription limit exact."""
+        latest = (
+            await session.execute(
+                select(col(PartnerSequenceRow.last_seq)).where(
+                    col(PartnerSequenceRow.partner_id) == partner_id
+                )
+            )
+        ).scalar_one_or_none()
+        await session.execute(
+            _insert(session)(_Cursor)
+            .values(partner_id=partner_id, last_seq=int(latest or 0))
+            .on_conflict_do_update(
+                index_elements=["partner_id"], set_={"last_seq": col(_Cursor.last_seq)}
+            )
+        )
+
+    async def get(self, *, partner_id: UUID, subscription_id: UUID) -> WebhookSubscription | None:
+        async with self._uow() as uow:
+            row = (
+                await uow.session.execute(
+                    select(_Subscription).where(
+                        col(_Subscription.id) == subscription_id,
+                        col(_Subscription.partner_id) == partner_id,
+                        col(_Subscription.deleted_at).is_(None),
+                    )
+                )
+            ).scalar_one_or_none()
+        return _subscription(row) if row is not None else None
+
+    async def live(self, *, partner_id: UUID) -> list[WebhookSubscription]:
+        async with self._uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    select(_Subscription)
+                    .where(
+                        col(_Subscription.partner_id) == partner_id,
+                        col(_Subscription.deleted_at).is_(None),
+                    )
+                    .order_by(col(_Subscription.created_at).desc(), col(_Subscription.id).desc())
+                )
+            ).scalars()
+            return [_subscription(row) for row in rows]
+
+    async def update(
+        self,
+        *,
+        partner_id: UUID,
+        subscription_id: UUID,
+        callback_url: str,
+        types: tuple[EventType, ...],
+        now: datetime,
+    ) -> WebhookSubscription | None:
+        async with self._uow(write=True) as uow:
+            row = (
+                await uow.session.execute(
+                    select(_Subscription)
+                    .where(
+                        col(_Subscription.id) == subscription_id,
+                        col(_Subscription.partner_id) == partner_id,
+                        col(_Subscription.deleted_at).is_(None),
+                    )
+                    .with_for_update()
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            row.callback_url = callback_url
+            row.types = [t.value for t in types]
+            row.updated_at = now
+            found = _subscription(row)
+            await uow.commit()
+            return found
+
+    async def delete(self, *, partner_id: UUID, subscription_id: UUID, now: datetime) -> bool:
+        """Soft delete, and its pending retries end as failed (an attempt in flight still
+        finishes)."""
+        async with self._uow(write=True) as uow:
+            session = uow.session
+            deleted = await session.execute(
+                sa.update(_Subscription)
+                .where(
+                    col(_Subscription.id) == subscription_id,
+                    col(_Subscription.partner_id) == partner_id,
+                    col(_Subscription.deleted_at).is_(None),
+                )
+                .values(deleted_at=now)
+                .returning(col(_Subscription.id))
+            )
+            if deleted.first() is None:
+                return False
+            await session.execute(
+                sa.update(_Delivery)
+                .where(
+                    col(_Delivery.subscription_id) == subscription_id,
+                    col(_Delivery.state) == DeliveryState.PENDING.value,
+                )
+                .values(state=DeliveryState.FAILED.value, last_error="subscription deleted")
+            )
+            await uow.commit()
+            return True
+
+    # -- relay ----------------------------------------------------------------------------
+    @staticmethod
+    def _unrelayed() -> Any:
+        return (
+            select(EventRow)
+            .join(
+                _Cursor,
+                sa.and_(
+                    col(_Cursor.partner_id) == col(EventRow.partner_id),
+                    col(EventRow.seq) > col(_Cursor.last_seq),
+                ),
+            )
+            .order_by(col(EventRow.id))
+        )
+
+    async def has_unrelayed(self) -> bool:
+        """A cheap read (no write lock) the relay makes before doing any work."""
+        async with self._uow() as uow:
+            query = self._unrelayed().with_only_columns(col(EventRow.id)).limit(1)
+            return (await uow.session.execute(query)).first() is not None
+
+    async def relay(self, *, now: datetime, limit: int) -> tuple[int, int]:
+        """Turns up to `limit` unrelayed events of subscribed partners into delivery rows,
+        one per matching live subscription, and advances those partners' cursors: one
+        transaction. Returns (events read, deliveries created)."""
+        if not await self.has_unrelayed():
+            return 0, 0
+        async with self._uow(write=True) as uow:
+            session = uow.session
+            if _is_postgres(session):
+                locked = await session.execute(
+                    sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
+                )
+                if not locked.scalar_one():
+                    return 0, 0  # another replica is relaying right now
+            events = list((await session.execute(self._unrelayed().limit(limit))).scalars())
+            if not events:
+                return 0, 0
+            partners = {event.partner_id for event in events}
+            subscriptions = (
+                await session.execute(
+                    select(_Subscription).where(
+                        col(_Subscription.partner_id).in_(partners),
+                        col(_Subscription.deleted_at).is_(None),
+                    )
+                )
+            ).scalars()
+            by_partner: dict[UUID, list[WebhookSubscriptionRow]] = {}
+            for subscription in subscriptions:
+                by_partner.setdefault(subscription.partner_id, []).append(subscription)
+            rows = [
+                {
+                    "subscription_id": subscription.id,
+                    "event_id": event.event_id,
+                    "partner_id": event.partner_id,
+                    "payload": body(event.type, event.event_id, dict(event.payload)),
+                    "attempts": 0,
+                    "state": DeliveryState.PENDING.value,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event in events
+                for subscription in by_partner.get(event.partner_id, ())
+                if event.type in subscription.types
+            ]
+            created = await self._insert_deliveries(session, rows)
+            last: dict[UUID, int] = {}
+            for event in events:
+                last[event.partner_id] = max(last.get(event.partner_id, 0), event.seq)
+            for partner_id, seq in last.items():
+                await session.execute(
+                    sa.update(_Cursor)
+                    .where(col(_Cursor.partner_id) == partner_id, col(_Cursor.last_seq) < seq)
+                    .values(last_seq=seq)
+                )
+            await uow.commit()
+            return len(events), created
+
+    @staticmethod
+    async def _insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+        created = 0
+        for start in range(0, len(rows), INSERT_CHUNK):
+            statement = (
+                _insert(session)(_Delivery)
+                .values(rows[start : start + INSERT_CHUNK])
+                .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+                .returning(col(_Delivery.id))
+            )
+            created += len((await session.execute(statement)).all())
+        return created
+
+    # -- dispatcher -----------------------------------------------------------------------
+    async def claim(
+        self,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        busy: Collection[UUID],
+        accept: Callable[[Claimed], bool],
+    ) -> list[Claimed]:
+        """Leases up to `limit` due deliveries: pending ones whose time has come, and
+        delivering ones whose lease ran out (their worker died). `busy` subscriptions are
+        skipped in the query (their receiver has no free slot), `accept` decides the rest in
+        due order. On PostgreSQL, SKIP LOCKED lets every replica claim at once, disjointly."""
+        due = sa.or_(
+            sa.and_(
+                col(_Delivery.state) == DeliveryState.PENDING.value,
+                col(_Delivery.next_attempt_at) <= now,
+            ),
+            sa.and_(
+                col(_Delivery.state) == DeliveryState.DELIVERING.value,
+                col(_Delivery.lease_until) <= now,
+            ),
+        )
+        query = (
+            sa.select(
+                col(_Delivery.id),
+                col(_Delivery.attempts),
+                col(_Delivery.event_id),
+                col(_Delivery.subscription_id),
+                col(_Delivery.payload),
+                col(_Delivery.created_at),
+                col(_Subscription.callback_url),
+                col(_Subscription.secret),
+                col(_Subscription.deleted_at),
+            )
+            .join(_Subscription, col(_Subscription.id) == col(_Delivery.subscription_id))
+            .where(due)
+            .order_by(col(_Delivery.next_attempt_at))
+            .limit(limit * CANDIDATES_PER_SLOT)
+        )
+        if busy:
+            query = query.where(col(_Delivery.subscription_id).not_in(list(busy)))
+        async with self._uow(write=True) as uow:
+            session = uow.session
+            if _is_postgres(session):
+                query = query.with_for_update(of=_Delivery, skip_locked=True)
+            taken: list[Claimed] = []
+            orphaned: list[int] = []
+            for row in (await session.execute(query)).all():
+                if row.deleted_at is not None:
+                    orphaned.append(row.id)
+                    continue
+                if len(taken) >= limit:
+                    continue
+                claimed = Claimed(
+                    delivery_id=row.id,
+                    attempt=row.attempts + 1,
+                    event_id=row.event_id,
+                    subscription_id=row.subscription_id,
+                    callback_url=row.callback_url,
+                    secret=row.secret,
+                    payload=dict(row.payload),
+                    created_at=row.created_at,
+                )
+                if accept(claimed):
+                    taken.append(claimed)
+            if taken:
+                await session.execute(
+                    sa.update(_Delivery)
+                    .where(col(_Delivery.id).in_([c.delivery_id for c in taken]))
+                    .values(
+                        state=DeliveryState.DELIVERING.value,
+                        lease_until=lease_until,
+                        attempts=col(_Delivery.attempts) + 1,
+                    )
+                )
+            if orphaned:
+                await session.execute(
+                    sa.update(_Delivery)
+                    .where(col(_Delivery.id).in_(orphaned))
+                    .values(
+                        state=DeliveryState.FAILED.value,
+                        lease_until=None,
+                        last_error="subscription deleted",
+                    )
+                )
+            if taken or orphaned:
+                await uow.commit()
+            return taken
+
+    async def finish(
+        self,
+        claimed: Claimed,
+        *,
+        state: DeliveryState,
+        next_attempt_at: datetime | None,
+        status: int | None,
+        error: str | None,
+    ) -> bool:
+        """Records an attempt's outcome, if the lease is still ours (False: it ran out and
+        someone else took the delivery over)."""
+        values: dict[str, Any] = {
+            "state": state.value,
+            "lease_until": None,
+            "last_status": status,
+            "last_error": error[:200] if error else None,
+        }
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        async with self._uow(write=True) as uow:
+            result = await uow.session.execute(
+                self._held(claimed).values(**values).returning(col(_Delivery.id))
+            )
+            mine = result.first() is not None
+            await uow.commit()
+            return mine
+
+    async def release(self, claims: Iterable[Claimed], *, now: datetime) -> None:
+        """Hands unfinished deliveries back at shutdown, due at once, so a restart (or
+        another replica) need not wait for their leases to run out."""
+        async with self._uow(write=True) as uow:
+            for claimed in claims:
+                await uow.session.execute(
+                    self._held(claimed).values(
+                        state=DeliveryState.PENDING.value, lease_until=None, next_attempt_at=now
+                    )
+                )
+            await uow.commit()
+
+    @staticmethod
+    def _held(claimed: Claimed) -> Any:
+        return sa.update(_Delivery).where(
+            col(_Delivery.id) == claimed.delivery_id,
+            col(_Delivery.state) == DeliveryState.DELIVERING.value,
+            col(_Delivery.attempts) == claimed.attempt,
+        )
