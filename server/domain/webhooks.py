@@ -195,7 +195,7 @@ class RetrySchedule:
     def delay(self, attempt: int, jitter: float) -> timedelta:
         """`attempt` counts from 1; `jitter` is uniform in [0, 1)."""
         exponent = min(max(attempt, 1) - 1, 40)  # 2**40 seconds is already past any cap
-        plain = min(self.base * (2**exponent), self.max_delay)
+        plain = min(self.base * (1 << exponent), self.max_delay)
         return plain * (0.75 + 0.5 * jitter)
 
     def next_attempt(

@@ -357,7 +357,11 @@ class WebhookWorker:
     async def _record(self, claimed: Claimed, status: int | None, error: str | None) -> None:
         if status is not None and 200 <= status < 300:
             await self._store.finish(
-                claimed, state=DeliveryState.DELIVERED, next_attempt_at=None, status=status, error=None
+                claimed,
+                state=DeliveryState.DELIVERED,
+                next_attempt_at=None,
+                status=status,
+                error=None,
             )
             return
         now = self._clock.now()

@@ -35,7 +35,7 @@ class SigningKeyService:
         except ValueError as exc:
             raise InvalidSigningKey(str(exc)) from None
         async with self._uow(write=True) as uow:
-            live = await uow.signing_keys.live(partner_id=partner_id)
+            live = await uow.signing_keys.live(partner_id=partner_id, for_update=True)
             if not check_can_add(live, parsed.key_id):
                 existing = next(k for k in live if k.key_id == parsed.key_id)
                 return Registered(existing, created=False)

@@ -125,7 +125,7 @@ async def test_list_events_pages_every_change_with_its_entity(partner: GrpcPartn
     rest = await stub.ListEvents(
         events_pb2.ListEventsRequest(page_token=page.next_page_token), metadata=partner.metadata
     )
-    assert [e.seq for e in rest.events][0] == 3
+    assert rest.events[0].seq == 3
     assert rest.events[-1].customer.id == customer.id
     assert rest.events[-1].customer.status == customer.Status.active
     only_cards = await stub.ListEvents(

@@ -59,9 +59,7 @@ def upgrade() -> None:
             "subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"
         ),
     )
-    op.create_index(
-        "ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"]
-    )
+    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"])
     op.create_table(
         "webhook_relay_cursors",
         sa.Column("partner_id", sa.Uuid(), nullable=False),
