@@ -28,6 +28,13 @@ class Stack:
         return create_partner(self.database_url)
 
 
+# Webhook retries in seconds rather than a day (tests/e2e/test_webhooks.py).
+WEBHOOK_TEST_SCHEDULE = {
+    "CUSTOMERS_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "CUSTOMERS_WEBHOOK_RETRY_MAX_AGE_SECONDS": "3",
+}
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -39,7 +46,7 @@ def stack(
     public_url = f"http://127.0.0.1:{http_port}"
     with (
         database(request.param, folder) as url,
-        running_server(url, CUSTOMERS_PUBLIC_URL=public_url) as server,
+        running_server(url, CUSTOMERS_PUBLIC_URL=public_url, **WEBHOOK_TEST_SCHEDULE) as server,
     ):
         config = render_gateway_sync(
             url,

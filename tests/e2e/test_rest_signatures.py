@@ -472,6 +472,18 @@ def test_a_second_key_registered_without_a_signature_answers_401_and_is_not_adde
     assert list(keys_of(partner)) == [partner.key.key_id]
 
 
+def test_after_the_last_key_is_deleted_the_next_key_needs_only_the_token(
+    partner: RestPartner,
+) -> None:
+    """docs/DECISIONS.md, first-key rule: no live key means the next one is a first key."""
+    deleted = partner.call("DELETE", f"/auth/signing/{partner.key.key_id}")
+    assert deleted.status_code == 204, deleted.text
+    assert_rejected(partner.call("GET", "/customers"), "UNKNOWN_KEY", partner.key.key_id)
+    replacement = generate_key()
+    assert register(partner, replacement, signed=False).status_code == 201
+    assert partner.call("GET", "/customers", key=replacement).status_code == 200
+
+
 def _pem_b64(public_key: Any) -> str:
     pem = public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
