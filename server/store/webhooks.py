@@ -151,7 +151,8 @@ class SqlWebhookStore:
                     )
                 )
             ).scalar_one_or_none()
-        return _subscription(row) if row is not None else None
+            # Mapped inside: leaving the unit of work rolls back, which expires the row.
+            return _subscription(row) if row is not None else None
 
     async def live(self, *, partner_id: UUID) -> list[WebhookSubscription]:
         async with self._uow() as uow:
