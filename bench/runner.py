@@ -84,11 +84,19 @@ class Figures:
     # "requests/s per server core" (server + Envoy + db; Python alone for direct gRPC).
     per_core: float = 0.0
     failed: int = 0  # transport failures (timeouts, resets), tolerated up to MAX_FAILED_SHARE
+    settle_s: float = 0.0  # waited before the run for the stack to go idle
 
 
 METRICS = [
-    name for name in Figures.__dataclass_fields__ if name not in ("requests", "seconds", "failed")
+    name
+    for name in Figures.__dataclass_fields__
+    if name not in ("requests", "seconds", "failed", "settle_s")
 ]
+# The stack is "idle" below this many busy cores; a run starts only then (or after
+# SETTLE_TIMEOUT_S), so work left over from the previous case (the webhook relay catching
+# up after a burst of creates, a checkpoint) is not billed to the next one.
+IDLE_CORES = 0.1
+SETTLE_TIMEOUT_S = 30.0
 MAX_FAILED_SHARE = 0.01
 
 
@@ -167,10 +175,24 @@ class Results:
 Processes = Callable[[], dict[str, list[int]]]
 
 
+def settle(processes: Processes, *, window: float = 0.5) -> float:
+    """Wait until server, Envoy and database use under IDLE_CORES; the seconds waited."""
+    started = time.monotonic()
+    while True:
+        pids = [pid for group in processes().values() for pid in group]
+        before = group_cpu(pids)
+        time.sleep(window)
+        busy = used_between(before, group_cpu(pids)) / window
+        waited = time.monotonic() - started
+        if busy <= IDLE_CORES or waited >= SETTLE_TIMEOUT_S:
+            return waited
+
+
 def measure(case: Case, duration: float, processes: Processes) -> Figures:
     """One run of the case, with CPU read from /proc before and after."""
     if case.prepare is not None:
         case.prepare(duration)
+    waited = settle(processes)
     roles = processes()
     before = {role: group_cpu(pids) for role, pids in roles.items()}
     client_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
@@ -211,6 +233,7 @@ def measure(case: Case, duration: float, processes: Processes) -> Figures:
         other_cores=max(0.0, busy - sum(used.values()) - client) / wall,
         per_core=result.requests / stack_seconds if stack_seconds > 0 else 0.0,
         failed=result.failed,
+        settle_s=waited,
     )
 
 
@@ -245,6 +268,9 @@ def run_plans(
 
     def after_round(number: int) -> None:
         for micro in micros:
+            waited = settle(processes)  # micros assume an idle server
+            if waited > 1:
+                say(f"waited {waited:.0f} s for the stack to go idle")
             figures = micro.run()
             micro_reports[micro.name].runs.append(figures)
             shown = ", ".join(
@@ -291,9 +317,10 @@ def run_cases(
         for case in ready:
             figures = measure(case, duration, processes)
             reports[case.name].runs.append(figures)
+            waited = f" (waited {figures.settle_s:.0f} s for idle)" if figures.settle_s > 1 else ""
             say(
                 f"run {number}/{runs} {case.label}: {figures.rps:,.0f} req/s, "
-                f"p99 {figures.p99_ms:.1f} ms, stack {figures.stack_us:,.0f} us/req"
+                f"p99 {figures.p99_ms:.1f} ms, stack {figures.stack_us:,.0f} us/req{waited}"
             )
         after_round(number)
     return reports

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -73,6 +74,7 @@ async def _measure(
     received = 0
     ready = 0
     all_ready = asyncio.Event()
+    all_received = asyncio.Event()
 
     async def subscriber(index: int) -> None:
         nonlocal received, ready
@@ -90,6 +92,8 @@ async def _measure(
             stamp = message.occurred_at.ToDatetime().timestamp()
             latencies.append(time.time() - stamp)
             received += 1
+            if received == streams * changes:
+                all_received.set()
 
     tasks = [asyncio.create_task(subscriber(i)) for i in range(streams)]
     await asyncio.wait_for(all_ready.wait(), 120)
@@ -105,9 +109,8 @@ async def _measure(
         method = stub.DeactivateCustomer if index % 2 == 0 else stub.ActivateCustomer
         await method(request_type(customer_id=customer["id"]), metadata=metadata)
         await asyncio.sleep(0.1)
-    deadline = time.monotonic() + 60
-    while received < streams * changes and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_received.wait(), 60)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -97,9 +97,9 @@ def address_allowed(address: IPAddress) -> bool:
     ranges, also when an IPv6 address merely wraps such an IPv4 one (mapped, 6to4, Teredo,
     NAT64)."""
     if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 host itself
+            return address_allowed(address.ipv4_mapped)
         embedded: list[ipaddress.IPv4Address] = []
-        if address.ipv4_mapped is not None:
-            embedded.append(address.ipv4_mapped)
         if address.sixtofour is not None:
             embedded.append(address.sixtofour)
         if address.teredo is not None:

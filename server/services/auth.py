@@ -79,7 +79,8 @@ class AuthService:
         """A new secret; every token issued before stops working at once (version bump)."""
         secret = new_secret()
         async with self._uow(write=True) as uow:
-            partner = await uow.partners.get(partner_id)
+            # Locked: two rotations at once must not both hand out a secret.
+            partner = await uow.partners.get(partner_id, for_update=True)
             if partner is None:
                 raise Unauthenticated("Unknown partner")
             partner.secret_hash = hash_secret(secret)

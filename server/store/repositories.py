@@ -69,8 +69,8 @@ class SqlPartnerRepository(_Repository):
     async def add(self, partner: Partner) -> None:
         self._session.add(mapping.partner_to_row(partner))
 
-    async def get(self, partner_id: UUID) -> Partner | None:
-        row = await self._session.get(PartnerRow, partner_id)
+    async def get(self, partner_id: UUID, *, for_update: bool = False) -> Partner | None:
+        row = await self._session.get(PartnerRow, partner_id, with_for_update=for_update)
         return mapping.partner_from_row(row) if row else None
 
     async def get_by_api_key(self, api_key: UUID) -> Partner | None:

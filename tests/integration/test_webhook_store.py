@@ -1,0 +1,277 @@
+"""The webhook store and worker on both databases: subscriptions (SSRF in production mode),
+the relay's cursors and idempotence, the dispatcher's leases, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+
+from server.bootstrap import Container, build
+from server.config import Settings
+from server.domain.errors import InvalidField
+from server.domain.webhooks import (
+    DeliveryState,
+    RetrySchedule,
+    WebhookLimitReached,
+    WebhookNotFound,
+)
+from server.events.webhooks import DeliveryOptions, WebhookWorker
+from server.services.webhooks import WebhookService
+from server.store.engine import make_engine
+from server.store.tables import WebhookDeliveryRow, WebhookRelayCursorRow
+from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.webhooks import Claimed, SqlWebhookStore
+from tests.helpers.clock import SteppingClock
+from tests.helpers.receivers import Receiver, running_receiver
+from tests.helpers.wallets import caip10, new_wallet
+
+ALL = ["customer.updated", "account.updated", "card.updated"]
+
+
+@dataclass
+class World:
+    container: Container
+    store: SqlWebhookStore
+    service: WebhookService
+    clock: SteppingClock
+    uow: SqlUnitOfWorkFactory
+
+    async def partner(self) -> UUID:
+        return (await self.container.auth.create_partner("webhooks")).partner_id
+
+    async def customer(self, partner_id: UUID) -> str:
+        wallet = new_wallet()
+        created = await self.container.customers.create(
+            partner_id=partner_id, chain_id=caip10(wallet), external_id=wallet.address
+        )
+        return str(created.customer.id)
+
+    async def deliveries(self) -> list[WebhookDeliveryRow]:
+        async with self.uow() as uow:
+            rows = await uow.session.execute(
+                sa.select(WebhookDeliveryRow).order_by(WebhookDeliveryRow.id)  # type: ignore[arg-type]
+            )
+            found = list(rows.scalars())
+            uow.session.expunge_all()  # keep them loaded past the unit of work's rollback
+            return found
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[World]:
+    clock = SteppingClock()
+    container = await build(Settings(database_url=database_url, metrics_port=0), clock=clock)
+    engine = make_engine(database_url)
+    uow = SqlUnitOfWorkFactory(engine)
+    store = SqlWebhookStore(uow)
+    try:
+        yield World(
+            container, store, WebhookService(store=store, clock=clock, production=False), clock, uow
+        )
+    finally:
+        await engine.dispose()
+        await container.close()
+
+
+async def test_production_mode_refuses_internal_callback_urls(world: World) -> None:
+    partner_id = await world.partner()
+    strict = WebhookService(store=world.store, clock=world.clock, production=True)
+    for url in ["http://127.0.0.1:9/", "http://localhost/", "http://[::1]/", "http://10.0.0.7/"]:
+        with pytest.raises(InvalidField):
+            await strict.put(partner_id=partner_id, subscription_id="", callback_url=url, types=ALL)
+    saved = await strict.put(
+        partner_id=partner_id,
+        subscription_id="",
+        callback_url="https://hooks.example.com/",
+        types=ALL,
+    )
+    assert saved.created and saved.subscription.secret.startswith("whsec_")
+    assert await strict.list(partner_id=partner_id) == [saved.subscription]
+
+
+async def test_subscriptions_are_per_partner_and_limited(world: World) -> None:
+    mine, theirs = await world.partner(), await world.partner()
+    made = await world.service.put(
+        partner_id=mine, subscription_id="", callback_url="https://a.example/", types=ALL
+    )
+    sid = str(made.subscription.id)
+    with pytest.raises(WebhookNotFound):
+        await world.service.get(partner_id=theirs, subscription_id=sid)
+    with pytest.raises(WebhookNotFound):
+        await world.service.put(
+            partner_id=theirs, subscription_id=sid, callback_url="https://b.example/", types=ALL
+        )
+    with pytest.raises(WebhookNotFound):
+        await world.service.delete(partner_id=theirs, subscription_id=sid)
+    for _ in range(19):
+        await world.service.put(
+            partner_id=mine, subscription_id="", callback_url="https://a.example/", types=ALL
+        )
+    with pytest.raises(WebhookLimitReached):
+        await world.service.put(
+            partner_id=mine, subscription_id="", callback_url="https://a.example/", types=ALL
+        )
+    await world.service.delete(partner_id=mine, subscription_id=sid)
+    await world.service.put(  # room again
+        partner_id=mine, subscription_id="", callback_url="https://a.example/", types=ALL
+    )
+
+
+async def test_relay_starts_at_the_subscription_matches_types_and_never_duplicates(
+    world: World,
+) -> None:
+    partner_id, other = await world.partner(), await world.partner()
+    await world.customer(partner_id)  # before any subscription: not delivered
+    cards_only = await world.service.put(
+        partner_id=partner_id,
+        subscription_id="",
+        callback_url="https://c.example/",
+        types=["card.updated"],
+    )
+    customers = await world.service.put(
+        partner_id=partner_id,
+        subscription_id="",
+        callback_url="https://d.example/",
+        types=["customer.updated"],
+    )
+    first = await world.customer(partner_id)
+    await world.customer(other)  # another partner with no subscription
+    assert await world.store.relay(now=world.clock.now(), limit=100) == (1, 1)
+    rows = await world.deliveries()
+    assert [(r.subscription_id, r.payload["id"]) for r in rows] == [
+        (customers.subscription.id, first)
+    ]
+    assert rows[0].payload["webhookType"] == "customer.updated"
+    assert rows[0].state == DeliveryState.PENDING
+    assert await world.store.relay(now=world.clock.now(), limit=100) == (0, 0)
+
+    # A second relay over the same events (a cursor set back, as by a racing replica) adds
+    # nothing: the (subscription, event) pair is unique.
+    async with world.uow(write=True) as uow:
+        await uow.session.execute(
+            sa.update(WebhookRelayCursorRow)
+            .where(WebhookRelayCursorRow.partner_id == partner_id)  # type: ignore[arg-type]
+            .values(last_seq=1)  # just before `first`
+        )
+        await uow.commit()
+    read, created = await world.store.relay(now=world.clock.now(), limit=100)
+    assert (read, created) == (1, 0)
+    assert len(await world.deliveries()) == 1
+    assert cards_only.subscription.id not in {r.subscription_id for r in await world.deliveries()}
+
+
+async def test_leases_expire_and_a_stale_worker_cannot_overwrite(world: World) -> None:
+    partner_id = await world.partner()
+    await world.service.put(
+        partner_id=partner_id, subscription_id="", callback_url="https://e.example/", types=ALL
+    )
+    await world.customer(partner_id)
+    await world.store.relay(now=world.clock.now(), limit=100)
+
+    def claim(now_offset: float = 0.0) -> asyncio.Future[list[Claimed]]:
+        now = world.clock.now() + timedelta(seconds=now_offset)
+        return asyncio.ensure_future(
+            world.store.claim(
+                now=now,
+                lease_until=now + timedelta(seconds=30),
+                limit=10,
+                busy=(),
+                accept=lambda c: True,
+            )
+        )
+
+    [held] = await claim()
+    assert held.attempt == 1
+    assert await claim() == []  # leased
+    [taken_over] = await claim(now_offset=31)  # the first worker "died"
+    assert taken_over.delivery_id == held.delivery_id and taken_over.attempt == 2
+    # The first worker wakes up late: its outcome is not recorded.
+    assert not await world.store.finish(
+        held, state=DeliveryState.DELIVERED, next_attempt_at=None, status=200, error=None
+    )
+    assert await world.store.finish(
+        taken_over, state=DeliveryState.DELIVERED, next_attempt_at=None, status=204, error=None
+    )
+    [row] = await world.deliveries()
+    assert (row.state, row.attempts, row.last_status) == ("delivered", 2, 204)
+
+
+async def test_busy_subscriptions_and_refused_candidates_stay_pending(world: World) -> None:
+    partner_id = await world.partner()
+    made = await world.service.put(
+        partner_id=partner_id, subscription_id="", callback_url="https://f.example/", types=ALL
+    )
+    for _ in range(3):
+        await world.customer(partner_id)
+    await world.store.relay(now=world.clock.now(), limit=100)
+    now = world.clock.now()
+    lease = now + timedelta(seconds=30)
+    assert (
+        await world.store.claim(
+            now=now, lease_until=lease, limit=10, busy={made.subscription.id}, accept=lambda c: True
+        )
+        == []
+    )
+    seen: list[Claimed] = []
+
+    def one_only(claimed: Claimed) -> bool:
+        seen.append(claimed)
+        return len(seen) == 1
+
+    got = await world.store.claim(now=now, lease_until=lease, limit=10, busy=(), accept=one_only)
+    assert len(got) == 1 and len(seen) == 3
+    assert sorted(r.state for r in await world.deliveries()) == ["delivering", "pending", "pending"]
+
+
+async def test_deleting_a_subscription_fails_its_pending_deliveries(world: World) -> None:
+    partner_id = await world.partner()
+    made = await world.service.put(
+        partner_id=partner_id, subscription_id="", callback_url="https://g.example/", types=ALL
+    )
+    await world.customer(partner_id)
+    await world.store.relay(now=world.clock.now(), limit=100)
+    await world.service.delete(partner_id=partner_id, subscription_id=str(made.subscription.id))
+    [row] = await world.deliveries()
+    assert (row.state, row.last_error) == ("failed", "subscription deleted")
+    now = world.clock.now()
+    assert (
+        await world.store.claim(now=now, lease_until=now, limit=10, busy=(), accept=lambda c: True)
+        == []
+    )
+
+
+async def test_the_worker_delivers_and_hands_back_unfinished_work_when_stopped(
+    world: World,
+) -> None:
+    partner_id = await world.partner()
+    options = DeliveryOptions(
+        schedule=RetrySchedule(base=timedelta(seconds=0.2), max_age=timedelta(seconds=30)),
+        timeout=10.0,
+        poll=0.1,
+    )
+    with running_receiver() as fast, running_receiver(Receiver(delay=3.0)) as slow:
+        for receiver in (fast, slow):
+            made = await world.service.put(
+                partner_id=partner_id,
+                subscription_id="",
+                callback_url=receiver.url,
+                types=["customer.updated"],
+            )
+            receiver.secret = made.subscription.secret
+        worker = WebhookWorker(world.store, world.clock, options)
+        running = asyncio.create_task(worker.run())
+        customer = await world.customer(partner_id)
+        worker.wake()
+        await asyncio.to_thread(fast.wait_for, lambda r: len(r.deliveries) == 1, 10)
+        await asyncio.to_thread(slow.wait_for, lambda r: r.received == 1, 10)
+        running.cancel()  # graceful stop while the slow receiver still holds its request
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert next(iter(fast.deliveries.values()))["id"] == customer
+    states = {str(r.subscription_id): r.state for r in await world.deliveries()}
+    assert sorted(states.values()) == ["delivered", "pending"]  # handed back, due at once
