@@ -39,7 +39,7 @@ from server.services.kyc import KycService
 from server.services.ports import Clock, KycProvider
 from server.services.signing_keys import SigningKeyService
 from server.services.webhooks import WebhookService
-from server.store.engine import make_engine, sqlite_read_engine
+from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.idempotency import IdempotencyStore
 from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.tables import ServerSecretRow
@@ -71,7 +71,7 @@ class Container:
     listener: PostgresListener | None = None  # wakes us when other replicas commit
     webhooks: WebhookService | None = None  # subscriptions (the API)
     webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
-    read_engine: Engine | None = None  # SQLite only: inline reads (store/engine.py)
+    read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -129,8 +129,8 @@ def _delivery_options(settings: Settings) -> DeliveryOptions:
 async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
-    read_engine = sqlite_read_engine(settings.database_url) if settings.is_sqlite else None
-    uow = SqlUnitOfWorkFactory(engine, inline_reads=read_engine)
+    read_engine = sqlite_inline_engine(settings.database_url) if settings.is_sqlite else None
+    uow = SqlUnitOfWorkFactory(engine, inline=read_engine)
     auth = AuthService(
         uow=uow,
         clock=clock,

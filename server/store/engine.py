@@ -15,12 +15,15 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
-def sqlite_read_engine(url: str) -> Engine:
-    """A plain (blocking) engine for SQLite reads on the event loop's own thread.
+def sqlite_inline_engine(url: str) -> Engine:
+    """A plain (blocking) engine whose SQLite statements run on the event loop's own thread.
 
-    Why: aiosqlite hands every statement to a worker thread; a read costs ~6 thread hand-offs
-    and ~1 ms of CPU, while the same SELECT run directly takes ~50 us. WAL readers never wait
-    for writers, so running them inline does not stall the loop.
+    Why: aiosqlite hands every statement to a worker thread, so a transaction costs several
+    thread hand-offs and ~1 ms of CPU, while the same statements run directly take ~50 us
+    each. It is safe for one server process: WAL readers never wait for writers, and this
+    process's writers queue on an asyncio lock (unit_of_work.py) before BEGIN IMMEDIATE, so
+    they only ever wait for another process's write (the operator CLI), bounded by the
+    short busy timeout below.
     """
     engine = create_engine(
         url.replace("sqlite+aiosqlite://", "sqlite://", 1),
@@ -28,7 +31,8 @@ def sqlite_read_engine(url: str) -> Engine:
         max_overflow=4,
         connect_args={"check_same_thread": False},
     )
-    _tune_sqlite(engine)
+    # Short: a wait here stalls the event loop (only another process's write can cause one).
+    _tune_sqlite(engine, busy_timeout_ms=2_000)
     return engine
 
 
@@ -38,7 +42,7 @@ def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
     return engine
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int = 10_000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so `begin` below decides the BEGIN kind.
@@ -46,7 +50,7 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

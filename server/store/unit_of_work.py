@@ -27,8 +27,8 @@ OnCommit = Callable[[list[ChangeEvent]], None]
 
 
 class _InlineSession:
-    """The slice of AsyncSession the repositories use, over a blocking Session: SQLite reads
-    run inline on the loop (see engine.sqlite_read_engine). Read-only by construction."""
+    """The slice of AsyncSession the store uses, over a blocking Session: SQLite statements
+    run inline on the event loop (see engine.sqlite_inline_engine for why that is safe)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -39,6 +39,21 @@ class _InlineSession:
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.get(*args, **kwargs)
 
+    async def merge(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.merge(*args, **kwargs)
+
+    async def flush(self) -> None:
+        self._session.flush()
+
+    def add(self, instance: object) -> None:
+        self._session.add(instance)
+
+    def add_all(self, instances: Any) -> None:
+        self._session.add_all(instances)
+
+    def get_bind(self) -> Any:
+        return self._session.get_bind()
+
     async def rollback(self) -> None:
         self._session.rollback()
 
@@ -46,7 +61,7 @@ class _InlineSession:
         self._session.close()
 
     async def commit(self) -> None:
-        raise RuntimeError("a read unit of work cannot commit")
+        self._session.commit()
 
 
 class SqlUnitOfWork:
@@ -115,15 +130,19 @@ class SqlUnitOfWorkFactory:
     """Hands out units of work; writers on SQLite queue on one in-process lock (cheaper
     than SQLite's sleep-and-retry busy handler) and begin IMMEDIATE."""
 
-    def __init__(self, engine: AsyncEngine, *, inline_reads: Engine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, inline: Engine | None = None) -> None:
+        """`inline`: a blocking SQLite engine; reads and writes then run on the loop."""
         is_sqlite = engine.dialect.name == "sqlite"
-        writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
-        self._read: async_sessionmaker[AsyncSession] | sessionmaker[Session] = (
-            sessionmaker(inline_reads, expire_on_commit=False, autoflush=False)
-            if inline_reads is not None
-            else async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        )
-        self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
+        self._read: async_sessionmaker[AsyncSession] | sessionmaker[Session]
+        self._write: async_sessionmaker[AsyncSession] | sessionmaker[Session]
+        if inline is not None:
+            immediate = inline.execution_options(sqlite_immediate=True)
+            self._read = sessionmaker(inline, expire_on_commit=False, autoflush=False)
+            self._write = sessionmaker(immediate, expire_on_commit=False, autoflush=False)
+        else:
+            writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
+            self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+            self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
         self._write_lock = asyncio.Lock() if is_sqlite else None
         # Told about every committed batch of events (wakes this process's streams at once).
         self.on_commit: OnCommit | None = None

@@ -269,6 +269,10 @@ async def test_the_worker_delivers_and_hands_back_unfinished_work_when_stopped(
         worker.wake()
         await asyncio.to_thread(fast.wait_for, lambda r: len(r.deliveries) == 1, 10)
         await asyncio.to_thread(slow.wait_for, lambda r: r.received == 1, 10)
+        for _ in range(100):  # the fast answer recorded, not just received
+            if "delivered" in {r.state for r in await world.deliveries()}:
+                break
+            await asyncio.sleep(0.05)
         running.cancel()  # graceful stop while the slow receiver still holds its request
         with pytest.raises(asyncio.CancelledError):
             await running
