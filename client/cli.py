@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
         help="extra header (repeatable), e.g. an Idempotency-Key to retry with",
     )
     call.set_defaults(run=_call)
+
+    stream = commands.add_parser(
+        "stream",
+        parents=[connection],
+        help="follow a server-sent event stream (e.g. '/customers:watch?after=0'); "
+        "prints one JSON object per line until interrupted",
+    )
+    stream.add_argument("path", metavar="PATH")
+    stream.set_defaults(run=_stream)
     return parser
 
 
@@ -170,6 +179,30 @@ def _call(args: argparse.Namespace) -> int:
     body = _body(args.body)
     headers = dict(_header(line) for line in args.header)
     return _signed_request(connection, key, args.method, args.path, body, headers)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    connection = _connection(args)
+    key = _load_key(args.key, "--key")
+    timeout = httpx.Timeout(TIMEOUT_SECONDS, read=None)  # heartbeats come every 15 s
+    with httpx.Client(base_url=connection.base_url, timeout=timeout) as http:
+        token = http.post(
+            "/auth/token", json={"apiKey": connection.api_key, "apiSecret": connection.api_secret}
+        )
+        if token.status_code != 200:
+            return _print_answer(token)
+        auth = SigningAuth(key, token=str(token.json()["token"]))
+        with http.stream("GET", args.path, auth=auth) as answer:
+            if answer.status_code != 200:
+                answer.read()
+                return _print_answer(answer)
+            try:
+                for line in answer.iter_lines():
+                    if line.startswith("data:"):
+                        print(line[len("data:") :].strip(), flush=True)
+            except KeyboardInterrupt:
+                return 0
+    return 0
 
 
 def _connection(args: argparse.Namespace) -> Connection:

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -44,9 +45,11 @@ GLOBAL_LIMIT = 64
 PER_RECEIVER_LIMIT = 4
 RELAY_BATCH = 500
 POLL_SECONDS = 1.0  # the fallback when no wake-up comes
+STOP_GRACE_SECONDS = 5.0
 USER_AGENT = "customers-webhooks/1"
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
+T = TypeVar("T")
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -181,6 +184,7 @@ class _InFlight:
     claimed: Claimed
     receiver: str
     task: asyncio.Task[None] | None = None
+    posting: bool = True  # False once the outcome is being written (never cut that short)
 
 
 class WebhookWorker:
@@ -205,6 +209,8 @@ class WebhookWorker:
         self._per_receiver: Counter[str] = Counter()
         self._retries: list[datetime] = []  # heap: when deliveries this worker put off are due
         self._client: httpx.AsyncClient | None = None
+        self._transactions: set[asyncio.Task[Any]] = set()  # shielded store calls under way
+        self._claiming: asyncio.Task[list[Claimed]] | None = None
 
     def wake(self) -> None:
         self._relay_wanted.set()
@@ -231,20 +237,40 @@ class WebhookWorker:
             await self._client.aclose()
 
     async def _stop_deliveries(self) -> None:
+        """Cuts short the POSTs under way, lets running transactions finish, and hands every
+        unfinished claim back (fenced by attempt number, so a recorded outcome stays)."""
         unfinished = list(self._in_flight.values())
         for item in unfinished:
-            if item.task is not None:
+            if item.posting and item.task is not None:
                 item.task.cancel()
-        await asyncio.gather(
-            *(item.task for item in unfinished if item.task is not None), return_exceptions=True
-        )
-        if unfinished:
+        waiting = {item.task for item in unfinished if item.task is not None}
+        waiting |= self._transactions
+        if waiting:
+            await asyncio.wait(waiting, timeout=STOP_GRACE_SECONDS)
+        claims = [item.claimed for item in unfinished]
+        claiming = self._claiming
+        if (
+            claiming is not None
+            and claiming.done()
+            and not claiming.cancelled()
+            and claiming.exception() is None
+        ):  # claimed just as we were stopped: never started
+            started = {c.delivery_id for c in claims}
+            claims += [c for c in claiming.result() if c.delivery_id not in started]
+        if claims:
             try:
-                await self._store.release(
-                    [item.claimed for item in unfinished], now=self._clock.now()
-                )
+                await self._store.release(claims, now=self._clock.now())
             except Exception:  # the leases run out instead
                 log.warning("could not hand back webhook deliveries", exc_info=True)
+
+    async def _transaction(self, operation: Awaitable[T]) -> T:
+        """Runs a store call to its end even when this worker is being stopped: a
+        transaction cancelled half-way can leave its connection holding row locks that the
+        hand-back would then wait on. Stopping waits for these instead."""
+        task = asyncio.ensure_future(operation)
+        self._transactions.add(task)
+        task.add_done_callback(self._transactions.discard)
+        return await asyncio.shield(task)
 
     # -- relay -----------------------------------------------------------------------------
     async def _relay_loop(self) -> None:
@@ -260,7 +286,9 @@ class WebhookWorker:
         """Relays everything committed so far; the number of deliveries created."""
         created_total = 0
         while True:
-            read, created = await self._store.relay(now=self._clock.now(), limit=RELAY_BATCH)
+            read, created = await self._transaction(
+                self._store.relay(now=self._clock.now(), limit=RELAY_BATCH)
+            )
             created_total += created
             if created:
                 self._dispatch_wanted.set()
@@ -301,9 +329,13 @@ class WebhookWorker:
             if self._per_receiver[item.receiver] >= limit
         }
         now = self._clock.now()
-        claims = await self._store.claim(
-            now=now, lease_until=now + self._options.lease, limit=free, busy=busy, accept=accept
+        self._claiming = asyncio.ensure_future(
+            self._store.claim(
+                now=now, lease_until=now + self._options.lease, limit=free, busy=busy, accept=accept
+            )
         )
+        claims = await self._transaction(self._claiming)
+        self._claiming = None
         for claimed in claims:
             item = _InFlight(claimed, receiver(claimed.callback_url))
             self._in_flight[claimed.delivery_id] = item
@@ -324,6 +356,7 @@ class WebhookWorker:
         claimed = item.claimed
         try:
             status, error = await self._attempt(claimed)
+            item.posting = False
             await self._record(claimed, status, error)
         except Exception:  # bookkeeping failed: the lease runs out and it is tried again
             log.exception("webhook delivery bookkeeping failed", delivery=claimed.delivery_id)

@@ -63,8 +63,8 @@ class AccountServiceServicer:
     def CreateAccount(self, request, context):
         """Opens an account for an active customer. 201. Active at once in the sandbox.
 
-        curl -X POST localhost:8080/customers/$ID/accounts -H "Authorization: Bearer $TOKEN" \
-        -d '{"type":"card_account","currencies":["EUR"]}'
+        python -m client call POST /customers/$ID/accounts \
+        --json '{"type":"card_account","currencies":["EUR"]}'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +73,7 @@ class AccountServiceServicer:
     def ListAccounts(self, request, context):
         """The customer's accounts, newest first.
 
-        curl localhost:8080/customers/$ID/accounts -H "Authorization: Bearer $TOKEN"
+        python -m client call GET /customers/$ID/accounts
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,7 +82,7 @@ class AccountServiceServicer:
     def DeactivateAccount(self, request, context):
         """Deactivates the account and its active cards. No-op (200) when already inactive.
 
-        curl -X PATCH localhost:8080/accounts/$ACCOUNT/deactivate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /accounts/$ACCOUNT/deactivate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,7 +92,7 @@ class AccountServiceServicer:
         """Reactivates the account (its customer must be active) and the cards its deactivation
         changed. No-op (200) when already active.
 
-        curl -X PATCH localhost:8080/accounts/$ACCOUNT/activate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /accounts/$ACCOUNT/activate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -278,8 +278,8 @@ class CardServiceServicer:
     def CreateCard(self, request, context):
         """Issues a card on an active account of an active customer. 201.
 
-        curl -X POST localhost:8080/accounts/$ACCOUNT/cards -H "Authorization: Bearer $TOKEN" \
-        -d '{"type":"virtual"}'
+        python -m client call POST /accounts/$ACCOUNT/cards \
+        --json '{"type":"virtual"}'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -288,7 +288,7 @@ class CardServiceServicer:
     def ListCards(self, request, context):
         """The account's cards, newest first.
 
-        curl localhost:8080/accounts/$ACCOUNT/cards -H "Authorization: Bearer $TOKEN"
+        python -m client call GET /accounts/$ACCOUNT/cards
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -297,7 +297,7 @@ class CardServiceServicer:
     def DeactivateCard(self, request, context):
         """Deactivates the card. No-op (200) when already inactive.
 
-        curl -X PATCH localhost:8080/cards/$CARD/deactivate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /cards/$CARD/deactivate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,7 +306,7 @@ class CardServiceServicer:
     def ActivateCard(self, request, context):
         """Reactivates the card (its account and customer must be active). No-op when active.
 
-        curl -X PATCH localhost:8080/cards/$CARD/activate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /cards/$CARD/activate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,7 +80,7 @@ class AuthServiceServicer:
         """Issues a new API secret (shown only in this answer) and invalidates every token issued
         before. Signed.
 
-        python -m client --json call PUT /auth/credentials
+        python -m client call PUT /auth/credentials
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,8 +91,8 @@ class AuthServiceServicer:
         Ed25519). The first key needs only the bearer token; later ones must be signed by a
         live key. A partner holds at most two keys. 201 when new, 200 when already registered.
 
-        curl -X PUT localhost:8080/auth/signing -H "Authorization: Bearer $TOKEN" \
-        -H "Idempotency-Key: $(uuidgen)" -d '{"publicKey":"<base64 PEM>"}'
+        python -m client call PUT /auth/signing \
+        --json '{"publicKey":"<base64 PEM>"}'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -85,8 +85,8 @@ class CustomerServiceServicer:
         """Creates a customer in `initiating`; the answer carries the SIWE challenge the wallet
         must sign and the KYC partner's verification URL. 201.
 
-        curl -X POST localhost:8080/customers -H "Authorization: Bearer $TOKEN" \
-        -d '{"chainId":"eip155:1:0xab16a96D359eC26a11e2C2b3d8f8B8942d5Bfcdb","externalId":"u-1"}'
+        python -m client call POST /customers \
+        --json '{"chainId":"eip155:1:0xab16a96D359eC26a11e2C2b3d8f8B8942d5Bfcdb","externalId":"u-1"}'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,7 +95,7 @@ class CustomerServiceServicer:
     def ListCustomers(self, request, context):
         """Lists the partner's customers, newest first, keyset-paginated.
 
-        curl 'localhost:8080/customers?pageSize=10&status=active' -H "Authorization: Bearer $TOKEN"
+        python -m client call GET '/customers?pageSize=10&status=active'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +104,7 @@ class CustomerServiceServicer:
     def GetCustomer(self, request, context):
         """One customer. Another partner's customer answers 404.
 
-        curl localhost:8080/customers/$ID -H "Authorization: Bearer $TOKEN"
+        python -m client call GET /customers/$ID
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,7 +114,7 @@ class CustomerServiceServicer:
         """Deactivates the customer and, in the same transaction, its active accounts and cards.
         A no-op (200) on an inactive customer; 409 from any other state.
 
-        curl -X PATCH localhost:8080/customers/$ID/deactivate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /customers/$ID/deactivate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +124,7 @@ class CustomerServiceServicer:
         """Reactivates the customer and exactly the accounts and cards its deactivation changed.
         A no-op (200) on an active customer; 409 from any other state.
 
-        curl -X PATCH localhost:8080/customers/$ID/activate -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /customers/$ID/activate
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +133,7 @@ class CustomerServiceServicer:
     def GetChallenge(self, request, context):
         """The current ownership challenge; a fresh one replaces an expired one.
 
-        curl localhost:8080/customers/$ID/challenge -H "Authorization: Bearer $TOKEN"
+        python -m client call GET /customers/$ID/challenge
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,8 +153,8 @@ class CustomerServiceServicer:
     def SignChallenge(self, request, context):
         """Submits the wallet's EIP-191 signature of the challenge. 204 on success.
 
-        curl -X POST localhost:8080/customers/$ID/challenge/sign -H "Authorization: Bearer $TOKEN" \
-        -d '{"signature":"<base64 r||s||v>","signer":"eip155:1:0x...","challenge":"<base64>"}'
+        python -m client call POST /customers/$ID/challenge/sign \
+        --json '{"signature":"<base64 r||s||v>","signer":"eip155:1:0x...","challenge":"<base64>"}'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,7 +53,7 @@ class SimulatorServiceServicer:
     def VerifyCustomer(self, request, context):
         """Records an approving KYC verdict; applied when the customer reaches `verifying`. 202.
 
-        curl -X PATCH localhost:8080/simulator/customers/$ID/verify -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /simulator/customers/$ID/verify
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -62,7 +62,7 @@ class SimulatorServiceServicer:
     def RejectCustomer(self, request, context):
         """Records a rejecting KYC verdict. 202.
 
-        curl -X PATCH localhost:8080/simulator/customers/$ID/reject -H "Authorization: Bearer $TOKEN"
+        python -m client call PATCH /simulator/customers/$ID/reject
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
