@@ -45,6 +45,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.streams --streams 1000
+	$(PY) -m bench.webhooks --receivers 4 --events 500
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
