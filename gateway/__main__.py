@@ -22,6 +22,10 @@ SERVICES = (
     "customers.v1.AccountService",
     "customers.v1.CardService",
     "customers.v1.SimulatorService",
+    "customers.v1.KycPortalService",
+    "customers.v1.KycCallbackService",
+    "customers.v1.EventService",
+    "customers.v1.WebhookService",
 )
 
 

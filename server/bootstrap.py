@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 import grpc
 from sqlalchemy import Engine, select
@@ -22,6 +23,7 @@ from server.adapters.signing_keys import parse_public_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
+from server.domain.events import ChangeEvent
 from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
 from server.events.notifier import PostgresListener
@@ -71,6 +73,7 @@ class Container:
     listener: PostgresListener | None = None  # wakes us when other replicas commit
     webhooks: WebhookService | None = None  # subscriptions (the API)
     webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
+    webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
     read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
 
     async def close(self) -> None:
@@ -152,14 +155,31 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     )
     accounts = AccountService(uow=uow, clock=clock)
     hub = EventHub(uow)
-    uow.on_commit = hub.published  # this process's commits wake its streams at once
+    idempotency = IdempotencyStore(uow)
+    webhook_store = SqlWebhookStore(uow)
+    webhook_worker = WebhookWorker(webhook_store, clock, _delivery_options(settings))
+
+    def committed(events: list[ChangeEvent]) -> None:
+        """This process committed events: its streams and webhook relay look at once."""
+        hub.published(events)
+        webhook_worker.wake()
+
+    def notified(partner_id: UUID) -> None:
+        """Another replica committed events for the partner (PostgreSQL NOTIFY)."""
+        hub.wake(partner_id)
+        webhook_worker.wake()
+
+    def reconnected() -> None:
+        """Notifications may have been lost: everyone re-reads from their cursor."""
+        hub.wake_all()
+        webhook_worker.wake()
+
+    uow.on_commit = committed
     listener = (
         None
         if settings.is_sqlite
-        else PostgresListener(settings.database_url, on_partner=hub.wake, on_reconnect=hub.wake_all)
+        else PostgresListener(settings.database_url, on_partner=notified, on_reconnect=reconnected)
     )
-    idempotency = IdempotencyStore(uow)
-    webhook_store = SqlWebhookStore(uow)
     signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
     authenticator = RequestAuthenticator(
         auth=auth,
@@ -214,6 +234,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         webhooks=WebhookService(
             store=webhook_store, clock=clock, production=settings.env == "production"
         ),
-        webhook_worker=WebhookWorker(webhook_store, clock, _delivery_options(settings)),
+        webhook_worker=webhook_worker,
+        webhook_store=webhook_store,
         read_engine=read_engine,
     )

@@ -292,7 +292,7 @@ class WebhookWorker:
             created_total += created
             if created:
                 self._dispatch_wanted.set()
-            if read < RELAY_BATCH:
+            if not read:
                 return created_total
 
     # -- dispatcher ------------------------------------------------------------------------

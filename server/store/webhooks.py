@@ -13,6 +13,7 @@ lock and an API call's idempotency marker (store/claims.py) lands in the same tr
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -228,29 +229,26 @@ class SqlWebhookStore:
 
     # -- relay ----------------------------------------------------------------------------
     @staticmethod
-    def _unrelayed() -> Any:
-        return (
-            select(EventRow)
-            .join(
-                _Cursor,
-                sa.and_(
-                    col(_Cursor.partner_id) == col(EventRow.partner_id),
-                    col(EventRow.seq) > col(_Cursor.last_seq),
-                ),
-            )
-            .order_by(col(EventRow.id))
+    async def _behind(session: AsyncSession) -> list[tuple[UUID, int]]:
+        """(partner, cursor) of every subscribed partner with events past its cursor: one
+        index probe per cursor (never a scan of the whole events table)."""
+        newer = sa.exists().where(
+            col(EventRow.partner_id) == col(_Cursor.partner_id),
+            col(EventRow.seq) > col(_Cursor.last_seq),
         )
+        query = sa.select(col(_Cursor.partner_id), col(_Cursor.last_seq)).where(newer)
+        return [(row[0], int(row[1])) for row in (await session.execute(query)).all()]
 
     async def has_unrelayed(self) -> bool:
         """A cheap read (no write lock) the relay makes before doing any work."""
         async with self._uow() as uow:
-            query = self._unrelayed().with_only_columns(col(EventRow.id)).limit(1)
-            return (await uow.session.execute(query)).first() is not None
+            return bool(await self._behind(uow.session))
 
     async def relay(self, *, now: datetime, limit: int) -> tuple[int, int]:
-        """Turns up to `limit` unrelayed events of subscribed partners into delivery rows,
-        one per matching live subscription, and advances those partners' cursors: one
-        transaction. Returns (events read, deliveries created)."""
+        """Turns up to `limit` unrelayed events of subscribed partners (oldest first, in
+        turn per partner) into delivery rows, one per matching live subscription, and
+        advances those partners' cursors: one transaction. Returns (events read,
+        deliveries created)."""
         if not await self.has_unrelayed():
             return 0, 0
         async with self._uow(write=True) as uow:
@@ -261,7 +259,18 @@ class SqlWebhookStore:
                 )
                 if not locked.scalar_one():
                     return 0, 0  # another replica is relaying right now
-            events = list((await session.execute(self._unrelayed().limit(limit))).scalars())
+            behind = await self._behind(session)
+            random.shuffle(behind)  # when more partners wait than fit, no one waits always
+            share = max(limit // max(len(behind), 1), 1)  # no partner starves the others
+            events: list[EventRow] = []
+            for partner_id, last_seq in behind[:limit]:
+                query = (
+                    select(EventRow)
+                    .where(col(EventRow.partner_id) == partner_id, col(EventRow.seq) > last_seq)
+                    .order_by(col(EventRow.seq))
+                    .limit(share)
+                )
+                events.extend((await session.execute(query)).scalars())
             if not events:
                 return 0, 0
             partners = {event.partner_id for event in events}

@@ -91,7 +91,7 @@ async def test_every_committed_event_is_delivered_after_a_kill_9(database_url: s
     partner = await asyncio.to_thread(create_partner, database_url)
     key = generate_key()
     # A slow-ish receiver keeps deliveries in flight when the server dies.
-    with running_receiver(Receiver(delay=0.1)) as receiver, contextlib.ExitStack() as servers:
+    with running_receiver(Receiver(delay=0.3)) as receiver, contextlib.ExitStack() as servers:
         first = servers.enter_context(running_server(database_url, **ENV))
         async with grpc.aio.insecure_channel(
             first.address, interceptors=[IdempotencyKeyInterceptor()]

@@ -66,9 +66,10 @@ class World:
 async def world(database_url: str) -> AsyncIterator[World]:
     clock = SteppingClock()
     container = await build(Settings(database_url=database_url, metrics_port=0), clock=clock)
+    assert container.webhook_store is not None
+    store = container.webhook_store  # shares the server's SQLite write lock
     engine = make_engine(database_url)
-    uow = SqlUnitOfWorkFactory(engine)
-    store = SqlWebhookStore(uow)
+    uow = SqlUnitOfWorkFactory(engine)  # the test's own look at the tables
     try:
         yield World(
             container, store, WebhookService(store=store, clock=clock, production=False), clock, uow
