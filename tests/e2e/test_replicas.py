@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import pytest
 
+from client.idempotency import IdempotencyKeyInterceptor
+from client.signing import SigningClientInterceptor
+from customers.v1 import customers_pb2, customers_pb2_grpc
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway_sync
 from tests.e2e.conftest import Stack
 from tests.e2e.test_rest_idempotency import fire_concurrently
 from tests.helpers.databases import postgres_database
-from tests.helpers.processes import free_port, running_server
+from tests.helpers.processes import ServerProcess, free_port, running_server
 from tests.helpers.rest import RestPartner
+from tests.helpers.wallets import caip10, new_wallet
+
+
+@dataclass
+class Replicas(Stack):
+    """The gateway in front of both, and each server process on its own."""
+
+    servers: list[ServerProcess] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     folder: pathlib.Path = tmp_path_factory.mktemp("replicas")
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
@@ -34,12 +48,55 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")
         stack.callback(stop_envoy_sync, envoy)
-        yield Stack(url, servers[0], f"http://127.0.0.1:{http_port}")
+        yield Replicas(url, servers[0], f"http://127.0.0.1:{http_port}", servers)
 
 
-def test_fifty_identical_creates_across_two_replicas_make_one_customer(replicas: Stack) -> None:
+def test_fifty_identical_creates_across_two_replicas_make_one_customer(
+    replicas: Replicas,
+) -> None:
     with httpx.Client(base_url=replicas.base_url, timeout=30) as http:
         partner = RestPartner(http, replicas.new_partner())
         for _ in range(3):
             fire_concurrently(replicas, partner, 50)
         assert len(partner.call("GET", "/customers").json()["customers"]) == 3
+
+
+def test_a_change_made_through_one_process_streams_from_the_other(replicas: Replicas) -> None:
+    """Separate processes: only PostgreSQL NOTIFY (and the outbox) connect them."""
+    with httpx.Client(base_url=replicas.base_url, timeout=30) as http:
+        partner = RestPartner(http, replicas.new_partner())
+    first, second = replicas.servers
+    metadata = (("authorization", f"Bearer {partner.token}"),)
+    # The servers' CUSTOMERS_PUBLIC_URL is the default, so native signatures name its host.
+    signer = SigningClientInterceptor(partner.key, authority="localhost:8080")
+    interceptors = [IdempotencyKeyInterceptor(), *signer.channel_interceptors()]
+
+    async def scenario() -> tuple[str, str]:
+        async with (
+            grpc.aio.insecure_channel(first.address, interceptors=interceptors) as on_first,
+            grpc.aio.insecure_channel(second.address, interceptors=interceptors) as on_second,
+        ):
+            watcher = customers_pb2_grpc.CustomerServiceStub(on_second)
+            writer = customers_pb2_grpc.CustomerServiceStub(on_first)
+            stream = watcher.WatchCustomers(
+                customers_pb2.WatchCustomersRequest(after=0), metadata=metadata
+            )
+            created = await writer.CreateCustomer(
+                customers_pb2.CreateCustomerRequest(
+                    chain_id=caip10(new_wallet()), external_id="cross-process"
+                ),
+                metadata=metadata,
+            )
+
+            async def first_change() -> str:
+                async for message in stream:
+                    if not message.heartbeat:
+                        return str(message.customer.id)
+                raise AssertionError("stream ended")
+
+            streamed = await asyncio.wait_for(first_change(), 15)
+            stream.cancel()
+            return created.id, streamed
+
+    created_id, streamed_id = asyncio.run(scenario())
+    assert streamed_id == created_id
