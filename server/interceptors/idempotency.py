@@ -85,16 +85,16 @@ class IdempotencyInterceptor(BehaviourInterceptor):
             response = await _with_claim(claim, proceed)
         except DomainError as error:
             if status.http_status_of(error) >= 500:
-                await self._store.release(claim)
+                await self._store.abandon(claim)
             else:
                 proto, override = status.error_status(error)
                 answer = StoredAnswer(proto.code, override, proto.SerializeToString())
                 await self._store.complete(claim, answer)
             raise
         except BaseException:
-            # A server error: nothing is stored, so a retry runs again (unless the change
-            # committed, in which case the record stays and retries are told to wait).
-            await self._store.release(claim)
+            # A server error (or a cancelled call): the changes roll back, nothing is
+            # stored, and a retry runs again.
+            await self._store.abandon(claim)
             raise
         body = response.SerializeToString()
         await self._store.complete(claim, StoredAnswer(0, http_status.answered.get(), body))

@@ -2,9 +2,9 @@
 answers, and the sweep of expired keys.
 
 The claim is one transaction (row lock on PostgreSQL, the write lock on SQLite), so two
-replicas can never both run the same key. The handler's own transaction marks the record
-`committed` (see SqlUnitOfWork.commit), so a crash between the change and the stored answer
-can never let a retry run the change twice.
+replicas can never both run the same key. The answer commits in the handler's own
+transaction (store/claims.py), so a crash can never leave a change without its replayable
+answer, nor an answer without its change.
 """
 
 from __future__ import annotations
@@ -111,25 +111,44 @@ class IdempotencyStore:
         return result.first() is not None
 
     async def complete(self, claim: Claim, answer: StoredAnswer) -> None:
-        async with self._uow(write=True) as uow:
-            await uow.session.execute(
-                sa.update(IdempotencyRow)
-                .where(
-                    col(IdempotencyRow.partner_id) == claim.partner_id,
-                    col(IdempotencyRow.key) == claim.key,
-                    col(IdempotencyRow.claim_id) == claim.claim_id,
-                )
-                .values(
-                    state=RecordState.COMPLETED.value,
-                    grpc_code=answer.grpc_code,
-                    http_status=answer.http_status,
-                    response=answer.body,
-                )
+        """Stores the answer, in the handler's own transaction when it changed anything."""
+        statement = (
+            sa.update(IdempotencyRow)
+            .where(
+                col(IdempotencyRow.partner_id) == claim.partner_id,
+                col(IdempotencyRow.key) == claim.key,
+                col(IdempotencyRow.claim_id) == claim.claim_id,
             )
+            .values(
+                state=RecordState.COMPLETED.value,
+                grpc_code=answer.grpc_code,
+                http_status=answer.http_status,
+                response=answer.body,
+            )
+        )
+        pending, claim.pending = claim.pending, None
+        if pending is not None:
+            committed = False
+            try:
+                await pending.session.execute(statement)
+                committed = True
+            finally:
+                await pending.finish(commit=committed)
+            return
+        async with self._uow(write=True) as uow:
+            await uow.session.execute(statement)
             await uow.commit()
 
+    async def abandon(self, claim: Claim) -> None:
+        """A server error: the handler's changes roll back and the claim is forgotten, so a
+        retry runs again."""
+        pending, claim.pending = claim.pending, None
+        if pending is not None:
+            await pending.finish(commit=False)
+        await self.release(claim)
+
     async def release(self, claim: Claim) -> None:
-        """Forgets a claim whose request failed before changing anything, so a retry runs."""
+        """Forgets a claim whose request changed nothing, so a retry runs."""
         async with self._uow(write=True) as uow:
             await uow.session.execute(
                 sa.delete(IdempotencyRow).where(

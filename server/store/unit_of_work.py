@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.domain.events import ChangeEvent
 from server.store import outbox
-from server.store.claims import active_claim, mark_committed
+from server.store.claims import PendingCommit, active_claim
 from server.store.outbox import SqlEventReader
 from server.store.repositories import (
     SqlAccountRepository,
@@ -84,8 +84,13 @@ class SqlUnitOfWork:
         self._on_commit = on_commit
 
     async def __aenter__(self) -> Self:
+        claim = active_claim.get()
+        if claim is not None and claim.pending is not None and self._lock is not None:
+            # The first write of this idempotent request still holds the lock, uncommitted.
+            raise RuntimeError("an idempotent request may open one write unit of work")
         if self._lock is not None:
             await self._lock.acquire()
+        self._handed_over = False
         self.outbox: list[ChangeEvent] = []
         made = self._sessions()
         if isinstance(made, Session):
@@ -106,6 +111,8 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._handed_over:
+            return  # the idempotency claim finishes this transaction (store/claims.py)
         try:
             await self.session.rollback()  # a no-op after commit
             await self.session.close()
@@ -114,14 +121,17 @@ class SqlUnitOfWork:
                 self._lock.release()
 
     async def commit(self) -> None:
-        claim = active_claim.get()
-        if claim is not None and not claim.committed:
-            await mark_committed(self.session, claim)
         published = await outbox.write(self.session, self.outbox) if self.outbox else []
         self.outbox.clear()
-        await self.session.commit()
+        claim = active_claim.get()
         if claim is not None:
-            claim.committed = True
+            # An idempotent request: its answer must commit with its changes, so the real
+            # commit happens once the answer exists (IdempotencyStore.complete).
+            await self.session.flush()
+            claim.pending = PendingCommit(self.session, self._lock, published, self._on_commit)
+            self._handed_over = True
+            return
+        await self.session.commit()
         if published and self._on_commit is not None:
             self._on_commit(published)
 

@@ -9,8 +9,9 @@ import pytest
 
 from customers.v1 import customers_pb2
 from server.app import RunningServer
+from server.domain.errors import CustomerNotFound
 from server.domain.idempotency import Decision
-from server.store.claims import Claim
+from server.store.claims import Claim, active_claim
 from server.store.idempotency import StoredAnswer
 from tests.helpers.clock import SteppingClock
 from tests.helpers.wallets import caip10, new_wallet
@@ -115,3 +116,44 @@ async def test_a_released_claim_lets_a_retry_run_and_the_sweep_drops_expired_key
     assert again is Decision.EXECUTE
     clock.advance(hours=1, seconds=1)
     assert await store.sweep(clock.now()) >= 1
+
+
+async def test_a_change_commits_only_together_with_its_stored_answer(
+    server: RunningServer, partner: GrpcPartner, clock: SteppingClock
+) -> None:
+    store, partner_id = server.container.idempotency, uuid.UUID(partner.partner_id)
+    customers = server.container.customers
+
+    async def create_under(claim: Claim, external_id: str) -> str:
+        token = active_claim.set(claim)
+        try:
+            made = await customers.create(
+                partner_id=partner_id, chain_id=caip10(new_wallet()), external_id=external_id
+            )
+        finally:
+            active_claim.reset(token)
+        return str(made.customer.id)
+
+    # A request that dies before its answer is stored (5xx, crash): its change never lands.
+    key = uuid.uuid4()
+    _, claim = await store.claim(partner_id=partner_id, key=key, fingerprint="f", now=clock.now())
+    assert isinstance(claim, Claim)
+    lost = await create_under(claim, "lost")
+    with pytest.raises(CustomerNotFound):
+        await customers.get(partner_id=partner_id, customer_id=lost)  # not visible yet
+    await store.abandon(claim)
+    with pytest.raises(CustomerNotFound):
+        await customers.get(partner_id=partner_id, customer_id=lost)
+    again, retry = await store.claim(
+        partner_id=partner_id, key=key, fingerprint="f", now=clock.now()
+    )
+    assert again is Decision.EXECUTE and isinstance(retry, Claim)
+
+    # The same request run to the end: change and answer arrive together.
+    kept = await create_under(retry, "kept")
+    await store.complete(retry, StoredAnswer(0, 201, b"answer"))
+    assert str((await customers.get(partner_id=partner_id, customer_id=kept)).id) == kept
+    replay, answer = await store.claim(
+        partner_id=partner_id, key=key, fingerprint="f", now=clock.now()
+    )
+    assert replay is Decision.REPLAY and answer == StoredAnswer(0, 201, b"answer")
