@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -66,6 +67,10 @@ def _b64decode(value: str, field: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidField(field, f"{field} must be base64") from None
+
+
+# deactivate_customer / activate_customer: True when anything changed.
+CascadeRule = Callable[[Customer, list[Account], list[Card], datetime], bool]
 
 
 def _unsupported(chain_id: str) -> UnsupportedChain:
@@ -163,25 +168,20 @@ class CustomerService:
         return Page.of(rows, limit, lambda c: encode_cursor(c.created_at, c.id))
 
     async def deactivate(self, *, partner_id: UUID, customer_id: str) -> Customer:
-        async with self._uow(write=True) as uow:
-            customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
-            accounts = await uow.accounts.for_customer(
-                partner_id=partner_id, customer_id=customer.id
-            )
-            cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
-            if cascade.deactivate_customer(customer, accounts, cards, self._clock.now()):
-                await _save_changed(uow, customer, accounts, cards)
-                await uow.commit()
-            return customer
+        return await self._switch(partner_id, customer_id, cascade.deactivate_customer)
 
     async def activate(self, *, partner_id: UUID, customer_id: str) -> Customer:
+        return await self._switch(partner_id, customer_id, cascade.activate_customer)
+
+    async def _switch(self, partner_id: UUID, customer_id: str, rule: CascadeRule) -> Customer:
+        """The customer and everything it owns, changed by `rule` in one transaction."""
         async with self._uow(write=True) as uow:
             customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
             accounts = await uow.accounts.for_customer(
                 partner_id=partner_id, customer_id=customer.id
             )
             cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
-            if cascade.activate_customer(customer, accounts, cards, self._clock.now()):
+            if rule(customer, accounts, cards, self._clock.now()):
                 await _save_changed(uow, customer, accounts, cards)
                 await uow.commit()
             return customer
