@@ -9,7 +9,6 @@ lagging and dropped, and told so, rather than slowing everyone else down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -123,7 +122,6 @@ class EventHub:
         try:
             subscription.queue.put_nowait(event)
         except asyncio.QueueFull:
+            # Cut off rather than buffered without bound; the stream says where to resume.
             subscription.lagging = True
             self.unsubscribe(subscription)
-            with contextlib.suppress(asyncio.QueueFull):
-                subscription.queue.put_nowait(event)  # never fits; the flag is what counts

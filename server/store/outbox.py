@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -106,20 +105,3 @@ class SqlEventReader:
         )
         found = (await self._session.execute(query)).scalar_one_or_none()
         return int(found or 0)
-
-    async def since_id(self, *, after_id: int, limit: int) -> list[tuple[int, ChangeEvent]]:
-        """Every partner's events in insertion order: what the webhook relay walks."""
-        query = (
-            select(EventRow)
-            .where(col(EventRow.id) > after_id)
-            .order_by(col(EventRow.id))
-            .limit(limit)
-        )
-        rows = (await self._session.execute(query)).scalars()
-        return [(int(row.id or 0), _event(row)) for row in rows]
-
-    async def prune(self, *, before: datetime) -> int:
-        result = await self._session.execute(
-            sa.delete(EventRow).where(col(EventRow.occurred_at) < before)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@ it, once per test session and database kind. Tests isolate themselves by partner
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -88,4 +87,4 @@ def error_reason(response: httpx.Response) -> str:
     raise AssertionError(f"no ErrorInfo in {body}")
 
 
-__all__ = ["Stack", "error_reason", "pathlib"]
+__all__ = ["Stack", "error_reason"]
