@@ -167,8 +167,17 @@ def _meta(
             "threads": options.wrk_threads,
             "connections": options.wrk_connections,
         },
+        # bench/baseline: the plain-framework app (uvicorn --loop uvloop --http httptools).
+        "baseline": {name: _version(name) for name in ("fastapi", "uvicorn", "httptools")},
         "elapsed_s": round(elapsed, 1),
     }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _commit() -> str | None:

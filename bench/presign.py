@@ -84,14 +84,12 @@ def _init(pem: bytes, token: str, authority: str) -> None:
     _worker.update(key=load_private_key(pem), token=token, authority=authority)
 
 
-def _batch(spec: tuple[int, int]) -> list[bytes]:
-    count, now = spec
+def _batch(spec: tuple[int, int, str | None]) -> list[bytes]:
+    count, now, authority = spec
     key = _worker["key"]
     assert isinstance(key, PrivateSigningKey)
-    return [
-        signed_create(key, str(_worker["token"]), str(_worker["authority"]), now)
-        for _ in range(count)
-    ]
+    target = authority or str(_worker["authority"])
+    return [signed_create(key, str(_worker["token"]), target, now) for _ in range(count)]
 
 
 def signed_create(key: PrivateSigningKey, token: str, authority: str, now: int) -> bytes:
@@ -135,13 +133,17 @@ class Presigner:
         )
         self._workers = workers
 
-    def write(self, path: pathlib.Path, count: int, now: int) -> None:
+    def write(
+        self, path: pathlib.Path, count: int, now: int, *, authority: str | None = None
+    ) -> None:
+        """`count` requests into `path`, signed for `authority` (default: the pool's own;
+        the plain-framework baseline listens on another host:port)."""
         per_batch = max(1, min(250, count // (self._workers * 4) or 1))
         sizes = [per_batch] * (count // per_batch)
         if count % per_batch:
             sizes.append(count % per_batch)
         with path.open("wb") as out:
-            for batch in self._pool.map(_batch, [(size, now) for size in sizes]):
+            for batch in self._pool.map(_batch, [(size, now, authority) for size in sizes]):
                 for raw in batch:
                     out.write(b"%d\n" % len(raw))
                     out.write(raw)

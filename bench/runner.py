@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from bench.load import LoadError, LoadResult, missing
 from bench.procs import children_cpu_seconds, group_cpu, machine_busy_seconds, used_between
 
+# Role ("server", "envoy", "db") -> pids, asked afresh before and after every run.
+Processes = Callable[[], dict[str, list[int]]]
+
 
 @dataclass(frozen=True)
 class Case:
@@ -31,6 +34,10 @@ class Case:
     # Called with the duration before each run, outside the CPU accounting: fresh signatures
     # (a signature is valid 300 s), pre-signed request files.
     prepare: Callable[[float], None] | None = None
+    # Who serves this case's requests, by role, when not the stack (the plain-framework
+    # baseline's uvicorn process): their CPU is the case's cost. The stack still has to be
+    # idle before the run.
+    processes: Processes | None = None
 
 
 @dataclass(frozen=True)
@@ -172,9 +179,6 @@ class Results:
         return report.median(key)
 
 
-Processes = Callable[[], dict[str, list[int]]]
-
-
 def settle(processes: Processes, *, window: float = 0.5) -> float:
     """Wait until server, Envoy and database use under IDLE_CORES; the seconds waited."""
     started = time.monotonic()
@@ -188,19 +192,31 @@ def settle(processes: Processes, *, window: float = 0.5) -> float:
             return waited
 
 
+def _together(*groups: Processes) -> Processes:
+    def merged() -> dict[str, list[int]]:
+        roles: dict[str, list[int]] = {}
+        for group in groups:
+            for role, pids in group().items():
+                roles[role] = sorted({*roles.get(role, []), *pids})
+        return roles
+
+    return merged
+
+
 def measure(case: Case, duration: float, processes: Processes) -> Figures:
     """One run of the case, with CPU read from /proc before and after."""
     if case.prepare is not None:
         case.prepare(duration)
-    waited = settle(processes)
-    roles = processes()
+    serving = case.processes or processes
+    waited = settle(processes if serving is processes else _together(processes, serving))
+    roles = serving()
     before = {role: group_cpu(pids) for role, pids in roles.items()}
     client_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
     started = time.monotonic()
     result = case.run(duration)
     wall = time.monotonic() - started
     # Asked again: a database backend that the pool opened during the run counts too.
-    roles_after = processes()
+    roles_after = serving()
     after = {role: group_cpu(pids) for role, pids in roles_after.items()}
     client = children_cpu_seconds() - client_before
     busy = machine_busy_seconds() - busy_before

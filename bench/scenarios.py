@@ -9,16 +9,23 @@ does not succeed, so the bench never measures an error path.
 Every authenticated call is signed. The loads replay one signature made without a nonce
 (valid 300 s, so it is made again before every run); `create` sends pre-signed requests,
 each once. Scenarios marked `per_database` run on every `--db`; the others on the first.
+
+`get` and `create` also measure the plain-framework baseline of SPEC 11 (bench/baseline/, a
+FastAPI + uvicorn app doing the same checks and writes on the same database) in the same
+run, driven by wrk exactly like the REST case, its CPU read from its uvicorn process.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import json
 import math
 import os
 import pathlib
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +34,7 @@ import grpc
 import httpx
 import sqlalchemy as sa
 
+from bench.baseline.process import Baseline, BaselineError, running_baseline
 from bench.load import LoadError, LoadResult, grpc_frame, h2load, wrk
 from bench.micro import (
     idempotency_record,
@@ -36,7 +44,7 @@ from bench.micro import (
     verify_micro_fields,
 )
 from bench.presign import CREATE_LUA, Presigner
-from bench.runner import Case, Micro, Plan, Ratio, Results
+from bench.runner import Case, Micro, Plan, Processes, Ratio, Results
 from bench.stack import SignedPartner, Stack, create_partner, signed_challenge
 from client.signing import ECDSA_P384_SHA384, ED25519, PrivateSigningKey, sign_headers
 from server.adapters.http_signatures import SignedRequest
@@ -48,6 +56,9 @@ KEY_TYPES = {ECDSA_P384_SHA384: ("p384", "P-384"), ED25519: ("ed25519", "Ed25519
 PER_CORE_TARGET = {ECDSA_P384_SHA384: 1_000.0, ED25519: 1_500.0}
 P384_CPU_TARGET_US = 1_000.0
 REST_RATIO_TARGET = 0.8
+# Through Envoy at least the baseline's req/s, at no more than its CPU per request.
+BASELINE_RATIO_TARGET = 1.0
+BASELINE = "plain FastAPI baseline"
 CREATE_TARGET = {"sqlite": 300.0}
 
 
@@ -76,11 +87,25 @@ class Context:
         self._partners: dict[str, SignedPartner] = {}
         self._customers: dict[str, dict[str, Any]] = {}
         self._presigner: Presigner | None = None
+        self._baseline: Baseline | None = None
+        self._running = contextlib.ExitStack()
 
     def close(self) -> None:
         self.http.close()
         if self._presigner is not None:
             self._presigner.close()
+        self._running.close()
+
+    def baseline(self) -> Baseline:
+        """The plain-framework baseline on this stack's database, started once."""
+        if self._baseline is None:
+            try:
+                self._baseline = self._running.enter_context(
+                    running_baseline(self.stack.database_url, self.stack.base_url, self.scratch)
+                )
+            except BaselineError as error:
+                raise LoadError(f"{BASELINE}: {error}") from error
+        return self._baseline
 
     def partner(self, algorithm: str, role: str = "get") -> SignedPartner:
         """A partner with a bearer token and one registered key of `algorithm`."""
@@ -111,14 +136,16 @@ class Context:
         method: str,
         path: str,
         body: bytes | None,
+        authority: str | None = None,
     ) -> Headers:
         """Bearer token plus an RFC 9421 signature without a nonce (replayable within its
-        300 s window, which is what a load tool needs), lower-case names."""
+        300 s window, which is what a load tool needs), lower-case names; for Envoy's
+        authority unless another is given."""
         headers = {"authorization": f"Bearer {token}"}
         added = sign_headers(
             key,
             method=method,
-            authority=self.stack.authority,
+            authority=authority or self.stack.authority,
             path=path,
             query="",
             headers=headers,
@@ -195,17 +222,20 @@ class Context:
         *,
         sign: Callable[[], Headers],
         expect: Callable[[Any], None] | None = None,
+        base_url: str | None = None,
+        processes: Processes | None = None,
     ) -> Case:
-        """wrk GETting `path` through Envoy. Envoy maps gRPC errors to 4xx/5xx (and ext_authz
-        denials are 401), so wrk's non-2xx count (must be 0) catches error answers; one
-        sample GET with the same headers checks the body."""
+        """wrk GETting `path` through Envoy (or at `base_url`, served by `processes`: the
+        baseline). Envoy maps gRPC errors to 4xx/5xx (and ext_authz denials are 401), so
+        wrk's non-2xx count (must be 0) catches error answers; one sample GET with the same
+        headers checks the body."""
         headers = sign()
-        sample = self.http.get(path, headers=headers)
+        url = f"{base_url or self.stack.base_url}{path}"
+        sample = self.http.get(url, headers=headers)
         if sample.status_code != 200:
             raise LoadError(f"{label}: sample GET {path} -> {sample.status_code} {sample.text}")
         if expect:
             expect(sample.json())
-        url = f"{self.stack.base_url}{path}"
 
         def prepare(_duration: float) -> None:
             headers.update(sign())
@@ -219,7 +249,25 @@ class Context:
                 headers=headers,
             )
 
-        return Case(name, label, "wrk", run, prepare=prepare)
+        return Case(name, label, "wrk", run, prepare=prepare, processes=processes)
+
+    def must_refuse(self, label: str, method: str, url: str, **request: Any) -> None:
+        """A tampered request must answer 401: a baseline that skipped verification would
+        otherwise pass for a fast one."""
+        answer = self.http.request(method, url, **request)
+        if answer.status_code != 401:
+            raise LoadError(
+                f"{label}: a tampered {method} answered {answer.status_code}, not 401: "
+                f"it does not really verify signatures ({answer.text[:200]})"
+            )
+
+
+def tampered_signature(value: str) -> str:
+    """`label=:base64:` with one bit of the signature flipped."""
+    label, _, rest = value.partition("=")
+    raw = bytearray(base64.b64decode(rest.strip(":")))
+    raw[len(raw) // 2] ^= 0x01
+    return f"{label}=:{base64.b64encode(bytes(raw)).decode()}:"
 
 
 @dataclass(frozen=True)
@@ -259,11 +307,65 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
     return "n/a" if value is None or math.isnan(value) else pattern.format(value)
 
 
+def baseline_get_case(
+    ctx: Context, partner: SignedPartner, path: str, short: str, title: str
+) -> Case:
+    """The same signed GET, sent to the plain-framework baseline (signed for its own
+    authority), after checking that it answers exactly what the service answers and that it
+    refuses a tampered signature and a signature made for another path."""
+    baseline = ctx.baseline()
+    label = f"GET /customers/{{id}} {BASELINE}, {title}"
+    service = partner.call("GET", path)
+    if service.status_code != 200:
+        raise LoadError(f"{label}: the service's own GET {path} -> {service.status_code}")
+
+    def sign(p: SignedPartner = partner, target: str = path) -> Headers:
+        return ctx.signed(
+            p.key, p.token, method="GET", path=target, body=None, authority=baseline.authority
+        )
+
+    def same_as_service(body: Any) -> None:
+        if body != service.json():
+            raise LoadError(f"{label}: answered {json.dumps(body)}, the service {service.text}")
+
+    url = f"{baseline.base_url}{path}"
+    headers = sign()
+    bad = headers | {"signature": tampered_signature(headers["signature"])}
+    ctx.must_refuse(label, "GET", url, headers=bad)
+    ctx.must_refuse(label, "GET", f"{baseline.base_url}/customers/{uuid.uuid4()}", headers=headers)
+    return ctx.rest_case(
+        f"get.baseline.{short}",
+        label,
+        path,
+        sign=sign,
+        expect=same_as_service,
+        base_url=baseline.base_url,
+        processes=baseline.processes,
+    )
+
+
+def baseline_lines(
+    results: Results, project: str, baseline: str, rate: str, unit: str
+) -> list[str]:
+    """SPEC 11's comparison in words: at least the baseline's rate, at most its CPU."""
+    rps, base_rps = results.case(project, "rps"), results.case(baseline, "rps")
+    cpu, base_cpu = results.case(project, "stack_us"), results.case(baseline, "stack_us")
+    if rps is None or base_rps is None or cpu is None or base_cpu is None:
+        return [f"    vs {BASELINE}: n/a"]
+    verdict = "meets" if rps >= base_rps and cpu <= base_cpu else "BELOW"
+    return [
+        f"    vs {BASELINE}: {_fmt(rps)} vs {_fmt(base_rps)} {rate}, "
+        f"{_fmt(cpu)} vs {_fmt(base_cpu)} us CPU per {unit} "
+        f"({verdict} SPEC 11: >= its rate at <= its CPU)"
+    ]
+
+
 @scenario("get")
 def get_customer(ctx: Context) -> Plan:
     """Signed GetCustomer of one active customer, REST through Envoy (wrk) vs direct gRPC
-    (h2load), for a P-384 partner and an Ed25519 partner; beside each, the raw verify rate
-    of the key type and the server verifier's rate, from the same rounds."""
+    (h2load) vs the plain FastAPI baseline (wrk), for a P-384 partner and an Ed25519 partner;
+    beside each, the raw verify rate of the key type and the server verifier's rate, from
+    the same rounds."""
     from customers.v1 import customers_pb2, resources_pb2
 
     cases = [health_baseline(ctx)]
@@ -328,6 +430,7 @@ def get_customer(ctx: Context) -> Plan:
                 sign=sign_rest,
                 expect=same_json,
             ),
+            baseline_get_case(ctx, partner, path, short, title),
         ]
         micros += [
             Micro(
@@ -349,6 +452,14 @@ def get_customer(ctx: Context) -> Plan:
                 f"get.rest.{short}",
                 f"get.grpc.{short}",
                 target=REST_RATIO_TARGET,
+            )
+        )
+        ratios.append(
+            Ratio(
+                f"{title}: through Envoy ÷ {BASELINE}",
+                f"get.rest.{short}",
+                f"get.baseline.{short}",
+                target=BASELINE_RATIO_TARGET,
             )
         )
     ratios.append(
@@ -373,6 +484,7 @@ def get_customer(ctx: Context) -> Plan:
                 f"verify per core: raw {_fmt(results.micro(f'verify.raw.{short}', 'per_core'))}/s,"
                 f" RequestSignatureVerifier "
                 f"{_fmt(results.micro(f'verify.verifier.{short}', 'per_core'))}/s",
+                *baseline_lines(results, rest, f"get.baseline.{short}", "req/s", "req"),
             ]
         lines.append(
             "    per server core = req/s / (server CPU s / wall s) = 1e6 / sum us; "
@@ -390,20 +502,36 @@ def get_customer(ctx: Context) -> Plan:
     )
 
 
-@scenario("create", per_database=True)
-def create_customer(ctx: Context) -> Plan:
-    """Signed, idempotent POST /customers through Envoy: wrk replays pre-signed requests,
-    each with its own Idempotency-Key, customer and nonce (so each is a real create); beside
-    it, the idempotency record alone (claim + complete) on the same database."""
-    partner = ctx.partner(ECDSA_P384_SHA384, role="create")
-    presigner = ctx.presigner(partner)
-    kind = ctx.stack.kind
+def sample_create(
+    ctx: Context, presigner: Presigner, authority: str
+) -> tuple[dict[str, str], bytes]:
+    """The headers and body of one pre-signed create, as httpx sends them."""
+    sample = ctx.scratch / "create.sample"
+    presigner.write(sample, 1, int(time.time()), authority=authority)
+    raw = sample.read_bytes().split(b"\n", 1)[1]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line)
+    headers.pop("Content-Length", None)
+    return headers, body
+
+
+def create_case(
+    ctx: Context,
+    presigner: Presigner,
+    engine: sa.Engine,
+    *,
+    name: str,
+    label: str,
+    base_url: str,
+    authority: str,
+    processes: Processes | None = None,
+) -> Case:
+    """wrk replaying pre-signed creates (signed for `authority`) to `base_url`, each once;
+    every run must have created as many customers as wrk counted successes."""
     connections = ctx.options.wrk_connections
-    requests_file = ctx.scratch / "create.requests"
+    requests_file = ctx.scratch / f"{name}.requests"
     script = ctx.scratch / "create.lua"
     script.write_text(CREATE_LUA)
-    sync_url = ctx.stack.database_url.replace("+aiosqlite", "")
-    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
     observed: list[float] = []
     counted: dict[str, int] = {}
 
@@ -412,29 +540,22 @@ def create_customer(ctx: Context) -> Plan:
             return int(connection.execute(sa.text("SELECT count(*) FROM customers")).scalar_one())
 
     # One call from Python first: the signed request the files hold must answer 201.
-    sample = ctx.scratch / "create.sample"
-    presigner.write(sample, 1, int(time.time()))
-    raw = sample.read_bytes().split(b"\n", 1)[1]
-    head, _, body = raw.partition(b"\r\n\r\n")
-    sample_headers = dict(
-        line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
-    )
-    sample_headers.pop("Content-Length", None)
-    answer = ctx.http.post("/customers", content=body, headers=sample_headers)
+    headers, body = sample_create(ctx, presigner, authority)
+    answer = ctx.http.post(f"{base_url}/customers", content=body, headers=headers)
     if answer.status_code != 201:
-        raise LoadError(f"create: sample POST -> {answer.status_code} {answer.text}")
+        raise LoadError(f"{label}: sample POST -> {answer.status_code} {answer.text}")
 
     def prepare(duration: float) -> None:
         # Twice the best rate seen so far (400/s before the first run, the warm-up; at
         # least 100/s after): running out fails the run, an unused request costs a signature.
         rate = max(100.0, *observed) if observed else 400.0
         count = math.ceil(rate * 2 * max(1, round(duration))) + 4 * connections
-        presigner.write(requests_file, count, int(time.time()))
+        presigner.write(requests_file, count, int(time.time()), authority=authority)
         counted["before"] = customers()
 
     def run(duration: float) -> LoadResult:
         return wrk(
-            f"{ctx.stack.base_url}/customers",
+            f"{base_url}/customers",
             duration=duration,
             threads=ctx.options.wrk_threads,
             connections=connections,
@@ -446,25 +567,63 @@ def create_customer(ctx: Context) -> Plan:
     def check(result: LoadResult) -> None:
         observed.append(result.rps)
         if "pre-signed requests exhausted: 0" not in result.output:
-            raise LoadError(f"create: pre-signed requests ran out:\n{result.output}")
+            raise LoadError(f"{label}: pre-signed requests ran out:\n{result.output}")
         made = customers() - counted["before"]
         # Requests still in flight when wrk stopped may have been created uncounted.
         if not result.requests <= made <= result.requests + connections:
             raise LoadError(
-                f"create: wrk counted {result.requests} successes but {made} customers "
+                f"{label}: wrk counted {result.requests} successes but {made} customers "
                 "were created: some answers were not real creates"
             )
 
-    partner_id = partner.partner.partner_id
+    return Case(name, label, "wrk", run, check, prepare, processes)
+
+
+@scenario("create", per_database=True)
+def create_customer(ctx: Context) -> Plan:
+    """Signed, idempotent POST /customers through Envoy and to the plain FastAPI baseline:
+    wrk replays pre-signed requests, each with its own Idempotency-Key, customer and nonce
+    (so each is a real create); beside them, the idempotency record alone (claim +
+    complete) on the same database."""
+    partner = ctx.partner(ECDSA_P384_SHA384, role="create")
+    presigner = ctx.presigner(partner)
+    baseline = ctx.baseline()
+    kind = ctx.stack.kind
     title = "SQLite" if kind == "sqlite" else "PostgreSQL"
-    case = Case(
-        f"create.rest.{kind}",
-        f"POST /customers via Envoy ({title})",
-        "wrk",
-        run,
-        check,
-        prepare,
+    sync_url = ctx.stack.database_url.replace("+aiosqlite", "")
+    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
+
+    # The baseline must refuse a body that is not the one signed, and a changed
+    # Idempotency-Key (a covered component), before anything is measured on it.
+    base_label = f"POST /customers {BASELINE} ({title})"
+    headers, body = sample_create(ctx, presigner, baseline.authority)
+    url = f"{baseline.base_url}/customers"
+    ctx.must_refuse(
+        base_label, "POST", url, content=body.replace(b"bench-", b"bench_"), headers=headers
     )
+    other_key = headers | {"Idempotency-Key": str(uuid.uuid4())}
+    ctx.must_refuse(base_label, "POST", url, content=body, headers=other_key)
+
+    case = create_case(
+        ctx,
+        presigner,
+        engine,
+        name=f"create.rest.{kind}",
+        label=f"POST /customers via Envoy ({title})",
+        base_url=ctx.stack.base_url,
+        authority=ctx.stack.authority,
+    )
+    plain = create_case(
+        ctx,
+        presigner,
+        engine,
+        name=f"create.baseline.{kind}",
+        label=base_label,
+        base_url=baseline.base_url,
+        authority=baseline.authority,
+        processes=baseline.processes,
+    )
+    partner_id = partner.partner.partner_id
     micro = Micro(
         f"idempotency.{kind}",
         f"IdempotencyStore claim+complete ({title})",
@@ -478,6 +637,12 @@ def create_customer(ctx: Context) -> Plan:
             ("cpu_us", "client CPU", "{:,.0f} us"),
         ],
     )
+    ratio = Ratio(
+        f"through Envoy ÷ {BASELINE}",
+        case.name,
+        plain.name,
+        target=BASELINE_RATIO_TARGET,
+    )
 
     def summary(results: Results) -> list[str]:
         rps = results.case(case.name, "rps")
@@ -489,6 +654,7 @@ def create_customer(ctx: Context) -> Plan:
             f"  {title}: {_fmt(rps)} creates/s{verdict}; "
             f"{_fmt(results.case(case.name, 'per_core'))} per server core; "
             f"stack CPU {_fmt(stack_us)} us/create",
+            *baseline_lines(results, case.name, plain.name, "creates/s", "create"),
             f"  the idempotency record alone: claim+complete {_fmt(pair)} us wall per key "
             f"(claim {_fmt(results.micro(micro.name, 'claim_us'))} us, complete "
             f"{_fmt(results.micro(micro.name, 'complete_us'))} us; "
@@ -500,7 +666,8 @@ def create_customer(ctx: Context) -> Plan:
     return Plan(
         scenario=f"create/{kind}",
         title=f"signed, idempotent POST /customers, P-384 key, {title}",
-        cases=[case],
+        cases=[case, plain],
+        ratios=[ratio],
         micros=[micro],
         summary=summary,
     )

@@ -16,6 +16,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_key_b64
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.edge import render_gateway_sync
+from server.edge import render_gateway
 from server.store.migrate import upgrade
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,11 +41,12 @@ class Stack:
     """Running processes and where to reach them."""
 
     database_url: str
-    server: subprocess.Popen[bytes]
+    server: subprocess.Popen[bytes]  # `python -m server serve`: the worker, or the supervisor
     grpc_port: int
     envoy: subprocess.Popen[bytes]
     http_port: int
     folder: pathlib.Path
+    workers: int = 1
 
     @property
     def grpc_target(self) -> str:
@@ -68,10 +70,19 @@ class Stack:
     def processes(self) -> dict[str, list[int]]:
         """Who serves a request, by role. With PostgreSQL the database's work happens in its
         backends, so they count as a role of their own ("db"); SQLite runs in the server."""
-        roles = {"server": [self.server.pid], "envoy": [self.envoy.pid]}
+        roles = {"server": [self.server.pid, *children(self.server.pid)], "envoy": [self.envoy.pid]}
         if self.database_url.startswith("postgresql"):
             roles["db"] = postgres_backends(self.database_url.rsplit("/", 1)[1])
         return roles
+
+
+def children(pid: int) -> list[int]:
+    """A process's child pids (a supervisor's workers)."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 def postgres_backends(database_name: str) -> list[int]:
@@ -127,7 +138,7 @@ def database(kind: str, folder: pathlib.Path) -> Iterator[str]:
 
 
 def _wait_serving(
-    target: str, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 20.0
+    target: str, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 30.0
 ) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
@@ -148,9 +159,11 @@ def _wait_serving(
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, folder: pathlib.Path, public_url: str
-) -> Iterator[tuple[Any, int]]:
+    database_url: str, folder: pathlib.Path, public_url: str, workers: int = 1
+) -> Iterator[tuple[Any, int, list[str]]]:
     port = free_port()
+    socket_dir = tempfile.mkdtemp(prefix="cust-bench-")  # short: Unix socket path limit
+    sockets = [os.path.join(socket_dir, f"worker-{index}.sock") for index in range(workers)]
     env = dict(os.environ)
     env.update(
         CUSTOMERS_DATABASE_URL=database_url,
@@ -159,6 +172,8 @@ def running_server(
         CUSTOMERS_LOG_LEVEL="WARNING",
         # The gateway's address: native gRPC signatures are checked against its host:port.
         CUSTOMERS_PUBLIC_URL=public_url,
+        CUSTOMERS_WORKERS=str(workers),
+        CUSTOMERS_GATEWAY_SOCKET_DIR=socket_dir,
     )
     log_path = folder / "server.log"
     with log_path.open("ab") as log:
@@ -171,8 +186,9 @@ def running_server(
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_serving(f"127.0.0.1:{port}", process, log_path)
-        yield process, port
+        for path in sockets:
+            _wait_serving(f"unix:{path}", process, log_path)
+        yield process, port, sockets
     finally:
         process.terminate()
         try:
@@ -183,28 +199,23 @@ def running_server(
 
 
 @contextlib.contextmanager
-def running_stack(kind: str, folder: pathlib.Path) -> Iterator[Stack]:
-    """Database, server and Envoy (one worker, no access log, as in the e2e tests)."""
+def running_stack(kind: str, folder: pathlib.Path, workers: int = 1) -> Iterator[Stack]:
+    """Database, server workers and Envoy (no access log, as in the e2e tests)."""
     # The gateway's port first: the server must know its public URL.
     http_port, admin_port = free_port(), free_port()
     public_url = f"http://127.0.0.1:{http_port}"
     with (
         database(kind, folder) as url,
-        running_server(url, folder, public_url) as (server, grpc_port),
+        running_server(url, folder, public_url, workers) as (server, grpc_port, sockets),
     ):
-        # Adds the gateway key (Envoy's credential for the ext_authz verifier) from the DB.
-        config = render_gateway_sync(
-            url,
-            http_port=http_port,
-            admin_port=admin_port,
-            backends=[("127.0.0.1", grpc_port)],
-            access_log=False,
+        config = render_gateway(
+            http_port=http_port, admin_port=admin_port, backends=sockets, access_log=False
         )
         envoy = start_envoy_sync(
             config, admin_port=admin_port, log_path=folder / "envoy.log", log_level="warning"
         )
         try:
-            yield Stack(url, server, grpc_port, envoy, http_port, folder)
+            yield Stack(url, server, grpc_port, envoy, http_port, folder, workers)
         finally:
             stop_envoy_sync(envoy)
 

@@ -34,11 +34,9 @@ def default_config() -> str:
     return render(
         http_port=8080,
         admin_port=9901,
-        backends=[("127.0.0.1", 50051)],
+        backends=[str(ROOT / "var" / "run" / "worker-0.sock")],
         descriptor_path=str(DEFAULT_DESCRIPTOR),
         services=list(SERVICES),
-        # Validation only: deployments render the real key (python -m server gateway-config).
-        gateway_key="validate-only",
     )
 
 

@@ -8,7 +8,6 @@ the structure instead of grepping text.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import pathlib
 from collections.abc import Sequence
@@ -26,11 +25,17 @@ ERROR_DOMAIN = "customers.v1"
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 # Idle limit for a stream (no bytes either way). WatchCustomers must heartbeat more often.
 STREAM_IDLE_TIMEOUT = "300s"
+# Limits on what a client may send in headers (the URL included). The request then grows by
+# what request.lua forwards (the target again, the body as base64: 64 KiB -> 88 KiB) and the
+# transcoder's own headers; the server accepts up to SERVER_MAX_METADATA_BYTES
+# (server/app.py), so whatever Envoy lets through the server takes, and anything larger is
+# Envoy's JSON 431 here, not a gRPC error there.
+MAX_REQUEST_HEADERS_KB = 32
+MAX_REQUEST_HEADERS_COUNT = 80  # Envoy's own limit is 100; ours leaves room for the forwarded
 
 _API = "type.googleapis.com/envoy."
 _TRANSCODER = _API + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
 _LUA = _API + "extensions.filters.http.lua.v3.Lua"
-_EXT_AUTHZ = _API + "extensions.filters.http.ext_authz.v3.ExtAuthz"
 _BUFFER = _API + "extensions.filters.http.buffer.v3.Buffer"
 _ROUTER = _API + "extensions.filters.http.router.v3.Router"
 _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -64,10 +69,9 @@ def render(
     *,
     http_port: int,
     admin_port: int,
-    backends: Sequence[tuple[str, int]],
+    backends: Sequence[str],
     descriptor_path: str,
     services: Sequence[str],
-    gateway_key: str,
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
 ) -> str:
@@ -79,7 +83,6 @@ def render(
             backends=backends,
             descriptor_path=descriptor_path,
             services=services,
-            gateway_key=gateway_key,
             bind_address=bind_address,
             access_log=access_log,
         ),
@@ -91,18 +94,25 @@ def bootstrap(
     *,
     http_port: int,
     admin_port: int,
-    backends: Sequence[tuple[str, int]],
+    backends: Sequence[str],
     descriptor_path: str,
     services: Sequence[str],
-    gateway_key: str,
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
 ) -> Json:
-    """The Envoy bootstrap as a dict, for callers and tests that want the structure."""
+    """The Envoy bootstrap as a dict, for callers and tests that want the structure.
+
+    `backends`: the server workers' gateway sockets (absolute Unix socket paths). Only calls
+    that arrive over such a socket may carry the REST request's components for the server to
+    verify; the server's TCP port is for native gRPC callers (docs/DECISIONS.md).
+    """
     if not backends:
         raise ValueError("at least one backend is needed")
     if not services:
         raise ValueError("at least one gRPC service is needed")
+    for path in backends:
+        if not path.startswith("/"):
+            raise ValueError(f"backend {path!r} is not an absolute Unix socket path")
     return {
         "node": {"id": "customers-gateway", "cluster": "customers-gateway"},
         "admin": {
@@ -117,7 +127,6 @@ def bootstrap(
                     descriptor_path=descriptor_path,
                     services=services,
                     access_log=access_log,
-                    gateway_key=gateway_key,
                 )
             ],
             "clusters": [_cluster(backends)],
@@ -148,7 +157,6 @@ def _listener(
     descriptor_path: str,
     services: Sequence[str],
     access_log: bool,
-    gateway_key: str,
 ) -> Json:
     return {
         "name": "rest",
@@ -165,7 +173,6 @@ def _listener(
                             descriptor_path=descriptor_path,
                             services=services,
                             access_log=access_log,
-                            gateway_key=gateway_key,
                         ),
                     }
                 ]
@@ -175,7 +182,7 @@ def _listener(
 
 
 def _http_connection_manager(
-    *, descriptor_path: str, services: Sequence[str], access_log: bool, gateway_key: str
+    *, descriptor_path: str, services: Sequence[str], access_log: bool
 ) -> Json:
     hcm: Json = {
         "@type": _HCM,
@@ -190,10 +197,10 @@ def _http_connection_manager(
         "always_set_request_id_in_response": True,
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "request_headers_timeout": "10s",
+        "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
+        "common_http_protocol_options": {"max_headers_count": MAX_REQUEST_HEADERS_COUNT},
         "route_config": _route_config(),
-        "http_filters": _http_filters(
-            descriptor_path=descriptor_path, services=services, gateway_key=gateway_key
-        ),
+        "http_filters": _http_filters(descriptor_path=descriptor_path, services=services),
         "local_reply_config": _local_reply_config(),
     }
     if access_log:
@@ -210,14 +217,6 @@ def _route_config() -> Json:
             {
                 "name": "customers",
                 "domains": ["*"],
-                # The Python gRPC server cannot read :authority, and request signatures cover
-                # the Host the client sent. Overwrite so a client cannot supply its own.
-                "request_headers_to_add": [
-                    {
-                        "header": {"key": "x-forwarded-host", "value": "%REQ(:AUTHORITY)%"},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    }
-                ],
                 "routes": [
                     {
                         "match": {"prefix": "/"},
@@ -236,7 +235,7 @@ def _route_config() -> Json:
     }
 
 
-def _http_filters(*, descriptor_path: str, services: Sequence[str], gateway_key: str) -> list[Json]:
+def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
     # Order matters. Requests pass the filters top to bottom, responses bottom to top.
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
@@ -248,19 +247,17 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str], gateway_key:
             "name": "envoy.filters.http.buffer",
             "typed_config": {"@type": _BUFFER, "max_request_bytes": MAX_REQUEST_BODY_BYTES},
         },
-        # 3. Token + RFC 9421 signature + Content-Digest check by the server's verifier.
-        #    Before the /v1 rewrite and the transcoder, so it sees the path and the raw body
-        #    exactly as the client sent them, and it covers unmatched paths too.
-        _ext_authz(gateway_key),
-        # 4. x-original-path, /v1 prefix strip, REST request hygiene (request.lua). The
-        #    transcoder matches paths before routing, so the strip must run before it.
+        # 3. The request as the client sent it (method, Host, raw target, raw body) forwarded
+        #    for the server's one check of token, signature and Content-Digest; /v1 prefix
+        #    strip; REST request hygiene (request.lua). Before the transcoder, which matches
+        #    paths before routing and replaces the body with the protobuf message.
         _lua("customers.request", REQUEST_LUA),
-        # 5. REST <-> gRPC.
+        # 4. REST <-> gRPC.
         {
             "name": "envoy.filters.http.grpc_json_transcoder",
             "typed_config": _transcoder(descriptor_path, services),
         },
-        # 6. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
+        # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
         #    out of partners' answers.
         {
             "name": "envoy.filters.http.router",
@@ -268,32 +265,6 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str], gateway_key:
         },
     ]
     return filters
-
-
-def _ext_authz(gateway_key: str) -> Json:
-    return {
-        "name": "envoy.filters.http.ext_authz",
-        "typed_config": {
-            "@type": _EXT_AUTHZ,
-            "transport_api_version": "V3",
-            "grpc_service": {
-                "envoy_grpc": {"cluster_name": CLUSTER},
-                "timeout": "5s",
-                # Proves to the verifier that the gateway is asking (server/bootstrap.py).
-                "initial_metadata": [{"key": "x-gateway-key", "value": gateway_key}],
-            },
-            # The raw bytes the client sent: Content-Digest is checked against exactly these.
-            "with_request_body": {
-                "max_request_bytes": MAX_REQUEST_BODY_BYTES,
-                "allow_partial_message": False,
-                "pack_as_bytes": True,
-            },
-            # No verifier, no entry: fail closed, as a 503 (JSON via local_reply_config).
-            "failure_mode_allow": False,
-            "status_on_error": {"code": 503},
-            "clear_route_cache": False,
-        },
-    }
 
 
 def _lua(name: str, source: pathlib.Path) -> Json:
@@ -396,17 +367,8 @@ def _local_reply_config() -> Json:
         },
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
-    # ext_authz denials are local replies whose body the verifier already made as
-    # google.rpc.Status JSON: pass it through instead of wrapping it again.
-    authz_denial = {
-        "filter": {"response_flag_filter": {"flags": ["UAEX"]}},
-        "body_format_override": {
-            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-            "content_type": "application/json",
-        },
-    }
     return {
-        "mappers": [grpc_passthrough, authz_denial, *mappers],
+        "mappers": [grpc_passthrough, *mappers],
         "body_format": _error_body(*_FALLBACK_CODE),
     }
 
@@ -426,7 +388,7 @@ def _access_log() -> Json:
                     "time": "%START_TIME%",
                     "request_id": "%REQ(X-REQUEST-ID)%",
                     "method": "%REQ(:METHOD)%",
-                    "path": "%REQ(X-ORIGINAL-PATH?:PATH)%",
+                    "path": "%REQ(X-GATEWAY-TARGET?:PATH)%",
                     "status": "%RESPONSE_CODE%",
                     "grpc_status": "%GRPC_STATUS%",
                     "flags": "%RESPONSE_FLAGS%",
@@ -439,12 +401,10 @@ def _access_log() -> Json:
     }
 
 
-def _cluster(backends: Sequence[tuple[str, int]]) -> Json:
-    all_ips = all(_is_ip(host) for host, _ in backends)
+def _cluster(backends: Sequence[str]) -> Json:
     cluster: Json = {
         "name": CLUSTER,
-        # STATIC needs IP literals; host names (e.g. "localhost") need DNS.
-        "type": "STATIC" if all_ips else "STRICT_DNS",
+        "type": "STATIC",
         "connect_timeout": "1s",
         "lb_policy": "ROUND_ROBIN",
         # gRPC needs HTTP/2 to the backend; Envoy speaks HTTP/1.1 upstream unless told.
@@ -463,8 +423,7 @@ def _cluster(backends: Sequence[tuple[str, int]]) -> Json:
             "endpoints": [
                 {
                     "lb_endpoints": [
-                        {"endpoint": {"address": _socket_address(host, port)}}
-                        for host, port in backends
+                        {"endpoint": {"address": {"pipe": {"path": path}}}} for path in backends
                     ]
                 }
             ],
@@ -497,14 +456,4 @@ def _cluster(backends: Sequence[tuple[str, int]]) -> Json:
             ]
         },
     }
-    if not all_ips:
-        cluster["dns_lookup_family"] = "V4_PREFERRED"
     return cluster
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

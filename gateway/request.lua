@@ -1,8 +1,17 @@
--- Request side of REST calls, run BEFORE the transcoder (and after anything, like ext_authz,
--- that must see the request exactly as the client sent it).
+-- Request side of REST calls, run BEFORE the transcoder. There is no separate check call:
+-- the server verifies token, RFC 9421 signature and Content-Digest itself, on the one
+-- transcoded call, from what this filter forwards about the request as the client sent it.
 --
--- 1. `x-original-path`: the path as received, query included. A client-supplied value is
---    always removed first, so the server can trust it as the gateway's.
+-- 1. The REST request as received, for the server's verifier (server/interceptors/auth.py):
+--      x-gateway-method     the HTTP method
+--      x-gateway-authority  the Host / :authority the client addressed
+--      x-gateway-target     the raw path and query, before any rewrite
+--      x-gateway-body       base64 of the raw body bytes (absent without a body); the
+--                           transcoder builds the message from these very bytes, so the
+--                           body the handler runs on is the body the Content-Digest covers
+--    Every client-supplied `x-gateway-*` header is removed first, on every request, gRPC
+--    included. The server trusts these headers only on calls that reach it over the
+--    gateway's own Unix socket, which no outside caller can connect to (docs/DECISIONS.md).
 -- 2. /v1 prefix: `/v1/customers/x?a=b` -> `/customers/x?a=b`. A route's prefix_rewrite does
 --    not help, because the transcoder matches the path against the proto's http bindings
 --    before routing.
@@ -13,10 +22,10 @@
 --    - `grpc-*` and `*-bin` headers are dropped: they are gRPC protocol and binary metadata,
 --      meaningless on REST, and a bad value (`grpc-timeout: x`, non-base64 `-bin`) makes the
 --      gRPC server fail the call.
--- Native gRPC calls (content-type application/grpc*) are left alone apart from step 1.
+-- Native gRPC calls (content-type application/grpc*) get step 1's removal only: the server
+-- verifies them as native calls, over the serialized message.
 
-local ORIGINAL_PATH = "x-original-path"
-
+local PREFIX = "x-gateway-"
 local function is_grpc(headers)
   local content_type = headers:get("content-type") or ""
   return string.sub(content_type, 1, 16) == "application/grpc"
@@ -94,15 +103,23 @@ local function drop_grpc_headers(headers)
   end
 end
 
+local function drop_gateway_headers(headers)
+  local doomed = {}
+  for key, _ in pairs(headers) do
+    if string.sub(key, 1, #PREFIX) == PREFIX then
+      doomed[#doomed + 1] = key
+    end
+  end
+  for _, key in ipairs(doomed) do
+    headers:remove(key)
+  end
+end
+
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
+  drop_gateway_headers(headers)
   local path = headers:get(":path")
-  headers:remove(ORIGINAL_PATH)
-  if path == nil then
-    return
-  end
-  headers:add(ORIGINAL_PATH, path)
-  if is_grpc(headers) then
+  if path == nil or is_grpc(headers) then
     return
   end
 
@@ -115,6 +132,18 @@ function envoy_on_request(request_handle)
     return
   end
   drop_grpc_headers(headers)
+
+  -- The buffer filter before this one already holds the whole body (at most 64 KiB).
+  -- body() yields until the body is in; the header map must be fetched again after it (a
+  -- handle taken before does not write to the request any more).
+  local body = request_handle:body()
+  headers = request_handle:headers()
+  headers:add(PREFIX .. "method", headers:get(":method"))
+  headers:add(PREFIX .. "authority", headers:get(":authority") or "")
+  headers:add(PREFIX .. "target", path)
+  if body ~= nil and body:length() > 0 then
+    headers:add(PREFIX .. "body", request_handle:base64Escape(body:getBytes(0, body:length())))
+  end
 
   local stripped = strip_version(path)
   if stripped ~= path then

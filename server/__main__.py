@@ -19,52 +19,68 @@ def _run(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def _serve(settings: Settings) -> None:
+async def _worker(settings: Settings, index: int) -> None:
+    """One worker process: the gRPC server on the shared port and its own gateway socket."""
     from server import app
     from server.logging import configure
 
     configure(settings.log_level, json=settings.log_json)
-    _start_metrics(settings)
-    running = await app.start(settings)
-    print(f"gRPC listening on {settings.grpc_host}:{running.port}", flush=True)
+    _start_metrics(settings, index)
+    running = await app.start(settings, worker=index)
+    if settings.workers == 1:
+        print(f"gRPC listening on {settings.grpc_host}:{running.port}", flush=True)
     await app.serve_until_signalled(running)
 
 
-async def _dev(settings: Settings) -> None:
-    """The whole local stack: the gRPC server plus Envoy in front of it."""
-    from gateway.process import start_envoy, stop_envoy
-    from server import app
-    from server.edge import render_gateway
+async def _serve(settings: Settings) -> None:
+    if settings.workers == 1:
+        await _worker(settings, 0)
+        return
     from server.logging import configure
+    from server.workers import supervise
 
     configure(settings.log_level, json=settings.log_json)
-    _start_metrics(settings)
-    running = await app.start(settings)
-    config = await render_gateway(
-        settings.database_url,
-        http_port=settings.http_port,
-        admin_port=settings.envoy_admin_port,
-        backends=[(settings.grpc_host, running.port)],
-    )
-    envoy = await start_envoy(config, admin_port=settings.envoy_admin_port)
-    print(
-        f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
-        f"  gRPC          {settings.grpc_host}:{running.port}\n"
-        f"  Envoy admin   http://127.0.0.1:{settings.envoy_admin_port}\n"
-        f"  database      {settings.database_url}\n\n  Ctrl-C stops both.\n",
-        flush=True,
-    )
+    await supervise(settings)
+
+
+async def _dev(settings: Settings) -> None:
+    """The whole local stack: the gRPC workers plus Envoy in front of them."""
+    from gateway.process import start_envoy, stop_envoy
+    from server.edge import render_gateway
+    from server.logging import configure
+    from server.workers import supervise
+
+    configure(settings.log_level, json=settings.log_json)
+    envoys = []
+
+    async def ready(port: int) -> None:
+        config = render_gateway(
+            http_port=settings.http_port,
+            admin_port=settings.envoy_admin_port,
+            backends=settings.gateway_sockets(),
+        )
+        envoys.append(await start_envoy(config, admin_port=settings.envoy_admin_port))
+        print(
+            f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
+            f"  gRPC          {settings.grpc_host}:{port} ({settings.workers} workers)\n"
+            f"  Envoy admin   http://127.0.0.1:{settings.envoy_admin_port}\n"
+            f"  database      {settings.database_url}\n\n  Ctrl-C stops both.\n",
+            flush=True,
+        )
+
     try:
-        await app.serve_until_signalled(running)
+        await supervise(settings, ready=ready)
     finally:
-        await stop_envoy(envoy)
+        for envoy in envoys:
+            await stop_envoy(envoy)
 
 
-def _start_metrics(settings: Settings) -> None:
+def _start_metrics(settings: Settings, worker: int) -> None:
+    """Prometheus on CUSTOMERS_METRICS_PORT + the worker's index (one endpoint each)."""
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port + worker, addr="127.0.0.1")
 
 
 async def _create_partner(settings: Settings, name: str, as_json: bool) -> None:
@@ -91,7 +107,9 @@ async def _create_partner(settings: Settings, name: str, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the gRPC server")
+    commands.add_parser("serve", help="run the gRPC server (CUSTOMERS_WORKERS processes)")
+    worker = commands.add_parser("worker", help="run one worker (started by serve)")
+    worker.add_argument("index", type=int)
     commands.add_parser("dev", help="run the gRPC server and Envoy (local sandbox)")
     commands.add_parser("migrate", help="bring the database schema up to date")
     edge = commands.add_parser("gateway-config", help="print the Envoy config for this database")
@@ -99,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "--backend",
         action="append",
         default=[],
-        metavar="HOST:PORT",
-        help="a server replica (repeatable; default: CUSTOMERS_GRPC_HOST:CUSTOMERS_GRPC_PORT)",
+        metavar="SOCKET",
+        help="a worker's gateway socket (repeatable; default: this machine's workers')",
     )
     partners = commands.add_parser("partners", help="manage partners")
     partner_commands = partners.add_subparsers(dest="partner_command", required=True)
@@ -116,19 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(settings.database_url)
         return 0
     if args.command == "gateway-config":
-        from server.edge import render_gateway_sync
+        from server.edge import render_gateway
 
-        backends = [
-            (host, int(port)) for host, _, port in (b.rpartition(":") for b in args.backend)
-        ] or [(settings.grpc_host, settings.grpc_port)]
         print(
-            render_gateway_sync(
-                settings.database_url,
+            render_gateway(
                 http_port=settings.http_port,
                 admin_port=settings.envoy_admin_port,
-                backends=backends,
+                backends=args.backend or settings.gateway_sockets(),
             )
         )
+        return 0
+    if args.command == "worker":
+        _run(_worker(settings, args.index))
         return 0
     if args.command == "serve":
         _run(_serve(settings))

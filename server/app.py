@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pathlib
 import signal
+import stat
 from dataclasses import dataclass
 
 import grpc
 import structlog
-from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -38,12 +40,18 @@ __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024  # no request of ours comes near; refuse floods early
+# Metadata (headers) a call may carry. grpc-core's defaults (8 KiB soft, 16 KiB hard, with
+# random rejections in between) are below what Envoy accepts and forwards: a client's 32 KiB
+# of headers (gateway/config.py) plus the forwarded target and base64 body (up to 88 KiB).
+# Soft and hard limits are equal, so the outcome is never random.
+MAX_METADATA_BYTES = 256 * 1024
 
 
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
     port: int
+    gateway_socket: str  # the Unix socket Envoy reaches this worker on
     container: Container
     health: health.aio.HealthServicer
     tasks: list[asyncio.Task[None]]
@@ -60,21 +68,38 @@ class RunningServer:
         await self.container.close()
 
 
-async def start(settings: Settings, *, clock: Clock | None = None) -> RunningServer:
-    """Builds and starts the server; `settings.grpc_port` 0 picks a free port."""
+def prepare_socket_dir(path: str) -> None:
+    """The gateway sockets' directory: created 0700, and refused if anyone but this user
+    could enter it (a call over a socket in it is trusted to come through the gateway)."""
+    folder = pathlib.Path(path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise RuntimeError(
+            f"gateway socket directory {folder} must be owned by this user with mode 0700"
+        )
+
+
+async def start(
+    settings: Settings, *, clock: Clock | None = None, worker: int = 0
+) -> RunningServer:
+    """Builds and starts one worker; `settings.grpc_port` 0 picks a free port (one worker)."""
+    socket_path = settings.gateway_socket(worker)
+    prepare_socket_dir(os.path.dirname(socket_path))
     container = await build(settings, clock=clock)
     server = grpc.aio.server(
         interceptors=container.interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+            # Workers share the TCP port; the kernel spreads connections over them.
             ("grpc.so_reuseport", 1),
         ],
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(container.auth, container.signing_keys), server
     )
-    # Envoy's ext_authz verifier: REST requests are checked here before they are transcoded.
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(container.authz, server)
     assert container.watch is not None and container.events is not None
     customers_pb2_grpc.add_CustomerServiceServicer_to_server(
         CustomerServicer(container.customers, container.watch), server
@@ -106,15 +131,20 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningSer
         [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)  # left behind by a worker that was killed
+    server.add_insecure_port(f"unix:{socket_path}")
     await server.start()
     tasks = [asyncio.create_task(_sweep_idempotency_keys(container))]
     if container.hub is not None:
         tasks.append(asyncio.create_task(container.hub.run()))
     if container.listener is not None:
         tasks.append(asyncio.create_task(container.listener.run()))
+    if container.sqlite_watcher is not None:
+        tasks.append(asyncio.create_task(container.sqlite_watcher.run()))
     if container.webhook_worker is not None:
         tasks.append(asyncio.create_task(container.webhook_worker.run()))
-    return RunningServer(server, port, container, health_servicer, tasks)
+    return RunningServer(server, port, socket_path, container, health_servicer, tasks)
 
 
 async def _sweep_idempotency_keys(container: Container, every: float = 60.0) -> None:

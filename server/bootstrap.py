@@ -3,8 +3,6 @@ from Settings. Nothing else in the server constructs infrastructure."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -14,7 +12,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from server.adapters.attestation import Attestor
 from server.adapters.clock import SystemClock
 from server.adapters.http_signatures import RequestSignatureVerifier
 from server.adapters.kyc import SandboxKyc
@@ -27,12 +24,15 @@ from server.domain.events import ChangeEvent
 from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
 from server.events.notifier import PostgresListener
+from server.events.sqlite_watch import SqliteChangeWatcher
 from server.events.watch import CustomerWatch
 from server.events.webhooks import DeliveryOptions, WebhookWorker
-from server.interceptors.auth import PUBLIC_PREFIXES, AuthInterceptor
+from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorsInterceptor
 from server.interceptors.idempotency import IdempotencyInterceptor
+from server.interceptors.messages import MessagesInterceptor
 from server.interceptors.request_context import RequestContextInterceptor
+from server.logging import access_log
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
 from server.services.customers import ChallengeSettings, CustomerService
@@ -47,10 +47,8 @@ from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 from server.store.webhooks import SqlWebhookStore
-from server.transport.authz import AuthorizationServicer
-from server.transport.http_rules import modifying_methods
+from server.transport.policy import POLICY
 from server.transport.request_auth import NonceRegistry, RequestAuthenticator
-from server.transport.services import SERVICES
 
 
 @dataclass
@@ -66,11 +64,11 @@ class Container:
     kyc: KycService
     kyc_portal: SandboxKyc | None  # the sandbox partner's pages; None when they are off
     signing_keys: SigningKeyService
-    authz: AuthorizationServicer  # Envoy's ext_authz verifier
     hub: EventHub | None = None  # live fan-out to WatchCustomers streams
     watch: CustomerWatch | None = None
     events: EventService | None = None
     listener: PostgresListener | None = None  # wakes us when other replicas commit
+    sqlite_watcher: SqliteChangeWatcher | None = None  # the same for other SQLite workers
     webhooks: WebhookService | None = None  # subscriptions (the API)
     webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
     webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
@@ -83,7 +81,7 @@ class Container:
 
 
 async def server_secret(engine: AsyncEngine, name: str) -> str:
-    """A secret every replica shares, made by the migrations ("token", "attestation")."""
+    """A secret every replica shares, made by the migrations ("token")."""
     async with engine.connect() as connection:
         row = (
             await connection.execute(
@@ -95,15 +93,11 @@ async def server_secret(engine: AsyncEngine, name: str) -> str:
     return str(row[0])
 
 
-def gateway_key(attestation_secret: str) -> str:
-    """What Envoy presents when it calls the ext_authz verifier: only the gateway may ask
-    for attestations (rendered into its config by `python -m server gateway-config`)."""
-    return hmac.new(attestation_secret.encode(), b"ext_authz caller", hashlib.sha256).hexdigest()
-
-
 def _nonce_registry(settings: Settings, uow: SqlUnitOfWorkFactory) -> NonceRegistry:
-    # One SQLite process sees every request: memory suffices. Replicas share the table.
-    return MemoryNonceRegistry() if settings.is_sqlite else SqlNonceRegistry(uow)
+    # One SQLite process sees every request: memory suffices. Several processes (workers or
+    # replicas) share the table, or a nonce used on one would pass again on another.
+    single = settings.is_sqlite and settings.workers == 1
+    return MemoryNonceRegistry() if single else SqlNonceRegistry(uow)
 
 
 def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
@@ -169,18 +163,40 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         hub.wake(partner_id)
         webhook_worker.wake()
 
+    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
+
+    def credentials_changed(partner_id: UUID) -> None:
+        """A replica changed the partner's credentials or signing keys (PostgreSQL NOTIFY
+        partner_credentials): forget what we remember of them."""
+        auth.invalidate(partner_id)
+        signing_keys.invalidate(partner_id)
+
     def reconnected() -> None:
-        """Notifications may have been lost: everyone re-reads from their cursor."""
+        """Notifications may have been lost: everyone re-reads from their cursor, and the
+        remembered credentials and keys are dropped."""
         hub.wake_all()
         webhook_worker.wake()
+        auth.invalidate_all()
+        signing_keys.invalidate_all()
 
     uow.on_commit = committed
     listener = (
         None
         if settings.is_sqlite
-        else PostgresListener(settings.database_url, on_partner=notified, on_reconnect=reconnected)
+        else PostgresListener(
+            settings.database_url,
+            on_partner=notified,
+            on_credentials=credentials_changed,
+            on_reconnect=reconnected,
+        )
     )
-    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
+    # Several SQLite workers on one file: another worker's commit may have changed anything
+    # (events, credentials, keys), so look again at everything, as after a lost NOTIFY.
+    sqlite_watcher = (
+        SqliteChangeWatcher(settings.database_url, on_change=reconnected)
+        if settings.is_sqlite and settings.workers > 1
+        else None
+    )
     authenticator = RequestAuthenticator(
         auth=auth,
         keys=signing_keys,
@@ -188,26 +204,25 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         nonces=_nonce_registry(settings, uow),
         clock=clock,
     )
-    attestation_secret = await server_secret(engine, "attestation")
-    attestor = Attestor(attestation_secret)
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        # Outermost: every call gets a request id, a log line and metrics, whatever happens.
-        RequestContextInterceptor(),
+        # Outermost: opens the call scope (raw request bytes, request id); every call gets a
+        # log line and metrics, whatever happens.
+        RequestContextInterceptor(access_log(settings.log_level)),
         # Turns exceptions from everything below into rich statuses (and REST statuses).
         ErrorsInterceptor(),
-        # Who is calling, proven: bearer token + RFC 9421 signature (or the gateway's
-        # attestation that its verifier checked both on the raw REST request).
+        # Who is calling, proven: bearer token + RFC 9421 signature + Content-Digest, over
+        # the REST request as the client sent it (via the gateway socket) or over the
+        # serialized message (native gRPC).
         AuthInterceptor(
             authenticator=authenticator,
-            attestor=attestor,
-            clock=clock,
+            policy=POLICY,
             public_authority=settings.public_authority,
             public_scheme=settings.public_scheme,
         ),
+        # Undecodable request bytes: INVALID_ARGUMENT, once the caller is known.
+        MessagesInterceptor(),
         # Modifying calls run once per Idempotency-Key (per partner, so after auth).
-        IdempotencyInterceptor(
-            idempotency, clock, modifying_methods(SERVICES, exempt=PUBLIC_PREFIXES)
-        ),
+        IdempotencyInterceptor(idempotency, clock, POLICY.idempotent_methods()),
     ]
     return Container(
         settings,
@@ -221,16 +236,11 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         kyc=KycService(uow=uow, clock=clock, provider=kyc_provider),
         kyc_portal=sandbox_portal if settings.env == "development" else None,
         signing_keys=signing_keys,
-        authz=AuthorizationServicer(
-            authenticator=authenticator,
-            attestor=attestor,
-            clock=clock,
-            gateway_key=gateway_key(attestation_secret),
-        ),
         hub=hub,
         watch=CustomerWatch(hub=hub, uow=uow, heartbeat=settings.stream_heartbeat_seconds),
         events=EventService(uow=uow),
         listener=listener,
+        sqlite_watcher=sqlite_watcher,
         webhooks=WebhookService(
             store=webhook_store, clock=clock, production=settings.env == "production"
         ),

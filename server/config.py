@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -21,6 +22,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/customers.db"
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
+    # Server worker processes on this machine, each with its own event loop: they share the
+    # gRPC port (SO_REUSEPORT) and each has its own gateway socket for Envoy.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Where the workers' gateway sockets live (worker-0.sock, ...): a directory only the
+    # service's user may enter, because a call over such a socket is trusted to come through
+    # the gateway (docs/DECISIONS.md).
+    gateway_socket_dir: str = "./var/run"
     http_port: int = Field(default=8080, ge=0, le=65535)
     envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
     public_url: str = "http://localhost:8080"
@@ -83,6 +91,13 @@ class Settings(BaseSettings):
     @property
     def public_scheme(self) -> str:
         return urlsplit(self.public_url).scheme
+
+    def gateway_socket(self, worker: int) -> str:
+        """Absolute path of worker `worker`'s gateway socket."""
+        return os.path.join(os.path.abspath(self.gateway_socket_dir), f"worker-{worker}.sock")
+
+    def gateway_sockets(self) -> list[str]:
+        return [self.gateway_socket(worker) for worker in range(self.workers)]
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,58 +1,31 @@
-"""The Envoy config for this deployment: ports and backends from the caller, the gateway
-key (which lets Envoy call the ext_authz verifier) from the database's shared secret."""
+"""The Envoy config for this deployment: its ports, and the workers' gateway sockets as its
+backends. Nothing secret goes into it (Envoy's admin `/config_dump` shows every value):
+what makes a call the gateway's is the socket it arrives on."""
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 from collections.abc import Sequence
 
 from gateway.config import render
-from server.bootstrap import gateway_key, server_secret
-from server.store.engine import make_engine
 from server.transport.services import SERVICE_NAMES
 
 DESCRIPTOR = pathlib.Path(__file__).resolve().parent.parent / "gen" / "customers.pb"
 
 
-async def render_gateway(
-    database_url: str,
+def render_gateway(
     *,
     http_port: int,
     admin_port: int,
-    backends: Sequence[tuple[str, int]],
+    backends: Sequence[str],
     access_log: bool = True,
 ) -> str:
-    engine = make_engine(database_url)
-    try:
-        secret = await server_secret(engine, "attestation")
-    finally:
-        await engine.dispose()
+    """`backends`: the workers' gateway socket paths (Settings.gateway_sockets())."""
     return render(
         http_port=http_port,
         admin_port=admin_port,
         backends=backends,
         descriptor_path=str(DESCRIPTOR),
         services=SERVICE_NAMES,
-        gateway_key=gateway_key(secret),
         access_log=access_log,
-    )
-
-
-def render_gateway_sync(
-    database_url: str,
-    *,
-    http_port: int,
-    admin_port: int,
-    backends: Sequence[tuple[str, int]],
-    access_log: bool = True,
-) -> str:
-    return asyncio.run(
-        render_gateway(
-            database_url,
-            http_port=http_port,
-            admin_port=admin_port,
-            backends=backends,
-            access_log=access_log,
-        )
     )

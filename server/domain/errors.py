@@ -41,6 +41,12 @@ class InvalidField(DomainError):
         self.field = field
 
 
+class MalformedRequest(DomainError):
+    """The request message itself cannot be read (undecodable protobuf bytes)."""
+
+    reason = "MALFORMED_REQUEST"
+
+
 class NotFound(DomainError):
     kind = ErrorKind.NOT_FOUND
     reason = "NOT_FOUND"

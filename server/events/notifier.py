@@ -1,8 +1,10 @@
-"""Waking this replica when another one commits events: PostgreSQL LISTEN/NOTIFY.
+"""Waking this replica when another one commits events, or changes a partner's credentials
+or signing keys: PostgreSQL LISTEN/NOTIFY.
 
 A notification is only a wake-up, never the data: after every notification, and after every
 reconnect of the listening connection (notifications sent while it was down are lost),
-readers re-read the outbox from their own last sequence.
+readers re-read the outbox from their own last sequence, and the memos of credentials and
+keys are dropped (for the partner; after a reconnect, entirely).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import psycopg
 import structlog
 
 from server.store.outbox import CHANNEL
+from server.store.unit_of_work import CREDENTIALS_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -25,11 +28,14 @@ class PostgresListener:
         database_url: str,
         *,
         on_partner: Callable[[UUID], None],
+        on_credentials: Callable[[UUID], None],
         on_reconnect: Callable[[], None],
     ) -> None:
+        """`on_partner`: events were committed for the partner; `on_credentials`: its
+        credentials or signing keys changed; `on_reconnect`: anything may have been missed."""
         # SQLAlchemy's URL -> libpq's.
         self._dsn = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-        self._on_partner = on_partner
+        self._handlers = {CHANNEL: on_partner, CREDENTIALS_CHANNEL: on_credentials}
         self._on_reconnect = on_reconnect
         self.connection: psycopg.AsyncConnection[object] | None = None  # tests kill it
 
@@ -41,14 +47,24 @@ class PostgresListener:
                     self._dsn, autocommit=True
                 ) as connection:
                     self.connection = connection
-                    await connection.execute(f"LISTEN {CHANNEL}")
+                    for channel in self._handlers:
+                        await connection.execute(f"LISTEN {channel}")
                     self._on_reconnect()  # anything sent while we were not listening
                     backoff = 0.2
                     async for notification in connection.notifies():
+                        handler = self._handlers.get(notification.channel)
                         try:
-                            self._on_partner(UUID(notification.payload))
+                            partner_id = UUID(notification.payload)
                         except ValueError:
-                            log.warning("odd notification", payload=notification.payload)
+                            handler = None
+                        if handler is None:
+                            log.warning(
+                                "odd notification",
+                                channel=notification.channel,
+                                payload=notification.payload,
+                            )
+                            continue
+                        handler(partner_id)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -1,98 +1,110 @@
 """Authentication: who is calling, proven by bearer token AND request signature.
 
-REST calls were checked by the gateway's verifier (transport/authz.py), which attached an
-attestation bound to Envoy's request id; native gRPC calls are checked here, with the
-signature over the serialized request message. A direct caller cannot claim the gateway
-checked it: the attestation is an HMAC only the server can make.
+One check per call, in this process, for both doors (SPEC section 3):
+- REST through Envoy: the call arrives over the gateway's own Unix socket, carrying what
+  gateway/request.lua forwards about the request as the client sent it (method, Host, raw
+  path and query, raw body). The signature and Content-Digest are verified against those.
+- Native gRPC (the TCP port, or gRPC through Envoy): `@method` POST, `@path` the gRPC method
+  path, `@authority` the public host, Content-Digest over the serialized request message.
+
+A direct caller cannot claim to be the gateway: whether a call came over the gateway socket
+is a property of the connection (`context.peer()` is "unix:"), not of anything it sends, and
+the socket lives in a directory only the service's own user can enter. Forwarded headers on
+a TCP call are ignored; a client's own `x-gateway-*` headers never survive request.lua.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.adapters.attestation import HEADER as ATTESTATION
-from server.adapters.attestation import Attestor, InvalidAttestation
 from server.adapters.http_signatures import SignedRequest
 from server.domain.errors import RequestNotAuthenticated
-from server.interceptors.handlers import BehaviourInterceptor, Context, metadata, raw_request
-from server.services.ports import Clock
-from server.transport.context import set_partner
+from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.transport.context import current, metadata_dict
+from server.transport.policy import MethodPolicies
 from server.transport.request_auth import RequestAuthenticator
 
-# Methods callable without a token: getting one, the infrastructure services, and the KYC
-# partner's side. The sandbox portal is reached through a customer's verificationUrl (the
-# unguessable session id is the capability); KYC callbacks come from the partner, not from a
-# partner of ours, and are authenticated by their HMAC signature instead (services/kyc.py).
-PUBLIC_PREFIXES = (
-    "/customers.v1.AuthService/CreateToken",
-    "/customers.v1.KycPortalService/GetPortalPage",
-    "/customers.v1.KycPortalService/SubmitDecision",
-    "/customers.v1.KycCallbackService/ReceiveCallback",
-    "/envoy.service.auth.v3.Authorization/Check",  # guarded by the gateway key instead
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.",
-)
+# What gateway/request.lua forwards with a REST call.
+GATEWAY_METHOD = "x-gateway-method"
+GATEWAY_AUTHORITY = "x-gateway-authority"
+GATEWAY_TARGET = "x-gateway-target"
+GATEWAY_BODY = "x-gateway-body"
 
 
-FIRST_KEY_METHOD = "/customers.v1.AuthService/RegisterSigningKey"
+def rest_authority(host: str) -> str:
+    """@authority: lower-case, without the default port of plain HTTP (Envoy's listener)."""
+    host = host.lower()
+    return host[:-3] if host.endswith(":80") else host
 
 
-def _headers(context: Context) -> dict[str, str]:
-    return {
-        item.key: item.value
-        for item in context.invocation_metadata() or ()
-        if isinstance(item.value, str)
-    }
+def via_gateway(context: Context) -> bool:
+    """The call came over a gateway Unix socket (see the module docstring)."""
+    peer: str = context.peer() or ""
+    return peer.startswith("unix:")
+
+
+def rest_request(headers: dict[str, str]) -> SignedRequest:
+    """The REST request as the client sent it, from the gateway's forwarded headers."""
+    path, _, query = headers.get(GATEWAY_TARGET, "").partition("?")
+    encoded = headers.get(GATEWAY_BODY)
+    try:
+        body = base64.b64decode(encoded, validate=True) if encoded else None
+    except (binascii.Error, ValueError):
+        # Only the gateway writes this header; a broken one is refused, never guessed at.
+        raise RequestNotAuthenticated("DIGEST_MISMATCH", "Request body was unreadable") from None
+    return SignedRequest(
+        method=headers[GATEWAY_METHOD],
+        authority=rest_authority(headers.get(GATEWAY_AUTHORITY, "")),
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+    )
 
 
 class AuthInterceptor(BehaviourInterceptor):
-    captures_request = True  # the native Content-Digest covers the bytes as received
-
     def __init__(
         self,
         *,
         authenticator: RequestAuthenticator,
-        attestor: Attestor,
-        clock: Clock,
+        policy: MethodPolicies,
         public_authority: str,
         public_scheme: str,
     ) -> None:
+        super().__init__()
         self._authenticator = authenticator
-        self._attestor = attestor
-        self._clock = clock
+        self._policy = policy
         self._authority = public_authority
         self._scheme = public_scheme
 
     def applies_to(self, method: str) -> bool:
-        return not method.startswith(PUBLIC_PREFIXES)
+        """Every method but the public ones (the proto's access option, transport/policy.py);
+        one the server does not know is not public."""
+        return not self._policy.is_public(method)
 
     async def around(
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
-        attestation = metadata(context, ATTESTATION)
-        if attestation is not None:
-            try:
-                attested = self._attestor.check(
-                    attestation,
-                    request_id=metadata(context, "x-request-id") or "",
-                    now=int(self._clock.now().timestamp()),
-                )
-            except InvalidAttestation as exc:
-                raise RequestNotAuthenticated("ATTESTATION_INVALID", str(exc)) from None
-            set_partner(attested.partner_id)
-            return await proceed()
-        body = raw_request.get()
-        signed = SignedRequest(
-            method="POST",
-            authority=self._authority,
-            path=method,
-            query="",
-            headers=_headers(context),
-            body=body or None,
-        )
+        headers = metadata_dict(context)
+        scope = current()
+        if GATEWAY_METHOD in headers and via_gateway(context):
+            signed = rest_request(headers)
+        else:
+            signed = SignedRequest(
+                method="POST",
+                authority=self._authority,
+                path=method,
+                query="",
+                headers=headers,
+                body=scope.raw_request or None,
+            )
         who = await self._authenticator.authenticate(
-            signed, scheme=self._scheme, first_key_registration=method == FIRST_KEY_METHOD
+            signed,
+            scheme=self._scheme,
+            first_key_registration=self._policy.is_first_key(method),
         )
-        set_partner(who.partner_id)
+        scope.partner_id = who.partner_id
         return await proceed()

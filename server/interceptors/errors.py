@@ -11,8 +11,8 @@ import structlog
 
 from server.domain.errors import DomainError
 from server.interceptors.handlers import BehaviourInterceptor, Context
-from server.transport import context as call
 from server.transport import status
+from server.transport.context import request_id
 from server.transport.http_status import HEADER
 
 log = structlog.get_logger(__name__)
@@ -25,8 +25,8 @@ async def _abort(context: Context, error: BaseException) -> None:
             # Only possible before the first response message: errors come before that.
             await context.send_initial_metadata(((HEADER, str(http)),))
         await context.abort_with_status(rich)
-    log.exception("unhandled error", exc_info=error)
-    await context.abort_with_status(status.internal(call.request_id.get()))
+    log.exception("unhandled error", exc_info=error, request_id=request_id())
+    await context.abort_with_status(status.internal(request_id()))
 
 
 class ErrorsInterceptor(BehaviourInterceptor):

@@ -3,17 +3,28 @@
 Every interceptor here decorates *behaviour* (it runs inside the call, with the context at
 hand, in the same contextvars context as the handler) rather than deciding in
 `intercept_service`, so one shape serves unary and server-streaming methods alike.
+
+Each interceptor wraps a method's handler once, the first time the method is called, and
+hands out that same wrapped handler afterwards: per call, an interceptor costs a dict lookup
+plus its own behaviour. A handler kind an interceptor cannot wrap (client or bidirectional
+streaming; none of ours) is not passed through unwrapped, which would skip the interceptor's
+checks: the method answers UNIMPLEMENTED instead (fail closed).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from server.transport.context import metadata
+from server.transport.context import metadata, open_scope
+
+# Server reflection is the one bidirectional-streaming service here: grpc's own code, public,
+# with nothing to check. No interceptor applies to it (and none could wrap it).
+REFLECTION = "/grpc.reflection."
 
 # grpc.aio.ServicerContext; grpc ships no type hints, so it is Any to mypy either way.
 Context = Any
@@ -21,16 +32,28 @@ Context = Any
 Around = Callable[[str, Any, Context, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-# The request's bytes as they arrived, for checks that must see exactly what the client sent
-# (the native gRPC Content-Digest). Set by the deserializer, which grpc.aio runs in the
-# call's own task just before the behaviour.
-raw_request: ContextVar[bytes | None] = ContextVar("raw_request", default=None)
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands in for a request message whose bytes do not parse. The call still runs through
+    the interceptors (so authentication answers first) and is refused as INVALID_ARGUMENT by
+    interceptors/messages.py, instead of grpc's UNKNOWN "Unexpected DecodeError"."""
+
+    problem: str
 
 
 def capturing(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    """The outermost deserializer: opens the call scope with the request's bytes as they
+    arrived (the native Content-Digest covers exactly these). grpc.aio runs it in the call's
+    own task, just before the behaviour."""
+
     def deserialize(raw: bytes) -> Any:
-        raw_request.set(raw)
-        return deserializer(raw) if deserializer else raw
+        open_scope().raw_request = raw
+        if deserializer is None:
+            return raw
+        try:
+            return deserializer(raw)
+        except DecodeError as error:
+            return Undecodable(str(error) or "not a valid protobuf message")
 
     return deserialize
 
@@ -55,7 +78,7 @@ def wrap(
     capture_request: bool = False,
 ) -> grpc.RpcMethodHandler:
     """`raw_responses`: the behaviour may return serialized bytes instead of a message.
-    `capture_request`: keep the request's raw bytes in `raw_request`."""
+    `capture_request`: open the call scope with the request's raw bytes."""
     deserializer = handler.request_deserializer
     if capture_request:
         deserializer = capturing(deserializer)
@@ -89,33 +112,66 @@ def wrap(
             request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
-    return handler  # client/bidi streaming: none of ours
+    return refusing(handler, method)
+
+
+def refusing(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind that runs nothing and answers UNIMPLEMENTED."""
+
+    async def refuse(request: Any, context: Context) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{method}: client- and bidirectional-streaming calls are not supported",
+        )
+
+    make = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 class BehaviourInterceptor(grpc.aio.ServerInterceptor):
     """Base for interceptors that wrap behaviour; subclasses implement `around`."""
+
+    raw_responses = False
+    captures_request = False
+
+    def __init__(self) -> None:
+        # method -> the handler this interceptor hands out for it (wrapped, or passed through
+        # when the interceptor does not apply). Only methods the server has end up here.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        known = self._handlers.get(method)
+        if known is not None:
+            return known
         handler = await continuation(handler_call_details)
-        if handler is None or not self.applies_to(handler_call_details.method):
-            return handler
-        return wrap(
-            handler,
-            handler_call_details.method,
-            self.around,
-            raw_responses=self.raw_responses,
-            capture_request=self.captures_request,
-        )
-
-    raw_responses = False
-    captures_request = False
+        if handler is None:
+            return None  # unknown method: grpc answers UNIMPLEMENTED
+        if self.applies_to(method):
+            handler = wrap(
+                handler,
+                method,
+                self.around,
+                raw_responses=self.raw_responses,
+                capture_request=self.captures_request,
+            )
+        self._handlers[method] = handler
+        return handler
 
     def applies_to(self, method: str) -> bool:
-        return True
+        return not method.startswith(REFLECTION)
 
     async def around(
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
@@ -123,4 +179,4 @@ class BehaviourInterceptor(grpc.aio.ServerInterceptor):
         raise NotImplementedError
 
 
-__all__ = ["BehaviourInterceptor", "Context", "metadata", "raw_request", "wrap"]
+__all__ = ["BehaviourInterceptor", "Context", "Undecodable", "metadata", "wrap"]

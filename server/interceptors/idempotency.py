@@ -27,7 +27,7 @@ from server.services.ports import Clock
 from server.store.claims import Claim, active_claim
 from server.store.idempotency import IdempotencyStore, StoredAnswer
 from server.transport import http_status, status
-from server.transport.context import partner
+from server.transport.context import current, partner
 
 HEADER = "idempotency-key"
 
@@ -53,6 +53,7 @@ class IdempotencyInterceptor(BehaviourInterceptor):
     raw_responses = True  # replays return the stored bytes
 
     def __init__(self, store: IdempotencyStore, clock: Clock, methods: frozenset[str]) -> None:
+        super().__init__()
         self._store = store
         self._clock = clock
         self._methods = methods
@@ -80,7 +81,8 @@ class IdempotencyInterceptor(BehaviourInterceptor):
         return await self._run_once(outcome, proceed)
 
     async def _run_once(self, claim: Claim, proceed: Callable[[], Awaitable[Any]]) -> Any:
-        http_status.answered.set(None)
+        scope = current()
+        scope.answered_status = None
         try:
             response = await _with_claim(claim, proceed)
         except DomainError as error:
@@ -97,7 +99,7 @@ class IdempotencyInterceptor(BehaviourInterceptor):
             await self._store.abandon(claim)
             raise
         body = response.SerializeToString()
-        await self._store.complete(claim, StoredAnswer(0, http_status.answered.get(), body))
+        await self._store.complete(claim, StoredAnswer(0, scope.answered_status, body))
         return response
 
 

@@ -1,4 +1,4 @@
-"""Request id, one structured log line per call, and Prometheus metrics."""
+"""Opens the call scope: request id, one access log line per call, Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-import structlog
 from prometheus_client import Counter, Histogram
 
 from server.interceptors.handlers import BehaviourInterceptor, Context, metadata
-from server.transport import context as call
-
-log = structlog.get_logger("server.calls")
+from server.logging import AccessLog
+from server.transport.context import current
 
 CALLS = Counter("grpc_server_handled_total", "Calls handled", ["method", "code"])
 LATENCY = Histogram(
@@ -23,6 +21,7 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+HEALTH = "/grpc.health.v1.Health/"
 
 
 def _code(context: Context, error: BaseException | None) -> str:
@@ -35,15 +34,25 @@ def _code(context: Context, error: BaseException | None) -> str:
 
 
 class RequestContextInterceptor(BehaviourInterceptor):
-    def applies_to(self, method: str) -> bool:
-        return not method.startswith("/grpc.health.v1.Health/")
+    # Outermost, so its deserializer is the one that runs first and opens the call scope
+    # with the request's raw bytes (interceptors/handlers.py).
+    captures_request = True
+
+    def __init__(self, access_log: AccessLog) -> None:
+        super().__init__()
+        self._log = access_log
+        # Labelled metric children, made once per method / (method, code).
+        self._latency: dict[str, Any] = {}
+        self._calls: dict[tuple[str, str], Any] = {}
 
     async def around(
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
-        request_id = metadata(context, "x-request-id") or uuid.uuid4().hex
-        call.request_id.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
+        scope = current()
+        scope.method = method
+        scope.request_id = request_id = metadata(context, "x-request-id") or uuid.uuid4().hex
+        if method.startswith(HEALTH):  # Envoy probes every few seconds: no log line
+            return await proceed()
         started = time.perf_counter()
         error: BaseException | None = None
         try:
@@ -54,7 +63,17 @@ class RequestContextInterceptor(BehaviourInterceptor):
         finally:
             elapsed = time.perf_counter() - started
             code = _code(context, error)
-            CALLS.labels(method, code).inc()
-            LATENCY.labels(method).observe(elapsed)
-            log.info("call", code=code, ms=round(elapsed * 1000, 2))
-            structlog.contextvars.clear_contextvars()
+            self._count(method, code, elapsed)
+            self._log.call(
+                request_id=request_id, method=method, code=code, ms=round(elapsed * 1000, 2)
+            )
+
+    def _count(self, method: str, code: str, elapsed: float) -> None:
+        calls = self._calls.get((method, code))
+        if calls is None:
+            calls = self._calls[(method, code)] = CALLS.labels(method, code)
+        latency = self._latency.get(method)
+        if latency is None:
+            latency = self._latency[method] = LATENCY.labels(method)
+        calls.inc()
+        latency.observe(elapsed)

@@ -13,7 +13,8 @@ from server.domain.partner import Partner, hash_secret
 from server.services.ports import Clock, TokenClaims, TokenCodec, UnitOfWorkFactory
 from server.services.recent import Recent
 
-# How stale another replica's view of a secret rotation or key change may be.
+# How long a replica remembers a credentials version or key set. Changes reach the other
+# replicas at once by notification; this bounds staleness when one is lost.
 CACHE_TTL = timedelta(seconds=2)
 
 
@@ -86,9 +87,20 @@ class AuthService:
             partner.secret_hash = hash_secret(secret)
             partner.credentials_version += 1
             await uow.partners.save(partner)
+            # Forgotten here once committed (an idempotent request commits later than
+            # `commit` returns), and on the other replicas by notification.
+            uow.after_commit(lambda: self.invalidate(partner_id))
+            uow.credentials_changed(partner_id)
             await uow.commit()
-        self._versions.forget(partner_id)
         return NewPartner(partner.id, partner.api_key, secret)
+
+    def invalidate(self, partner_id: UUID) -> None:
+        """Forget the partner's remembered credentials version (it changed elsewhere)."""
+        self._versions.forget(partner_id)
+
+    def invalidate_all(self) -> None:
+        """Forget every remembered credentials version (changes may have gone unheard)."""
+        self._versions.forget_all()
 
     async def authenticate(self, token: str) -> UUID:
         """The partner a bearer token speaks for; raises Unauthenticated otherwise."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -132,6 +132,17 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
     async def commit(self) -> None: ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once this transaction has really committed, never if it rolls
+        back. (An idempotent request's transaction commits later than `commit` returns,
+        together with its stored answer: store/claims.py.)"""
+        ...
+
+    def credentials_changed(self, partner_id: UUID) -> None:
+        """This transaction changes the partner's credentials or signing keys: once it
+        commits, the other replicas forget what they remember of them."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -12,7 +12,7 @@ from server.domain.signing_keys import (
     check_can_add,
 )
 from server.services.auth import CACHE_TTL
-from server.services.ports import Clock, PublicKeyParser, UnitOfWorkFactory
+from server.services.ports import Clock, PublicKeyParser, UnitOfWork, UnitOfWorkFactory
 from server.services.recent import Recent
 
 
@@ -43,8 +43,8 @@ class SigningKeyService:
                 partner_id, parsed.key_id, parsed.algorithm, parsed.pem, self._clock.now()
             )
             await uow.signing_keys.add(key)
+            self._changed(uow, partner_id)
             await uow.commit()
-        self._live.forget(partner_id)
         return Registered(key, created=True)
 
     async def live(self, *, partner_id: UUID, fresh: bool = False) -> list[SigningKey]:
@@ -62,5 +62,20 @@ class SigningKeyService:
         async with self._uow(write=True) as uow:
             if not await uow.signing_keys.delete(partner_id=partner_id, key_id=key_id):
                 raise SigningKeyNotFound()
+            self._changed(uow, partner_id)
             await uow.commit()
+
+    def _changed(self, uow: UnitOfWork, partner_id: UUID) -> None:
+        # Forgotten here once committed (an idempotent request commits later than `commit`
+        # returns: forgetting earlier let a read in between remember the old keys), and on
+        # the other replicas by notification.
+        uow.after_commit(lambda: self.invalidate(partner_id))
+        uow.credentials_changed(partner_id)
+
+    def invalidate(self, partner_id: UUID) -> None:
+        """Forget the partner's remembered keys (they changed elsewhere)."""
         self._live.forget(partner_id)
+
+    def invalidate_all(self) -> None:
+        """Forget every partner's remembered keys (changes may have gone unheard)."""
+        self._live.forget_all()

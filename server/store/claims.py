@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,7 @@ class PendingCommit:
     lock: asyncio.Lock | None
     events: list[ChangeEvent]
     on_commit: Callable[[list[ChangeEvent]], None] | None
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     async def finish(self, *, commit: bool) -> None:
         try:
@@ -39,6 +40,9 @@ class PendingCommit:
                     self.lock.release()
         if commit and self.events and self.on_commit is not None:
             self.on_commit(self.events)
+        if commit:
+            for callback in self.after_commit:
+                callback()
 
 
 @dataclass

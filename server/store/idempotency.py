@@ -12,11 +12,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -29,6 +27,7 @@ from server.domain.idempotency import (
     decide,
 )
 from server.store.claims import Claim
+from server.store.dialect import upsert_insert
 from server.store.tables import IdempotencyRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 
@@ -98,8 +97,7 @@ class IdempotencyStore:
         session: AsyncSession, partner_id: UUID, key: UUID, values: dict[str, object]
     ) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING: False when another claim got there first."""
-        dialect = session.get_bind().dialect.name
-        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(session)
         statement = (
             insert(IdempotencyRow)
             .values(partner_id=partner_id, key=key, **values)

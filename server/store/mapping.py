@@ -1,6 +1,15 @@
-"""Rows <-> domain entities. Kept apart so the domain never sees SQLModel."""
+"""Rows <-> domain entities. Kept apart so the domain never sees SQLModel.
+
+The `*_from_row` functions take either an ORM instance (a write unit of work loads those, so
+`save` can merge into them) or a Core result row of the table's columns, by column name (the
+read paths: no ORM instance is built at all, see repositories.py).
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
 
 from server.domain.accounts import (
     Account,
@@ -12,10 +21,11 @@ from server.domain.accounts import (
 )
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
-from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow
+from server.domain.signing_keys import SigningKey
+from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
 
 
-def partner_from_row(row: PartnerRow) -> Partner:
+def partner_from_row(row: PartnerRow | Row[Any]) -> Partner:
     return Partner(
         id=row.id,
         name=row.name,
@@ -37,7 +47,7 @@ def partner_to_row(partner: Partner) -> PartnerRow:
     )
 
 
-def customer_from_row(row: CustomerRow) -> Customer:
+def customer_from_row(row: CustomerRow | Row[Any]) -> Customer:
     return Customer(
         id=row.id,
         partner_id=row.partner_id,
@@ -71,7 +81,7 @@ def customer_to_row(customer: Customer) -> CustomerRow:
     )
 
 
-def account_from_row(row: AccountRow) -> Account:
+def account_from_row(row: AccountRow | Row[Any]) -> Account:
     return Account(
         id=row.id,
         partner_id=row.partner_id,
@@ -99,7 +109,7 @@ def account_to_row(account: Account) -> AccountRow:
     )
 
 
-def card_from_row(row: CardRow) -> Card:
+def card_from_row(row: CardRow | Row[Any]) -> Card:
     return Card(
         id=row.id,
         partner_id=row.partner_id,
@@ -128,4 +138,14 @@ def card_to_row(card: Card) -> CardRow:
         inactive_cause=card.inactive_cause.value if card.inactive_cause else None,
         created_at=card.created_at,
         updated_at=card.updated_at,
+    )
+
+
+def signing_key_from_row(row: SigningKeyRow | Row[Any]) -> SigningKey:
+    return SigningKey(
+        partner_id=row.partner_id,
+        key_id=row.key_id,
+        algorithm=row.algorithm,
+        public_key_pem=row.public_key_pem,
+        created_at=row.created_at,
     )

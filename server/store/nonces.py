@@ -1,7 +1,8 @@
 """Signature nonces seen inside the validity window: a repeated one is a replay.
 
-PostgreSQL (several replicas): a table with a primary key, so every replica sees every nonce.
-SQLite (one process): memory is enough and keeps a read from taking the write lock.
+Several processes (PostgreSQL replicas, or several SQLite workers): a table with a primary
+key, so every process sees every nonce. One SQLite process: memory is enough and keeps a
+signed read from taking the write lock.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import heapq
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlmodel import col
 
+from server.store.dialect import upsert_insert
 from server.store.tables import SignatureNonceRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 
@@ -48,7 +49,7 @@ class SqlNonceRegistry:
                 )
             )
             inserted = await uow.session.execute(
-                postgresql.insert(SignatureNonceRow)
+                upsert_insert(uow.session)(SignatureNonceRow)
                 .values(
                     key_id=key_id,
                     nonce=nonce,

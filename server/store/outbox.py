@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from server.domain.events import ChangeEvent, EventType
+from server.store.dialect import is_postgres, upsert_insert
 from server.store.tables import EventRow, PartnerSequenceRow
 
 # PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
@@ -28,8 +27,7 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session)
     numbered: list[ChangeEvent] = []
     for partner_id, batch in by_partner.items():
         count = len(batch)
@@ -45,7 +43,7 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
         last = int((await session.execute(bump)).scalar_one())
         for offset, event in enumerate(batch):
             numbered.append(replace(event, seq=last - count + 1 + offset))
-        if dialect == "postgresql":
+        if is_postgres(session):
             # Delivered to listeners when (and only if) this transaction commits.
             await session.execute(sa.select(sa.func.pg_notify(CHANNEL, str(partner_id))))
     session.add_all(

@@ -1,14 +1,27 @@
-"""SQLModel repositories. They never commit; every tenant query takes `partner_id`."""
+"""SQLModel repositories. They never commit; every tenant query takes `partner_id`.
+
+Reads are SQLAlchemy Core statements over the tables' columns, built once here with bound
+parameters, and each result row becomes a domain object directly (mapping.py): no ORM
+instance, no identity map, no per-call statement building. That was most of the cost of the
+reads every request makes (the partner's credentials version, its signing keys, the
+customer).
+
+Writes stay ORM: `add` and `save` hand rows to the session, and `save` merges, which loads
+the row by primary key first. (An ORM read never spared that load: the session's identity
+map holds unmodified instances weakly, and the read dropped its instance once converted.)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col
 
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
@@ -28,15 +41,161 @@ from server.store.tables import (
     UTCDateTime,
 )
 
+E = TypeVar("E")
 
-def _after(table: Any, cursor: PageCursor | None) -> Any:
-    """Keyset condition for newest-first order: strictly older than the cursor row."""
-    if cursor is None:
-        return sa.true()
-    # A row-value comparison: one index range scan on (partner, ..., created_at, id).
-    return sa.tuple_(col(table.created_at), col(table.id)) < sa.tuple_(
-        sa.literal(cursor.created_at, UTCDateTime), sa.literal(cursor.id, sa.Uuid)
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    table = sa.inspect(model).local_table
+    assert isinstance(table, sa.Table)
+    return table
+
+
+_partners = _table(PartnerRow)
+_customers = _table(CustomerRow)
+_accounts = _table(AccountRow)
+_cards = _table(CardRow)
+_signing_keys = _table(SigningKeyRow)
+
+
+class _Read(Generic[E]):
+    """One read: its Core statement and the row -> domain conversion."""
+
+    __slots__ = ("convert", "statement")
+
+    def __init__(self, statement: sa.Select[Any], convert: Callable[[Any], E]) -> None:
+        self.statement = statement
+        self.convert = convert
+
+    def locking(self) -> _Read[E]:
+        return _Read(self.statement.with_for_update(), self.convert)
+
+
+def _rows(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(*table.c)
+
+
+def _newest_first(query: sa.Select[Any], table: sa.Table, *, after: bool) -> sa.Select[Any]:
+    """Newest-first page; with `after`, strictly older than the cursor row (keyset)."""
+    if after:
+        # A row-value comparison: one index range scan on (partner, ..., created_at, id).
+        query = query.where(
+            sa.tuple_(table.c.created_at, table.c.id)
+            < sa.tuple_(
+                sa.bindparam("after_created_at", type_=UTCDateTime()),
+                sa.bindparam("after_id", type_=sa.Uuid()),
+            )
+        )
+    return query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(
+        sa.bindparam("limit", type_=sa.Integer())
     )
+
+
+def _page(limit: int, after: PageCursor | None) -> dict[str, Any]:
+    if after is None:
+        return {"limit": limit}
+    return {"limit": limit, "after_created_at": after.created_at, "after_id": after.id}
+
+
+_PARTNER = _Read(
+    _rows(_partners).where(_partners.c.id == sa.bindparam("id")),
+    mapping.partner_from_row,
+)
+_PARTNER_FOR_UPDATE = _PARTNER.locking()
+_PARTNER_BY_API_KEY = _Read(
+    _rows(_partners).where(_partners.c.api_key == sa.bindparam("api_key")),
+    mapping.partner_from_row,
+)
+
+_CUSTOMER = _Read(
+    _rows(_customers).where(
+        _customers.c.id == sa.bindparam("id"),
+        _customers.c.partner_id == sa.bindparam("partner_id"),
+    ),
+    mapping.customer_from_row,
+)
+_CUSTOMER_FOR_UPDATE = _CUSTOMER.locking()
+_CUSTOMER_BY_KYC_SESSION = _Read(
+    _rows(_customers).where(_customers.c.kyc_session_id == sa.bindparam("session_id")),
+    mapping.customer_from_row,
+)
+_CUSTOMER_BY_KYC_SESSION_FOR_UPDATE = _CUSTOMER_BY_KYC_SESSION.locking()
+_CUSTOMER_DUPLICATE = (
+    sa.select(_customers.c.chain_key, _customers.c.external_id)
+    .where(
+        _customers.c.partner_id == sa.bindparam("partner_id"),
+        sa.or_(
+            _customers.c.chain_key == sa.bindparam("chain_key"),
+            _customers.c.external_id == sa.bindparam("external_id"),
+        ),
+    )
+    .limit(1)
+)
+
+
+@cache
+def _customer_page(*, after: bool, status: bool, external_id: bool) -> _Read[Customer]:
+    query = _rows(_customers).where(_customers.c.partner_id == sa.bindparam("partner_id"))
+    if status:
+        query = query.where(_customers.c.status == sa.bindparam("status"))
+    if external_id:
+        query = query.where(_customers.c.external_id == sa.bindparam("external_id"))
+    page = _newest_first(query, _customers, after=after)
+    return _Read(page, mapping.customer_from_row)
+
+
+_ACCOUNT = _Read(
+    _rows(_accounts).where(
+        _accounts.c.id == sa.bindparam("id"), _accounts.c.partner_id == sa.bindparam("partner_id")
+    ),
+    mapping.account_from_row,
+)
+_ACCOUNTS_OF_CUSTOMER_QUERY = _rows(_accounts).where(
+    _accounts.c.partner_id == sa.bindparam("partner_id"),
+    _accounts.c.customer_id == sa.bindparam("customer_id"),
+)
+_ACCOUNTS_OF_CUSTOMER = _Read(_ACCOUNTS_OF_CUSTOMER_QUERY, mapping.account_from_row)
+
+
+@cache
+def _account_page(*, after: bool) -> _Read[Account]:
+    page = _newest_first(_ACCOUNTS_OF_CUSTOMER_QUERY, _accounts, after=after)
+    return _Read(page, mapping.account_from_row)
+
+
+_CARD = _Read(
+    _rows(_cards).where(
+        _cards.c.id == sa.bindparam("id"), _cards.c.partner_id == sa.bindparam("partner_id")
+    ),
+    mapping.card_from_row,
+)
+_CARDS_OF_CUSTOMER = _Read(
+    _rows(_cards).where(
+        _cards.c.partner_id == sa.bindparam("partner_id"),
+        _cards.c.customer_id == sa.bindparam("customer_id"),
+    ),
+    mapping.card_from_row,
+)
+_CARDS_OF_ACCOUNT_QUERY = _rows(_cards).where(
+    _cards.c.partner_id == sa.bindparam("partner_id"),
+    _cards.c.account_id == sa.bindparam("account_id"),
+)
+_CARDS_OF_ACCOUNT = _Read(_CARDS_OF_ACCOUNT_QUERY, mapping.card_from_row)
+
+
+@cache
+def _card_page(*, after: bool) -> _Read[Card]:
+    page = _newest_first(_CARDS_OF_ACCOUNT_QUERY, _cards, after=after)
+    return _Read(page, mapping.card_from_row)
+
+
+_LIVE_KEYS = (
+    sa.select(*_signing_keys.c)
+    .where(_signing_keys.c.partner_id == sa.bindparam("partner_id"))
+    .order_by(_signing_keys.c.created_at)
+)
+_LOCK_PARTNER = (
+    sa.select(_partners.c.id).where(_partners.c.id == sa.bindparam("partner_id")).with_for_update()
+)
 
 
 class _Repository:
@@ -44,6 +203,16 @@ class _Repository:
         self._session = session
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
+
+    async def _one(self, read: _Read[E], params: dict[str, Any]) -> E | None:
+        # Works on AsyncSession and on the inline SQLite Session alike (unit_of_work.py):
+        # a Core statement skips the ORM's compile and loading steps on both.
+        row = (await self._session.execute(read.statement, params)).one_or_none()
+        return None if row is None else read.convert(row)
+
+    async def _all(self, read: _Read[E], params: dict[str, Any]) -> list[E]:
+        result = await self._session.execute(read.statement, params)
+        return [read.convert(row) for row in result]
 
     def _record(self, entity: Customer | Account | Card, *, created: bool = False) -> None:
         """Audit rows for the entity's status changes, and its change event."""
@@ -70,15 +239,10 @@ class SqlPartnerRepository(_Repository):
         self._session.add(mapping.partner_to_row(partner))
 
     async def get(self, partner_id: UUID, *, for_update: bool = False) -> Partner | None:
-        row = await self._session.get(PartnerRow, partner_id, with_for_update=for_update)
-        return mapping.partner_from_row(row) if row else None
+        return await self._one(_PARTNER_FOR_UPDATE if for_update else _PARTNER, {"id": partner_id})
 
     async def get_by_api_key(self, api_key: UUID) -> Partner | None:
-        result = await self._session.execute(
-            select(PartnerRow).where(PartnerRow.api_key == api_key)
-        )
-        row = result.scalar_one_or_none()
-        return mapping.partner_from_row(row) if row else None
+        return await self._one(_PARTNER_BY_API_KEY, {"api_key": api_key})
 
     async def save(self, partner: Partner) -> None:
         await self._session.merge(mapping.partner_to_row(partner))
@@ -98,24 +262,14 @@ class SqlCustomerRepository(_Repository):
     async def get(
         self, *, partner_id: UUID, customer_id: UUID, for_update: bool = False
     ) -> Customer | None:
-        query = select(CustomerRow).where(
-            CustomerRow.id == customer_id, CustomerRow.partner_id == partner_id
-        )
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._session.execute(query)).scalar_one_or_none()
-        return mapping.customer_from_row(row) if row else None
+        read = _CUSTOMER_FOR_UPDATE if for_update else _CUSTOMER
+        return await self._one(read, {"id": customer_id, "partner_id": partner_id})
 
     async def find_duplicate(
         self, *, partner_id: UUID, chain_key: str, external_id: str
     ) -> str | None:
-        query = select(CustomerRow.chain_key, CustomerRow.external_id).where(
-            CustomerRow.partner_id == partner_id,
-            sa.or_(
-                col(CustomerRow.chain_key) == chain_key, col(CustomerRow.external_id) == external_id
-            ),
-        )
-        row = (await self._session.execute(query.limit(1))).first()
+        params = {"partner_id": partner_id, "chain_key": chain_key, "external_id": external_id}
+        row = (await self._session.execute(_CUSTOMER_DUPLICATE, params)).first()
         if row is None:
             return None
         return "chainId" if row.chain_key == chain_key else "externalId"
@@ -129,18 +283,15 @@ class SqlCustomerRepository(_Repository):
         status: CustomerStatus | None,
         external_id: str | None,
     ) -> list[Customer]:
-        query = select(CustomerRow).where(
-            CustomerRow.partner_id == partner_id, _after(CustomerRow, after)
-        )
+        params = {"partner_id": partner_id, **_page(limit, after)}
         if status is not None:
-            query = query.where(CustomerRow.status == status.value)
+            params["status"] = status.value
         if external_id:
-            query = query.where(CustomerRow.external_id == external_id)
-        query = query.order_by(
-            col(CustomerRow.created_at).desc(), col(CustomerRow.id).desc()
-        ).limit(limit)
-        rows = (await self._session.execute(query)).scalars().all()
-        return [mapping.customer_from_row(row) for row in rows]
+            params["external_id"] = external_id
+        read = _customer_page(
+            after=after is not None, status=status is not None, external_id=bool(external_id)
+        )
+        return await self._all(read, params)
 
     async def save(self, customer: Customer) -> None:
         await self._session.merge(mapping.customer_to_row(customer))
@@ -150,11 +301,8 @@ class SqlCustomerRepository(_Repository):
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:
         # Cross-partner on purpose: the session id is the capability (see the port).
-        query = select(CustomerRow).where(CustomerRow.kyc_session_id == session_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._session.execute(query)).scalar_one_or_none()
-        return mapping.customer_from_row(row) if row else None
+        read = _CUSTOMER_BY_KYC_SESSION_FOR_UPDATE if for_update else _CUSTOMER_BY_KYC_SESSION
+        return await self._one(read, {"session_id": session_id})
 
 
 class SqlAccountRepository(_Repository):
@@ -163,32 +311,17 @@ class SqlAccountRepository(_Repository):
         self._record(account, created=True)
 
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None:
-        query = select(AccountRow).where(
-            AccountRow.id == account_id, AccountRow.partner_id == partner_id
-        )
-        row = (await self._session.execute(query)).scalar_one_or_none()
-        return mapping.account_from_row(row) if row else None
+        return await self._one(_ACCOUNT, {"id": account_id, "partner_id": partner_id})
 
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]:
-        query = select(AccountRow).where(
-            AccountRow.partner_id == partner_id, AccountRow.customer_id == customer_id
-        )
-        return [mapping.account_from_row(r) for r in (await self._session.execute(query)).scalars()]
+        params = {"partner_id": partner_id, "customer_id": customer_id}
+        return await self._all(_ACCOUNTS_OF_CUSTOMER, params)
 
     async def list(
         self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None
     ) -> list[Account]:
-        query = (
-            select(AccountRow)
-            .where(
-                AccountRow.partner_id == partner_id,
-                AccountRow.customer_id == customer_id,
-                _after(AccountRow, after),
-            )
-            .order_by(col(AccountRow.created_at).desc(), col(AccountRow.id).desc())
-            .limit(limit)
-        )
-        return [mapping.account_from_row(r) for r in (await self._session.execute(query)).scalars()]
+        params = {"partner_id": partner_id, "customer_id": customer_id, **_page(limit, after)}
+        return await self._all(_account_page(after=after is not None), params)
 
     async def save(self, account: Account) -> None:
         await self._session.merge(mapping.account_to_row(account))
@@ -201,36 +334,21 @@ class SqlCardRepository(_Repository):
         self._record(card, created=True)
 
     async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None:
-        query = select(CardRow).where(CardRow.id == card_id, CardRow.partner_id == partner_id)
-        row = (await self._session.execute(query)).scalar_one_or_none()
-        return mapping.card_from_row(row) if row else None
+        return await self._one(_CARD, {"id": card_id, "partner_id": partner_id})
 
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Card]:
-        query = select(CardRow).where(
-            CardRow.partner_id == partner_id, CardRow.customer_id == customer_id
-        )
-        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+        params = {"partner_id": partner_id, "customer_id": customer_id}
+        return await self._all(_CARDS_OF_CUSTOMER, params)
 
     async def for_account(self, *, partner_id: UUID, account_id: UUID) -> list[Card]:
-        query = select(CardRow).where(
-            CardRow.partner_id == partner_id, CardRow.account_id == account_id
-        )
-        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+        params = {"partner_id": partner_id, "account_id": account_id}
+        return await self._all(_CARDS_OF_ACCOUNT, params)
 
     async def list(
         self, *, partner_id: UUID, account_id: UUID, limit: int, after: PageCursor | None
     ) -> list[Card]:
-        query = (
-            select(CardRow)
-            .where(
-                CardRow.partner_id == partner_id,
-                CardRow.account_id == account_id,
-                _after(CardRow, after),
-            )
-            .order_by(col(CardRow.created_at).desc(), col(CardRow.id).desc())
-            .limit(limit)
-        )
-        return [mapping.card_from_row(r) for r in (await self._session.execute(query)).scalars()]
+        params = {"partner_id": partner_id, "account_id": account_id, **_page(limit, after)}
+        return await self._all(_card_page(after=after is not None), params)
 
     async def save(self, card: Card) -> None:
         await self._session.merge(mapping.card_to_row(card))
@@ -239,23 +357,14 @@ class SqlCardRepository(_Repository):
 
 class SqlSigningKeyRepository(_Repository):
     async def live(self, *, partner_id: UUID, for_update: bool = False) -> list[SigningKey]:
+        params = {"partner_id": partner_id}
         if for_update:
             # Lock the partner row, not the key rows: a concurrent registration must wait
             # even when there is no key row to lock yet (a no-op on SQLite, whose writers
             # are serialized already).
-            await self._session.execute(
-                select(col(PartnerRow.id)).where(col(PartnerRow.id) == partner_id).with_for_update()
-            )
-        query = (
-            select(SigningKeyRow)
-            .where(col(SigningKeyRow.partner_id) == partner_id)
-            .order_by(col(SigningKeyRow.created_at))
-        )
-        rows = (await self._session.execute(query)).scalars()
-        return [
-            SigningKey(r.partner_id, r.key_id, r.algorithm, r.public_key_pem, r.created_at)
-            for r in rows
-        ]
+            await self._session.execute(_LOCK_PARTNER, params)
+        rows = await self._session.execute(_LIVE_KEYS, params)
+        return [mapping.signing_key_from_row(row) for row in rows]
 
     async def add(self, key: SigningKey) -> None:
         self._session.add(

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, cast
+from uuid import UUID
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +26,10 @@ from server.store.repositories import (
 )
 
 OnCommit = Callable[[list[ChangeEvent]], None]
+
+# PostgreSQL channel telling every replica that a partner's credentials version or signing
+# keys changed (payload: the partner id), so it forgets what it remembers of them.
+CREDENTIALS_CHANNEL = "partner_credentials"
 
 
 class _InlineSession:
@@ -78,10 +84,13 @@ class SqlUnitOfWork:
         sessions: async_sessionmaker[AsyncSession] | sessionmaker[Session],
         lock: asyncio.Lock | None,
         on_commit: OnCommit | None = None,
+        *,
+        write: bool = False,
     ) -> None:
         self._sessions = sessions
         self._lock = lock
         self._on_commit = on_commit
+        self._write = write
 
     async def __aenter__(self) -> Self:
         claim = active_claim.get()
@@ -92,6 +101,8 @@ class SqlUnitOfWork:
             await self._lock.acquire()
         self._handed_over = False
         self.outbox: list[ChangeEvent] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._credentials_changed: set[UUID] = set()
         made = self._sessions()
         if isinstance(made, Session):
             self.session = cast(AsyncSession, _InlineSession(made))
@@ -114,26 +125,47 @@ class SqlUnitOfWork:
         if self._handed_over:
             return  # the idempotency claim finishes this transaction (store/claims.py)
         try:
-            await self.session.rollback()  # a no-op after commit
+            if self._write:
+                await self.session.rollback()  # a no-op after commit
+            # close() alone rolls back what is still open too, minus the ORM's snapshot
+            # restore: a read unit of work never holds an ORM instance to expire.
             await self.session.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    def credentials_changed(self, partner_id: UUID) -> None:
+        self._credentials_changed.add(partner_id)
+
     async def commit(self) -> None:
         published = await outbox.write(self.session, self.outbox) if self.outbox else []
         self.outbox.clear()
+        if self._credentials_changed and self.session.get_bind().dialect.name == "postgresql":
+            for partner_id in sorted(self._credentials_changed):
+                # Delivered to listeners when (and only if) this transaction commits.
+                await self.session.execute(
+                    sa.select(sa.func.pg_notify(CREDENTIALS_CHANNEL, str(partner_id)))
+                )
+        self._credentials_changed.clear()
+        after, self._after_commit = self._after_commit, []
         claim = active_claim.get()
         if claim is not None:
             # An idempotent request: its answer must commit with its changes, so the real
             # commit happens once the answer exists (IdempotencyStore.complete).
             await self.session.flush()
-            claim.pending = PendingCommit(self.session, self._lock, published, self._on_commit)
+            claim.pending = PendingCommit(
+                self.session, self._lock, published, self._on_commit, after
+            )
             self._handed_over = True
             return
         await self.session.commit()
         if published and self._on_commit is not None:
             self._on_commit(published)
+        for callback in after:
+            callback()
 
 
 class SqlUnitOfWorkFactory:
@@ -159,5 +191,5 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
         if write:
-            return SqlUnitOfWork(self._write, self._write_lock, self.on_commit)
+            return SqlUnitOfWork(self._write, self._write_lock, self.on_commit, write=True)
         return SqlUnitOfWork(self._read, None)

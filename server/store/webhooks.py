@@ -21,12 +21,12 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from server.domain.events import EventType
 from server.domain.webhooks import DeliveryState, WebhookSubscription
+from server.store.dialect import is_postgres, upsert_insert
 from server.store.tables import (
     EventRow,
     PartnerSequenceRow,
@@ -71,15 +71,6 @@ def _subscription(row: WebhookSubscriptionRow) -> WebhookSubscription:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def body(event_type: str, event_id: UUID, payload: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +125,7 @@ class SqlWebhookStore:
             )
         ).scalar_one_or_none()
         await session.execute(
-            _insert(session)(_Cursor)
+            upsert_insert(session)(_Cursor)
             .values(partner_id=partner_id, last_seq=int(latest or 0))
             .on_conflict_do_update(
                 index_elements=["partner_id"], set_={"last_seq": col(_Cursor.last_seq)}
@@ -253,7 +244,7 @@ class SqlWebhookStore:
             return 0, 0
         async with self._uow(write=True) as uow:
             session = uow.session
-            if _is_postgres(session):
+            if is_postgres(session):
                 locked = await session.execute(
                     sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
                 )
@@ -318,7 +309,7 @@ class SqlWebhookStore:
         created = 0
         for start in range(0, len(rows), INSERT_CHUNK):
             statement = (
-                _insert(session)(_Delivery)
+                upsert_insert(session)(_Delivery)
                 .values(rows[start : start + INSERT_CHUNK])
                 .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
                 .returning(col(_Delivery.id))
@@ -371,7 +362,7 @@ class SqlWebhookStore:
             query = query.where(col(_Delivery.subscription_id).not_in(list(busy)))
         async with self._uow(write=True) as uow:
             session = uow.session
-            if _is_postgres(session):
+            if is_postgres(session):
                 query = query.with_for_update(of=_Delivery, skip_locked=True)
             taken: list[Claimed] = []
             orphaned: list[int] = []

@@ -7,17 +7,16 @@ maps to) and strips the header.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
+
+from server.transport.context import current
 
 HEADER = "x-http-status"
 REPLAYED_HEADER = "idempotent-replayed"
 
-# What the handler answered with, for the idempotency interceptor to store with the body.
-answered: ContextVar[int | None] = ContextVar("answered_http_status", default=None)
-
 
 async def answer_with(context: Any, status: int) -> None:
-    """`context` is a grpc.aio.ServicerContext (grpc ships no type hints)."""
-    answered.set(status)
+    """`context` is a grpc.aio.ServicerContext (grpc ships no type hints). The status is
+    also kept in the call scope, for the idempotency step to store with the answer."""
+    current().answered_status = status
     await context.send_initial_metadata(((HEADER, str(status)),))

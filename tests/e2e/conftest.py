@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.edge import render_gateway_sync
+from server.edge import render_gateway
 from tests.helpers.databases import database
 from tests.helpers.partners import PartnerCredentials, create_partner
 from tests.helpers.processes import ServerProcess, free_port, running_server
@@ -47,11 +47,10 @@ def stack(
         database(request.param, folder) as url,
         running_server(url, CUSTOMERS_PUBLIC_URL=public_url, **WEBHOOK_TEST_SCHEDULE) as server,
     ):
-        config = render_gateway_sync(
-            url,
+        config = render_gateway(
             http_port=http_port,
             admin_port=admin_port,
-            backends=[("127.0.0.1", server.port)],
+            backends=server.sockets,
             access_log=False,
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")

@@ -16,7 +16,7 @@ from client.idempotency import IdempotencyKeyInterceptor
 from client.signing import SigningClientInterceptor
 from customers.v1 import customers_pb2, customers_pb2_grpc
 from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.edge import render_gateway_sync
+from server.edge import render_gateway
 from tests.e2e.conftest import Stack
 from tests.e2e.test_rest_idempotency import fire_concurrently
 from tests.helpers.databases import postgres_database
@@ -39,11 +39,10 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         url = stack.enter_context(postgres_database())
         servers = [stack.enter_context(running_server(url)) for _ in range(2)]
         http_port, admin_port = free_port(), free_port()
-        config = render_gateway_sync(
-            url,
+        config = render_gateway(
             http_port=http_port,
             admin_port=admin_port,
-            backends=[("127.0.0.1", server.port) for server in servers],
+            backends=[path for server in servers for path in server.sockets],
             access_log=False,
         )
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")

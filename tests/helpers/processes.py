@@ -7,6 +7,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ def server_env(database_url: str, grpc_port: int, **extra: str) -> dict[str, str
         CUSTOMERS_GRPC_PORT=str(grpc_port),
         CUSTOMERS_METRICS_PORT="0",
         CUSTOMERS_LOG_LEVEL="WARNING",
+        CUSTOMERS_WORKERS="1",
     )
     env.update(extra)
     return env
@@ -63,8 +65,11 @@ def wait_serving(address: str, timeout: float = 20.0) -> None:
 
 @dataclass
 class ServerProcess:
+    """`python -m server serve`: one worker, or a supervisor and its workers."""
+
     process: subprocess.Popen[bytes]
-    port: int
+    port: int  # the native gRPC port every worker shares
+    sockets: list[str]  # the workers' gateway sockets, Envoy's backends
     env: dict[str, str] = field(repr=False)
 
     @property
@@ -73,13 +78,25 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(database_url: str, **extra_env: str) -> Iterator[ServerProcess]:
+def running_server(
+    database_url: str, *, workers: int = 1, **extra_env: str
+) -> Iterator[ServerProcess]:
     port = free_port()
-    env = server_env(database_url, port, **extra_env)
+    # Short and private: Unix socket paths are limited to 107 bytes.
+    socket_dir = tempfile.mkdtemp(prefix="cust-")
+    env = server_env(
+        database_url,
+        port,
+        CUSTOMERS_WORKERS=str(workers),
+        CUSTOMERS_GATEWAY_SOCKET_DIR=socket_dir,
+        **extra_env,
+    )
+    sockets = [os.path.join(socket_dir, f"worker-{index}.sock") for index in range(workers)]
     process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=ROOT)
     try:
-        wait_serving(f"127.0.0.1:{port}")
-        yield ServerProcess(process, port, env)
+        for path in sockets:
+            wait_serving(f"unix:{path}")
+        yield ServerProcess(process, port, sockets, env)
     finally:
         process.terminate()
         try:

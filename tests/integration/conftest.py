@@ -3,6 +3,7 @@ spoken to over a real gRPC channel with the generated stubs."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -92,7 +93,13 @@ def clock() -> SteppingClock:
 
 @pytest.fixture
 async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[RunningServer]:
-    settings = Settings(database_url=database_url, grpc_port=0, metrics_port=0)
+    settings = Settings(
+        database_url=database_url,
+        grpc_port=0,
+        metrics_port=0,
+        # Short (Unix socket paths are limited to 107 bytes) and the test's own.
+        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
+    )
     running = await app.start(settings, clock=clock)
     yield running
     await running.stop(0)

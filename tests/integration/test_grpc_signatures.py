@@ -1,18 +1,19 @@
 """No way around request signatures on the gRPC port (SPEC section 3): a native call must
-carry its own RFC 9421 signature over the gRPC method path and the serialized message, a
-REST signature or a claimed gateway attestation does not stand in for one, and only the
-gateway may ask the ext_authz verifier for attestations."""
+carry its own RFC 9421 signature over the gRPC method path and the serialized message; a
+REST signature does not stand in for one, and neither do headers claiming to be what the
+gateway forwards about a REST request: those count only over the gateway's Unix socket."""
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
+import stat
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 import pytest
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from client.idempotency import new_key
 from client.signing import (
@@ -26,10 +27,9 @@ from customers.v1 import (
     customers_pb2_grpc,
     resources_pb2,
 )
-from server.adapters.attestation import HEADER as ATTESTATION
-from server.adapters.attestation import Attestor
+from server import app
 from server.app import RunningServer
-from server.bootstrap import gateway_key, server_secret
+from server.config import Settings
 from tests.helpers.wallets import caip10, new_wallet
 from tests.integration.conftest import GrpcPartner, make_partner
 from tests.integration.test_grpc_customers import reason_of
@@ -212,102 +212,114 @@ async def test_a_content_digest_over_other_bytes_is_rejected_and_creates_nothing
     assert await caller.customer_ids() == []
 
 
-async def _attestor(server: RunningServer) -> Attestor:
-    return Attestor(await server_secret(server.container.engine, "attestation"))
+def rest_claim(caller: Caller, customer_id: str) -> Metadata:
+    """A PATCH /customers/{id}/deactivate signed for the REST door, with the headers the
+    gateway would forward about it (gateway/request.lua)."""
+    target = f"/customers/{customer_id}/deactivate"
+    signed = caller.metadata(
+        target, deactivation(customer_id), modifying=True, method="PATCH", body=b""
+    )
+    return (
+        *signed,
+        ("x-gateway-method", "PATCH"),
+        ("x-gateway-authority", caller.authority),
+        ("x-gateway-target", target),
+    )
 
 
-async def test_a_forged_gateway_attestation_is_rejected_and_changes_nothing(
+async def test_gateway_headers_sent_to_the_tcp_port_are_ignored_and_change_nothing(
+    caller: Caller,
+) -> None:
+    """A direct caller claiming to be the gateway is verified as the native call it is."""
+    customer = await caller.signed.active_customer()
+    await assert_unauthenticated(
+        caller.bare.DeactivateCustomer(
+            deactivation(customer.id), metadata=rest_claim(caller, customer.id)
+        ),
+        "DIGEST_MISSING",  # a native call's digest covers the message's bytes
+    )
+    assert await caller.status_of(customer.id) == resources_pb2.Customer.active
+
+
+async def test_the_same_rest_request_over_the_gateway_socket_is_verified_as_rest(
     server: RunningServer, caller: Caller
 ) -> None:
+    """The control for the test above: the only difference is the socket it arrives on."""
     customer = await caller.signed.active_customer()
-    partner_id, key_id, now = caller.signed.partner_id, caller.key.key_id, caller.now()
-    genuine = await _attestor(server)
-    forgeries = {
-        "random": f"v1.{partner_id}.{key_id}.{now}.{secrets.token_hex(32)}",
-        "garbage": "not an attestation",
-        "wrong secret": Attestor(secrets.token_hex(32)).issue(
-            request_id="req-1", partner_id=uuid.UUID(partner_id), key_id=key_id, now=now
-        ),
-        "another request id": genuine.issue(
-            request_id="req-0", partner_id=uuid.UUID(partner_id), key_id=key_id, now=now
-        ),
-        "expired": genuine.issue(
-            request_id="req-1", partner_id=uuid.UUID(partner_id), key_id=key_id, now=now - 60
-        ),
-    }
-    for forged in forgeries.values():
-        metadata = (
-            ("authorization", caller.authorization),
-            ("idempotency-key", new_key()),
-            ("x-request-id", "req-1"),
-            (ATTESTATION, forged),
+    async with grpc.aio.insecure_channel(f"unix:{server.gateway_socket}") as gateway:
+        stub = customers_pb2_grpc.CustomerServiceStub(gateway)
+        await stub.DeactivateCustomer(
+            deactivation(customer.id), metadata=rest_claim(caller, customer.id)
         )
-        await assert_unauthenticated(
-            caller.bare.DeactivateCustomer(deactivation(customer.id), metadata=metadata),
-            "ATTESTATION_INVALID",
-        )
-    assert await caller.status_of(customer.id) == resources_pb2.Customer.active
-    # The control: the verifier's own attestation for this request id is what passes.
-    real = genuine.issue(
-        request_id="req-1", partner_id=uuid.UUID(partner_id), key_id=key_id, now=caller.now()
-    )
-    metadata = (
-        ("authorization", caller.authorization),
-        ("idempotency-key", new_key()),
-        ("x-request-id", "req-1"),
-        (ATTESTATION, real),
-    )
-    await caller.bare.DeactivateCustomer(deactivation(customer.id), metadata=metadata)
     assert await caller.status_of(customer.id) == resources_pb2.Customer.inactive
 
 
-async def test_an_attestation_is_not_accepted_in_place_of_a_signature_even_when_signed(
-    caller: Caller,
+async def test_over_the_gateway_socket_the_content_digest_binds_the_forwarded_body(
+    server: RunningServer, caller: Caller
 ) -> None:
-    """A valid native signature plus a forged attestation is still refused: the attestation,
-    when present, is what gets checked, so it cannot smuggle anything past."""
+    """A REST body is checked against the raw bytes the gateway forwards, not the message."""
     request = new_customer()
-    metadata = (
-        *caller.metadata(CREATE, request, modifying=True),
-        (ATTESTATION, f"v1.{caller.signed.partner_id}.-.{caller.now()}.{secrets.token_hex(32)}"),
+    body = b'{"chainId":"%s","externalId":"%s"}' % (
+        request.chain_id.encode(),
+        request.external_id.encode(),
     )
-    await assert_unauthenticated(
-        caller.bare.CreateCustomer(request, metadata=metadata), "ATTESTATION_INVALID"
+    signed = caller.metadata("/customers", request, modifying=True, body=body)
+    forwarded = (
+        *signed,
+        ("x-gateway-method", "POST"),
+        ("x-gateway-authority", caller.authority),
+        ("x-gateway-target", "/customers"),
     )
+    async with grpc.aio.insecure_channel(f"unix:{server.gateway_socket}") as gateway:
+        stub = customers_pb2_grpc.CustomerServiceStub(gateway)
+        other = base64.b64encode(body.replace(b"externalId", b"externalID")).decode()
+        await assert_unauthenticated(
+            stub.CreateCustomer(request, metadata=(*forwarded, ("x-gateway-body", other))),
+            "DIGEST_MISMATCH",
+        )
+        assert await caller.customer_ids() == []
+        raw = base64.b64encode(body).decode()
+        await stub.CreateCustomer(request, metadata=(*forwarded, ("x-gateway-body", raw)))
+    assert len(await caller.customer_ids()) == 1
+
+
+def test_the_gateway_socket_is_reachable_only_by_the_service_user(server: RunningServer) -> None:
+    folder = os.path.dirname(server.gateway_socket)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert os.stat(folder).st_uid == os.getuid()
+
+
+async def test_a_worker_refuses_to_start_with_a_socket_directory_others_can_enter(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("open")
+    os.chmod(folder, 0o755)
+    settings = Settings(
+        database_url=database_url, grpc_port=0, metrics_port=0, gateway_socket_dir=str(folder)
+    )
+    with pytest.raises(RuntimeError, match="0700"):
+        await app.start(settings)
+
+
+async def test_undecodable_message_bytes_correctly_signed_are_invalid_argument(
+    server: RunningServer, caller: Caller
+) -> None:
+    garbage = b"\x0a\xff\xff\xff\xff\xff"  # field 1, a length no message can have
+    metadata = caller.metadata(CREATE, new_customer(), modifying=True, body=garbage)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as raw:
+        call = raw.unary_unary(CREATE, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(garbage, metadata=metadata)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(raised.value) == "MALFORMED_REQUEST"
+    assert "protobuf" in (raised.value.details() or "")
     assert await caller.customer_ids() == []
 
 
-def _check_request(caller: Caller) -> external_auth_pb2.CheckRequest:
-    """What Envoy would send for a bodiless GET /customers with the caller's token."""
-    check = external_auth_pb2.CheckRequest()
-    http = check.attributes.request.http
-    http.method, http.path, http.host = "GET", "/customers", caller.authority
-    http.headers["authorization"] = caller.authorization
-    http.headers["x-request-id"] = "req-1"
-    return check
-
-
-@pytest.mark.parametrize(
-    "presented", [(), (("x-gateway-key", "guess"),)], ids=["no gateway key", "wrong gateway key"]
-)
-async def test_only_the_gateway_may_ask_the_verifier_for_an_attestation(
-    channel: grpc.aio.Channel, caller: Caller, presented: Metadata
+async def test_undecodable_message_bytes_unsigned_are_unauthenticated_first(
+    server: RunningServer, caller: Caller
 ) -> None:
-    stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Check(_check_request(caller), metadata=presented)
-    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
-
-
-async def test_the_verifier_answers_the_gateway_and_denies_an_unsigned_request(
-    server: RunningServer, channel: grpc.aio.Channel, caller: Caller
-) -> None:
-    """The control for the test above: with the gateway's key the same Check is answered,
-    and an unsigned request gets a denial, not an attestation."""
-    secret = await server_secret(server.container.engine, "attestation")
-    stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-    answer = await stub.Check(
-        _check_request(caller), metadata=(("x-gateway-key", gateway_key(secret)),)
-    )
-    assert answer.HasField("denied_response")
-    assert b"SIGNATURE_MISSING" in answer.denied_response.body.encode()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as raw:
+        call = raw.unary_unary(CREATE, request_serializer=None, response_deserializer=None)
+        metadata = (("authorization", caller.authorization), ("idempotency-key", new_key()))
+        await assert_unauthenticated(call(b"\x0a\xff", metadata=metadata), "SIGNATURE_MISSING")

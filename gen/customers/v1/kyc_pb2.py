@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ustomers/v1/kyc.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\"*\n\x14GetPortalPageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x15SubmitDecisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody2\xef\x01\n\x10KycPortalService\x12\x64\n\rGetPortalPage\x12\".customers.v1.GetPortalPageRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/kyc/{session_id}\x12u\n\x0eSubmitDecision\x12#.customers.v1.SubmitDecisionRequest\x1a\x14.google.api.HttpBody\"(\x82\xd3\xe4\x93\x02\"\"\x1a/kyc/{session_id}/decision:\x04\x66orm2p\n\x12KycCallbackService\x12Z\n\x0fReceiveCallback\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/kyc/callbacks:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ustomers/v1/kyc.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1a\x63ustomers/v1/options.proto\"*\n\x14GetPortalPageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x15SubmitDecisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody2\xf7\x01\n\x10KycPortalService\x12h\n\rGetPortalPage\x12\".customers.v1.GetPortalPageRequest\x1a\x14.google.api.HttpBody\"\x1d\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\x12\x11/kyc/{session_id}\x12y\n\x0eSubmitDecision\x12#.customers.v1.SubmitDecisionRequest\x1a\x14.google.api.HttpBody\",\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\"\"\x1a/kyc/{session_id}/decision:\x04\x66orm2t\n\x12KycCallbackService\x12^\n\x0fReceiveCallback\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x1d\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\"\x0e/kyc/callbacks:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +36,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.kyc_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._loaded_options = None
-  _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._serialized_options = b'\202\323\344\223\002\023\022\021/kyc/{session_id}'
+  _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._serialized_options = b'\210\265\030\002\202\323\344\223\002\023\022\021/kyc/{session_id}'
   _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._loaded_options = None
-  _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._serialized_options = b'\202\323\344\223\002\"\"\032/kyc/{session_id}/decision:\004form'
+  _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._serialized_options = b'\210\265\030\002\202\323\344\223\002\"\"\032/kyc/{session_id}/decision:\004form'
   _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._loaded_options = None
-  _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._serialized_options = b'\202\323\344\223\002\023\"\016/kyc/callbacks:\001*'
-  _globals['_GETPORTALPAGEREQUEST']._serialized_start=126
-  _globals['_GETPORTALPAGEREQUEST']._serialized_end=168
-  _globals['_SUBMITDECISIONREQUEST']._serialized_start=170
-  _globals['_SUBMITDECISIONREQUEST']._serialized_end=249
-  _globals['_KYCPORTALSERVICE']._serialized_start=252
-  _globals['_KYCPORTALSERVICE']._serialized_end=491
-  _globals['_KYCCALLBACKSERVICE']._serialized_start=493
-  _globals['_KYCCALLBACKSERVICE']._serialized_end=605
+  _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._serialized_options = b'\210\265\030\002\202\323\344\223\002\023\"\016/kyc/callbacks:\001*'
+  _globals['_GETPORTALPAGEREQUEST']._serialized_start=154
+  _globals['_GETPORTALPAGEREQUEST']._serialized_end=196
+  _globals['_SUBMITDECISIONREQUEST']._serialized_start=198
+  _globals['_SUBMITDECISIONREQUEST']._serialized_end=277
+  _globals['_KYCPORTALSERVICE']._serialized_start=280
+  _globals['_KYCPORTALSERVICE']._serialized_end=527
+  _globals['_KYCCALLBACKSERVICE']._serialized_start=529
+  _globals['_KYCCALLBACKSERVICE']._serialized_end=645
 # @@protoc_insertion_point(module_scope)

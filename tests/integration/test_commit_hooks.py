@@ -1,0 +1,173 @@
+"""The unit of work's commit hooks, on SQLite and PostgreSQL: `after_commit` runs only once
+the transaction has really committed (for an idempotent request, when the claim commits it
+with the stored answer), so a memo forgotten there cannot be refilled with the old state by
+a read in between; `credentials_changed` is a PostgreSQL NOTIFY sent only on commit."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from client.signing import generate_key, public_key_b64
+from server.adapters.signing_keys import parse_public_key
+from server.adapters.tokens import JwtTokens
+from server.domain.errors import Unauthenticated
+from server.services.auth import AuthService
+from server.services.signing_keys import SigningKeyService
+from server.store.claims import Claim, active_claim
+from server.store.engine import make_engine, sqlite_inline_engine
+from server.store.unit_of_work import CREDENTIALS_CHANNEL, SqlUnitOfWorkFactory
+from tests.helpers.clock import SteppingClock
+from tests.helpers.databases import postgres_database
+
+SECRET = "a token secret of a proper length, 32 bytes at least"
+
+
+@dataclass
+class Services:
+    uow: SqlUnitOfWorkFactory
+    auth: AuthService
+    keys: SigningKeyService
+
+
+@pytest.fixture
+async def services(database_url: str) -> AsyncIterator[Services]:
+    engine = make_engine(database_url)
+    inline = sqlite_inline_engine(database_url) if database_url.startswith("sqlite") else None
+    uow = SqlUnitOfWorkFactory(engine, inline=inline)
+    clock = SteppingClock()
+    yield Services(
+        uow,
+        AuthService(
+            uow=uow, clock=clock, tokens=JwtTokens(SECRET), token_ttl=timedelta(minutes=5)
+        ),
+        SigningKeyService(uow=uow, clock=clock, parse=parse_public_key),
+    )
+    await engine.dispose()
+    if inline is not None:
+        inline.dispose()
+
+
+async def test_after_commit_runs_on_commit_and_never_on_rollback(services: Services) -> None:
+    ran: list[str] = []
+    async with services.uow(write=True) as uow:
+        uow.after_commit(lambda: ran.append("committed"))
+        assert ran == []
+        await uow.commit()
+    async with services.uow(write=True) as uow:
+        uow.after_commit(lambda: ran.append("rolled back"))
+    assert ran == ["committed"]
+
+
+def _claimed(partner_id: uuid.UUID) -> Claim:
+    """What the idempotency interceptor holds while an idempotent request runs."""
+    claim = Claim(partner_id, uuid.uuid4(), uuid.uuid4())
+    active_claim.set(claim)
+    return claim
+
+
+async def _finish(claim: Claim, *, commit: bool) -> None:
+    assert claim.pending is not None
+    await claim.pending.finish(commit=commit)
+
+
+async def test_a_read_while_a_key_registration_awaits_its_answer_is_not_remembered(
+    services: Services,
+) -> None:
+    partner = await services.auth.create_partner("test")
+
+    async def register() -> Claim:  # its own context, as a request has
+        claim = _claimed(partner.partner_id)
+        key = public_key_b64(generate_key())
+        await services.keys.register(partner_id=partner.partner_id, public_key=key)
+        return claim
+
+    claim = await asyncio.create_task(register())
+    # Another request, before the registration's transaction commits with its answer.
+    assert await services.keys.live(partner_id=partner.partner_id) == []
+    await _finish(claim, commit=True)
+    assert len(await services.keys.live(partner_id=partner.partner_id)) == 1
+
+
+async def test_a_read_while_a_rotation_awaits_its_answer_does_not_keep_the_old_token(
+    services: Services,
+) -> None:
+    partner = await services.auth.create_partner("test")
+    old = await services.auth.issue_token(
+        api_key=str(partner.api_key), api_secret=partner.api_secret
+    )
+
+    async def rotate() -> Claim:
+        claim = _claimed(partner.partner_id)
+        await services.auth.rotate_credentials(partner_id=partner.partner_id)
+        return claim
+
+    claim = await asyncio.create_task(rotate())
+    assert await services.auth.authenticate(old.token) == partner.partner_id  # not yet
+    await _finish(claim, commit=True)
+    with pytest.raises(Unauthenticated):
+        await services.auth.authenticate(old.token)
+
+
+async def test_a_change_rolled_back_after_its_answer_failed_forgets_nothing(
+    services: Services,
+) -> None:
+    partner = await services.auth.create_partner("test")
+    remembered = await services.keys.live(partner_id=partner.partner_id)
+
+    async def register() -> Claim:
+        claim = _claimed(partner.partner_id)
+        key = public_key_b64(generate_key())
+        await services.keys.register(partner_id=partner.partner_id, public_key=key)
+        return claim
+
+    claim = await asyncio.create_task(register())
+    await _finish(claim, commit=False)
+    assert await services.keys.live(partner_id=partner.partner_id) is remembered
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+async def test_credential_changes_notify_on_commit_only(pg_url: str) -> None:
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    engine = make_engine(pg_url)
+    uow = SqlUnitOfWorkFactory(engine)
+    clock = SteppingClock()
+    auth = AuthService(
+        uow=uow, clock=clock, tokens=JwtTokens(SECRET), token_ttl=timedelta(minutes=5)
+    )
+    keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listening:
+            await listening.execute(f"LISTEN {CREDENTIALS_CHANNEL}")
+            partner = await auth.create_partner("test")  # nothing remembered yet: silent
+            registered = await keys.register(
+                partner_id=partner.partner_id, public_key=public_key_b64(generate_key())
+            )
+            await keys.delete(partner_id=partner.partner_id, key_id=registered.key.key_id)
+            await auth.rotate_credentials(partner_id=partner.partner_id)
+            other = await auth.create_partner("rolled back")
+
+            async def rotate_other() -> Claim:  # sent, then rolled back with its answer
+                claim = _claimed(other.partner_id)
+                await auth.rotate_credentials(partner_id=other.partner_id)
+                return claim
+
+            await _finish(await asyncio.create_task(rotate_other()), commit=False)
+            payloads = []
+            async for notification in listening.notifies(timeout=0.5, stop_after=4):
+                assert notification.channel == CREDENTIALS_CHANNEL
+                payloads.append(notification.payload)
+        assert payloads == [str(partner.partner_id)] * 3
+    finally:
+        await engine.dispose()

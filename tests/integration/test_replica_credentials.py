@@ -1,0 +1,119 @@
+"""PostgreSQL: a secret rotated or a signing key deleted through one replica stops working on
+another at once (NOTIFY partner_credentials), well inside the 2 s each replica remembers a
+partner's credentials version and keys for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+
+from client.idempotency import IdempotencyKeyInterceptor
+from client.signing import PrivateSigningKey, generate_key, public_key_b64
+from customers.v1 import auth_pb2, auth_pb2_grpc
+from server import app
+from server.app import RunningServer
+from server.config import Settings
+from server.services.auth import CACHE_TTL
+from tests.helpers.databases import postgres_database
+from tests.integration.conftest import GrpcPartner, make_partner, signed_channel
+
+# Measured from just before the other replica first loads (and remembers) the partner's
+# credentials version and keys: that memo would last until CACHE_TTL after the load, so
+# without the notification the old token or key passes every call made before this.
+DEADLINE = CACHE_TTL.total_seconds() / 2
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
+    settings = Settings(database_url=pg_url, grpc_port=0, metrics_port=0)
+    running = [await app.start(settings), await app.start(settings)]
+    yield running
+    for server in running:
+        await server.stop(0)
+
+
+@pytest.fixture
+async def partner_on_a(replicas: list[RunningServer]) -> AsyncIterator[GrpcPartner]:
+    a = replicas[0]
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{a.port}", interceptors=[IdempotencyKeyInterceptor()]
+    ) as unsigned:
+        yield await make_partner(a, unsigned)
+
+
+async def _list_keys(
+    auth: auth_pb2_grpc.AuthServiceStub, metadata: tuple[tuple[str, str], ...]
+) -> grpc.StatusCode:
+    try:
+        await auth.ListSigningKeys(auth_pb2.ListSigningKeysRequest(), metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def _rejected_before(
+    deadline: float, auth: auth_pb2_grpc.AuthServiceStub, metadata: tuple[tuple[str, str], ...]
+) -> grpc.StatusCode:
+    """Asks until the call fails or `deadline` (time.monotonic()) has passed."""
+    while True:
+        code = await _list_keys(auth, metadata)
+        if code != grpc.StatusCode.OK or time.monotonic() >= deadline:
+            return code
+        await asyncio.sleep(0.02)
+
+
+def _auth_on(server: RunningServer, key: PrivateSigningKey) -> auth_pb2_grpc.AuthServiceStub:
+    return auth_pb2_grpc.AuthServiceStub(signed_channel(server, key))
+
+
+async def test_a_secret_rotated_through_one_replica_revokes_the_token_on_the_other(
+    replicas: list[RunningServer], partner_on_a: GrpcPartner
+) -> None:
+    partner, b = partner_on_a, replicas[1]
+    assert partner.key is not None
+    on_b = _auth_on(b, partner.key)
+    old_token = partner.metadata
+    started = time.monotonic()  # B loads (and remembers) the credentials version after this
+    assert await _list_keys(on_b, old_token) == grpc.StatusCode.OK
+
+    await partner.auth.RotateCredentials(
+        auth_pb2.RotateCredentialsRequest(), metadata=partner.metadata
+    )  # through A
+
+    assert (
+        await _rejected_before(started + DEADLINE, on_b, old_token)
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+async def test_a_key_deleted_through_one_replica_stops_verifying_on_the_other(
+    replicas: list[RunningServer], partner_on_a: GrpcPartner
+) -> None:
+    partner, b = partner_on_a, replicas[1]
+    second = generate_key()
+    registered = await partner.auth.RegisterSigningKey(  # through A, signed by the first key
+        auth_pb2.RegisterSigningKeyRequest(public_key=public_key_b64(second)),
+        metadata=partner.metadata,
+    )
+    on_b = _auth_on(b, second)
+    started = time.monotonic()  # B loads (and remembers) both keys after this
+    assert await _list_keys(on_b, partner.metadata) == grpc.StatusCode.OK
+
+    await partner.auth.DeleteSigningKey(
+        auth_pb2.DeleteSigningKeyRequest(key_id=registered.key_id), metadata=partner.metadata
+    )  # through A
+
+    assert (
+        await _rejected_before(started + DEADLINE, on_b, partner.metadata)
+        == grpc.StatusCode.UNAUTHENTICATED
+    )

@@ -1,0 +1,300 @@
+"""Repository reads on both databases (and SQLite's inline engine): a read unit of work goes
+through Core and builds no ORM instance, yet answers exactly what a write unit of work's
+ORM reads answer; reads in a write unit of work still feed `save` without a second SELECT."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from server.domain.accounts import Account, AccountType, Card, CardType, EntityStatus, InactiveCause
+from server.domain.customer import Customer, CustomerStatus, KycVerdict
+from server.domain.partner import Partner
+from server.domain.signing_keys import SigningKey
+from server.services.ports import PageCursor
+from server.store.engine import make_engine, sqlite_inline_engine
+from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
+from server.store.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+
+T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["inline", "async"])
+def mode(request: pytest.FixtureRequest, database_url: str) -> str:
+    if request.param == "inline" and not database_url.startswith("sqlite"):
+        pytest.skip("the inline engine is SQLite's")
+    return str(request.param)
+
+
+@pytest.fixture
+async def engines(mode: str, database_url: str) -> AsyncIterator[tuple[Any, sa.Engine | None]]:
+    engine = make_engine(database_url)
+    inline = sqlite_inline_engine(database_url) if mode == "inline" else None
+    try:
+        yield engine, inline
+    finally:
+        await engine.dispose()
+        if inline is not None:
+            inline.dispose()
+
+
+@pytest.fixture
+def factory(engines: tuple[Any, sa.Engine | None]) -> SqlUnitOfWorkFactory:
+    engine, inline = engines
+    return SqlUnitOfWorkFactory(engine, inline=inline)
+
+
+@pytest.fixture
+def statements(engines: tuple[Any, sa.Engine | None]) -> Iterator[list[str]]:
+    """Every SQL statement sent while the test runs (the engine the store runs them on)."""
+    engine, inline = engines
+    watched: sa.Engine = inline if inline is not None else engine.sync_engine
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(watched, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(watched, "before_cursor_execute", record)
+
+
+class Seeded:
+    def __init__(self) -> None:
+        self.partner = Partner(uuid.uuid4(), "reads", uuid.uuid4(), "h" * 64, 3, T0)
+        self.customers = [
+            Customer(
+                id=uuid.uuid4(),
+                partner_id=self.partner.id,
+                external_id=f"user-{i}",
+                chain_id=f"eip155:1:0x{i:040X}",
+                chain_key=f"eip155:1:0x{i:040x}",
+                status=CustomerStatus.ACTIVE if i % 2 else CustomerStatus.VERIFYING,
+                created_at=T0 + timedelta(seconds=i),
+                updated_at=T0 + timedelta(seconds=i, microseconds=7),
+                kyc_session_id=f"session-{uuid.uuid4().hex}",
+                challenge_message=f"challenge {i}",
+                challenge_expires_at=T0 + timedelta(minutes=5) if i % 3 else None,
+                kyc_verdict=KycVerdict.APPROVED if i % 2 else None,
+            )
+            for i in range(5)
+        ]
+        owner = self.customers[1]
+        self.accounts = [
+            Account(
+                id=uuid.uuid4(),
+                partner_id=self.partner.id,
+                customer_id=owner.id,
+                type=AccountType.CARD_ACCOUNT,
+                currencies=["EUR", "USD"][: i + 1],
+                status=EntityStatus.INACTIVE if i else EntityStatus.ACTIVE,
+                inactive_cause=InactiveCause.PARTNER if i else None,
+                created_at=T0 + timedelta(seconds=10 + i),
+                updated_at=T0 + timedelta(seconds=10 + i),
+            )
+            for i in range(2)
+        ]
+        self.cards = [
+            Card(
+                id=uuid.uuid4(),
+                partner_id=self.partner.id,
+                account_id=self.accounts[0].id,
+                customer_id=owner.id,
+                type=CardType.PHYSICAL if i else CardType.VIRTUAL,
+                network="visa",
+                masked_pan=f"411111******{i:04d}",
+                status=EntityStatus.ACTIVE,
+                created_at=T0 + timedelta(seconds=20 + i),
+                updated_at=T0 + timedelta(seconds=20 + i),
+            )
+            for i in range(3)
+        ]
+        self.keys = [
+            SigningKey(self.partner.id, f"key-{i}", "ed25519", f"PEM {i}", T0 + timedelta(hours=i))
+            for i in (1, 0)  # inserted out of order: `live` orders by created_at
+        ]
+
+
+@pytest.fixture
+async def seeded(factory: SqlUnitOfWorkFactory) -> Seeded:
+    data = Seeded()
+    async with factory(write=True) as uow:
+        await uow.partners.add(data.partner)
+        await uow.commit()
+    async with factory(write=True) as uow:
+        for customer in data.customers:
+            await uow.customers.add(customer)
+        for account in data.accounts:
+            await uow.accounts.add(account)
+        for card in data.cards:
+            await uow.cards.add(card)
+        for key in data.keys:
+            await uow.signing_keys.add(key)
+        await uow.commit()
+    return data
+
+
+@pytest.fixture
+def orm_loads() -> Iterator[list[object]]:
+    """Every ORM instance loaded from the database while the test runs."""
+    loaded: list[object] = []
+
+    def on_load(target: object, _context: Any) -> None:
+        loaded.append(target)
+
+    models = (PartnerRow, CustomerRow, AccountRow, CardRow, SigningKeyRow)
+    for model in models:
+        sa.event.listen(model, "load", on_load)
+    yield loaded
+    for model in models:
+        sa.event.remove(model, "load", on_load)
+
+
+async def _everything(uow: SqlUnitOfWork, data: Seeded) -> dict[str, object]:
+    """Every repository read, once."""
+    pid, owner = data.partner.id, data.customers[1]
+    newest = data.customers[-1]
+    cursor = PageCursor(newest.created_at, newest.id)
+    return {
+        "partner": await uow.partners.get(pid),
+        "partner_locked": await uow.partners.get(pid, for_update=True),
+        "partner_by_key": await uow.partners.get_by_api_key(data.partner.api_key),
+        "customer": await uow.customers.get(partner_id=pid, customer_id=owner.id),
+        "customer_locked": await uow.customers.get(
+            partner_id=pid, customer_id=owner.id, for_update=True
+        ),
+        "by_session": await uow.customers.get_by_kyc_session(owner.kyc_session_id or ""),
+        "by_session_locked": await uow.customers.get_by_kyc_session(
+            owner.kyc_session_id or "", for_update=True
+        ),
+        "duplicate": await uow.customers.find_duplicate(
+            partner_id=pid, chain_key="none", external_id=owner.external_id
+        ),
+        "page": await uow.customers.list(
+            partner_id=pid, limit=3, after=None, status=None, external_id=None
+        ),
+        "page_after": await uow.customers.list(
+            partner_id=pid, limit=10, after=cursor, status=None, external_id=None
+        ),
+        "page_status": await uow.customers.list(
+            partner_id=pid, limit=10, after=cursor, status=CustomerStatus.ACTIVE, external_id=None
+        ),
+        "page_external": await uow.customers.list(
+            partner_id=pid, limit=10, after=None, status=None, external_id=owner.external_id
+        ),
+        "account": await uow.accounts.get(partner_id=pid, account_id=data.accounts[1].id),
+        "accounts": await uow.accounts.for_customer(partner_id=pid, customer_id=owner.id),
+        "account_page": await uow.accounts.list(
+            partner_id=pid, customer_id=owner.id, limit=1, after=None
+        ),
+        "card": await uow.cards.get(partner_id=pid, card_id=data.cards[2].id),
+        "cards_of_customer": await uow.cards.for_customer(partner_id=pid, customer_id=owner.id),
+        "cards_of_account": await uow.cards.for_account(
+            partner_id=pid, account_id=data.accounts[0].id
+        ),
+        "card_page": await uow.cards.list(
+            partner_id=pid,
+            account_id=data.accounts[0].id,
+            limit=5,
+            after=PageCursor(data.cards[2].created_at, data.cards[2].id),
+        ),
+        "keys": await uow.signing_keys.live(partner_id=pid),
+        "keys_locked": await uow.signing_keys.live(partner_id=pid, for_update=True),
+    }
+
+
+def _by_id(entities: object) -> list[Any]:
+    assert isinstance(entities, list)
+    return sorted(entities, key=lambda e: e.id)
+
+
+UNORDERED = {"accounts", "cards_of_customer", "cards_of_account"}
+
+
+async def test_reads_answer_the_stored_entities(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, orm_loads: list[object]
+) -> None:
+    data = seeded
+    owner, newest = data.customers[1], data.customers[-1]
+    async with factory() as uow:
+        found = await _everything(uow, data)
+    assert orm_loads == []  # Core only: no ORM instance, no identity map
+    assert found["partner"] == found["partner_locked"] == found["partner_by_key"] == data.partner
+    assert found["customer"] == found["customer_locked"] == owner
+    assert found["by_session"] == found["by_session_locked"] == owner
+    assert found["duplicate"] == "externalId"
+    assert found["page"] == data.customers[::-1][:3]
+    assert found["page_after"] == data.customers[-2::-1]
+    assert found["page_status"] == [
+        c for c in data.customers[-2::-1] if c.status is CustomerStatus.ACTIVE
+    ]
+    assert found["page_external"] == [owner]
+    assert found["account"] == data.accounts[1]
+    assert _by_id(found["accounts"]) == _by_id(data.accounts)
+    assert found["account_page"] == [data.accounts[1]]
+    assert found["card"] == data.cards[2]
+    assert _by_id(found["cards_of_customer"]) == _by_id(data.cards)
+    assert _by_id(found["cards_of_account"]) == _by_id(data.cards)
+    assert found["card_page"] == data.cards[1::-1]
+    assert found["keys"] == found["keys_locked"] == data.keys[::-1]
+    customer = found["customer"]
+    assert isinstance(customer, Customer)
+    assert customer.created_at.tzinfo is UTC and customer.status is CustomerStatus.ACTIVE
+    assert customer.kyc_verdict is KycVerdict.APPROVED
+    assert newest.challenge_expires_at is not None
+    assert found["page"][0].challenge_expires_at == newest.challenge_expires_at  # type: ignore[index]
+
+
+async def test_a_write_unit_of_work_reads_the_same(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, orm_loads: list[object]
+) -> None:
+    async with factory() as uow:
+        core = await _everything(uow, seeded)
+    async with factory(write=True) as uow:
+        orm = await _everything(uow, seeded)
+    assert orm_loads  # ORM instances, for `save` to merge into
+    for name, value in core.items():
+        if name in UNORDERED:
+            assert _by_id(orm[name]) == _by_id(value), name
+        else:
+            assert orm[name] == value, name
+
+
+async def test_read_then_save_in_a_write_unit_of_work(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str]
+) -> None:
+    pid, owner = seeded.partner.id, seeded.customers[1]
+    later = T0 + timedelta(days=1)
+    async with factory(write=True) as uow:
+        customer = await uow.customers.get(partner_id=pid, customer_id=owner.id, for_update=True)
+        account = await uow.accounts.get(partner_id=pid, account_id=seeded.accounts[0].id)
+        cards = await uow.cards.for_account(partner_id=pid, account_id=seeded.accounts[0].id)
+        partner = await uow.partners.get(pid, for_update=True)
+        assert customer and account and cards and partner
+        assert customer.deactivate(later)
+        assert account.switch_off(InactiveCause.PARTNER, later)
+        assert cards[0].switch_off(InactiveCause.ACCOUNT, later)
+        partner.credentials_version += 1
+        await uow.customers.save(customer)
+        await uow.accounts.save(account)
+        await uow.cards.save(cards[0])
+        await uow.partners.save(partner)
+        await uow.commit()
+    # Four reads, then only writes: every save merged into the instance its read loaded.
+    reads = [s for s in statements if s.startswith("SELECT") and "pg_notify" not in s]
+    print("\n".join(s[:150] for s in statements))
+    assert len(reads) == 4, statements
+    assert sum(s.startswith("UPDATE") for s in statements) == 4, statements
+    async with factory() as uow:
+        assert await uow.customers.get(partner_id=pid, customer_id=owner.id) == customer
+        assert await uow.accounts.get(partner_id=pid, account_id=account.id) == account
+        assert await uow.cards.get(partner_id=pid, card_id=cards[0].id) == cards[0]
+        stored = await uow.partners.get(pid)
+        assert stored is not None and stored.credentials_version == 4
+        events = await uow.events.after(partner_id=pid, seq=0, limit=100)
+    assert {e.entity_id for e in events} >= {customer.id, account.id, cards[0].id}
