@@ -2,8 +2,9 @@
 
 - `raw_verify`: `cryptography`'s verify of one signature in a tight loop (the floor for a
   signed request of that key type);
-- `verifier_verify`: `RequestSignatureVerifier.verify` on the request as the ext_authz
-  verifier builds it (parsing, digest and coverage policy, the library, the crypto);
+- `verifier_verify`: `RequestSignatureVerifier.verify` on the request as the auth
+  interceptor builds it from the gateway's forwarded headers (parsing, digest and coverage
+  policy, the signature base, the crypto);
 - `idempotency_record`: `IdempotencyStore.claim` + `complete` against the bench's database;
 - `siwe_recover`: `recover_signer` on a real signed challenge, in a subprocess so that the
   eth-keys backend can be chosen (`ECC_BACKEND_CLASS`, read by eth-keys at first use).
@@ -31,8 +32,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from client.signing import PrivateSigningKey, public_key_b64
-from server.adapters.http_signatures import RequestSignatureVerifier, SignedRequest
+from server.adapters.http_signatures import RequestSignatureVerifier
 from server.adapters.signing_keys import parse_submitted_key
+from server.services.ports import SignedRequest
 
 NATIVE_ECC_BACKEND = "eth_keys.backends.native.NativeECCBackend"
 # The shape of a request fingerprint: a SHA-256 hex digest (the column holds 64 characters).
@@ -84,8 +86,8 @@ def raw_verify(key: PrivateSigningKey, seconds: float = 1.0) -> dict[str, float]
 def verifier_verify(
     key: PrivateSigningKey, make_request: Callable[[], SignedRequest], seconds: float = 1.0
 ) -> dict[str, float]:
-    """The server's RequestSignatureVerifier on one request built like transport/authz.py
-    builds it from Envoy's CheckRequest; the registered key as `PUT /auth/signing` stores it
+    """The server's RequestSignatureVerifier on one request built like the auth interceptor
+    builds it from what the gateway forwards; the registered key as `PUT /auth/signing` stores it
     (its parsed-key cache warm, as in the server). No nonce: none to record."""
     stored = parse_submitted_key(public_key_b64(key))
     request = make_request()

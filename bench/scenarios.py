@@ -45,9 +45,9 @@ from bench.micro import (
 )
 from bench.presign import CREATE_LUA, Presigner
 from bench.runner import Case, Micro, Plan, Processes, Ratio, Results
-from bench.stack import SignedPartner, Stack, create_partner, signed_challenge
+from bench.stack import SignedPartner, Stack, create_partner, running_stack, signed_challenge
 from client.signing import ECDSA_P384_SHA384, ED25519, PrivateSigningKey, sign_headers
-from server.adapters.http_signatures import SignedRequest
+from server.services.ports import SignedRequest
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 GET_CUSTOMER = "/customers.v1.CustomerService/GetCustomer"
@@ -106,6 +106,16 @@ class Context:
             except BaselineError as error:
                 raise LoadError(f"{BASELINE}: {error}") from error
         return self._baseline
+
+    def beside(self, workers: int) -> Context:
+        """A second stack of the same database kind with `workers` server processes, kept
+        for the whole bench (idle while this stack's cases run)."""
+        folder = self.scratch / f"workers-{workers}"
+        folder.mkdir(exist_ok=True)
+        stack = self._running.enter_context(running_stack(self.stack.kind, folder, workers))
+        other = Context(stack, self.options, folder)
+        self._running.callback(other.close)
+        return other
 
     def partner(self, algorithm: str, role: str = "get") -> SignedPartner:
         """A partner with a bearer token and one registered key of `algorithm`."""
@@ -226,7 +236,7 @@ class Context:
         processes: Processes | None = None,
     ) -> Case:
         """wrk GETting `path` through Envoy (or at `base_url`, served by `processes`: the
-        baseline). Envoy maps gRPC errors to 4xx/5xx (and ext_authz denials are 401), so
+        baseline). Envoy maps gRPC errors to 4xx/5xx (and signature failures are 401), so
         wrk's non-2xx count (must be 0) catches error answers; one sample GET with the same
         headers checks the body."""
         headers = sign()
@@ -392,16 +402,17 @@ def get_customer(ctx: Context) -> Plan:
         def sign_rest(p: SignedPartner = partner, target: str = path) -> Headers:
             return ctx.signed(p.key, p.token, method="GET", path=target, body=None)
 
-        def as_authz_sees_it(sign: Callable[[], Headers] = sign_rest, target: str = path) -> Any:
-            """The SignedRequest transport/authz.py builds from Envoy's CheckRequest."""
+        def as_the_server_sees_it(
+            sign: Callable[[], Headers] = sign_rest, target: str = path
+        ) -> Any:
+            """The SignedRequest the auth interceptor builds from the gateway's headers."""
             headers = {
-                ":authority": ctx.stack.authority,
-                ":method": "GET",
-                ":path": target,
-                ":scheme": "http",
                 "user-agent": "wrk",
                 "x-forwarded-proto": "http",
                 "x-request-id": "3f1c2d9e-6a8b-4c1d-9e2f-0a1b2c3d4e5f",
+                "x-gateway-method": "GET",
+                "x-gateway-authority": ctx.stack.authority,
+                "x-gateway-target": target,
                 **sign(),
             }
             return SignedRequest(
@@ -442,7 +453,7 @@ def get_customer(ctx: Context) -> Plan:
             Micro(
                 f"verify.verifier.{short}",
                 f"{title} RequestSignatureVerifier.verify",
-                functools.partial(verifier_verify, partner.key, as_authz_sees_it, seconds),
+                functools.partial(verifier_verify, partner.key, as_the_server_sees_it, seconds),
                 verify_micro_fields(),
             ),
         ]
@@ -670,6 +681,48 @@ def create_customer(ctx: Context) -> Plan:
         ratios=[ratio],
         micros=[micro],
         summary=summary,
+    )
+
+
+@scenario("workers")
+def workers(ctx: Context) -> Plan:
+    """Signed GET through Envoy, P-384 and Ed25519: this stack (1 worker) beside a second
+    stack on the same kind of database with 2 workers (CUSTOMERS_WORKERS=2), both driven by
+    the same wrk load. The machine has 2 cores, shared with Envoy and wrk."""
+    two = ctx.beside(workers=2)
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
+    for algorithm, (short, title) in KEY_TYPES.items():
+        for count, here in ((1, ctx), (2, two)):
+            partner = here.partner(algorithm, role="workers")
+            customer_id = str(here.partner(algorithm, role="workers").active_customer()["id"])
+            path = f"/customers/{customer_id}"
+
+            def sign(p: SignedPartner = partner, target: str = path, c: Context = here) -> Headers:
+                return c.signed(p.key, p.token, method="GET", path=target, body=None)
+
+            cases.append(
+                here.rest_case(
+                    f"workers.{count}.{short}",
+                    f"GET /customers/{{id}} via Envoy, {title}, {count} worker(s)",
+                    path,
+                    sign=sign,
+                    processes=here.stack.processes,
+                )
+            )
+        ratios.append(
+            Ratio(
+                f"{title}: 2 workers / 1 worker",
+                f"workers.2.{short}",
+                f"workers.1.{short}",
+                target=1.0,
+            )
+        )
+    return Plan(
+        scenario="workers",
+        title="CUSTOMERS_WORKERS: 1 vs 2 server processes behind one Envoy (signed GET)",
+        cases=cases,
+        ratios=ratios,
     )
 
 

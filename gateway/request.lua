@@ -91,22 +91,13 @@ local function is_utf8(s)
   return true
 end
 
-local function drop_grpc_headers(headers)
+-- One pass over the headers (this runs on every request): the names to remove are those a
+-- client may not send us, `x-gateway-*` always, and on REST also `grpc-*` and `*-bin`.
+local function drop_headers(headers, rest)
   local doomed = {}
   for key, _ in pairs(headers) do
-    if string.sub(key, 1, 5) == "grpc-" or string.sub(key, -4) == "-bin" then
-      doomed[#doomed + 1] = key
-    end
-  end
-  for _, key in ipairs(doomed) do
-    headers:remove(key)
-  end
-end
-
-local function drop_gateway_headers(headers)
-  local doomed = {}
-  for key, _ in pairs(headers) do
-    if string.sub(key, 1, #PREFIX) == PREFIX then
+    if string.sub(key, 1, #PREFIX) == PREFIX
+        or (rest and (string.sub(key, 1, 5) == "grpc-" or string.sub(key, -4) == "-bin")) then
       doomed[#doomed + 1] = key
     end
   end
@@ -117,9 +108,9 @@ end
 
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
-  drop_gateway_headers(headers)
   local path = headers:get(":path")
   if path == nil or is_grpc(headers) then
+    drop_headers(headers, false)
     return
   end
 
@@ -131,7 +122,7 @@ function envoy_on_request(request_handle)
     )
     return
   end
-  drop_grpc_headers(headers)
+  drop_headers(headers, true)
 
   -- The buffer filter before this one already holds the whole body (at most 64 KiB).
   -- body() yields until the body is in; the header map must be fetched again after it (a

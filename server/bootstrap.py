@@ -16,7 +16,7 @@ from server.adapters.clock import SystemClock
 from server.adapters.http_signatures import RequestSignatureVerifier
 from server.adapters.kyc import SandboxKyc
 from server.adapters.screening import SandboxScreener
-from server.adapters.signing_keys import parse_public_key
+from server.adapters.signing_keys import parse_submitted_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
@@ -35,10 +35,11 @@ from server.interceptors.request_context import RequestContextInterceptor
 from server.logging import access_log
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
+from server.services.authentication import RequestAuthenticator
 from server.services.customers import ChallengeSettings, CustomerService
 from server.services.events import EventService
 from server.services.kyc import KycService
-from server.services.ports import Clock, KycProvider
+from server.services.ports import Clock, KycProvider, NonceRegistry
 from server.services.signing_keys import SigningKeyService
 from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_inline_engine
@@ -48,7 +49,6 @@ from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 from server.store.webhooks import SqlWebhookStore
 from server.transport.policy import POLICY
-from server.transport.request_auth import NonceRegistry, RequestAuthenticator
 
 
 @dataclass
@@ -163,7 +163,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         hub.wake(partner_id)
         webhook_worker.wake()
 
-    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
+    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_submitted_key)
 
     def credentials_changed(partner_id: UUID) -> None:
         """A replica changed the partner's credentials or signing keys (PostgreSQL NOTIFY

@@ -8,7 +8,7 @@ baseline from the same rounds.
 
 - app.py: the FastAPI app (`uvicorn --factory bench.baseline.app:create_app`);
 - security.py: bearer token, RFC 9421 signature (http-message-signatures), nonces;
-- database.py: the async SQLModel engine and sessions;
+- database.py: the SQLModel engine and sessions (used from FastAPI's thread pool);
 - process.py: starts and stops it as the bench does (imports neither FastAPI nor uvicorn).
 
 Never imported by server/; this package imports the service's SQLModel tables (so it writes

@@ -37,8 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, or_, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session, col, or_, select
 
 from bench.baseline.database import Database
 from bench.baseline.errors import ApiError
@@ -99,12 +98,11 @@ async def signed(request: Request) -> Signed:
 Caller = Annotated[Signed, Depends(signed)]
 
 
-@router.get(
-    "/customers/{customer_id}", response_model=CustomerOut, response_model_exclude_none=True
-)
-async def get_customer(customer_id: str, request: Request, who: Caller) -> CustomerOut:
+# Plain `def` endpoints: FastAPI runs them in its thread pool, blocking sessions and all.
+@router.get("/customers/{customer_id}")
+def get_customer(customer_id: str, request: Request, who: Caller) -> Response:
     state = request.app.state
-    await state.nonces.burn(who)
+    state.nonces.burn(who)
     try:
         wanted = UUID(customer_id)
     except ValueError:
@@ -112,15 +110,15 @@ async def get_customer(customer_id: str, request: Request, who: Caller) -> Custo
     query = select(CustomerRow).where(
         CustomerRow.id == wanted, CustomerRow.partner_id == who.partner_id
     )
-    async with state.db.read() as session:
-        row = (await session.exec(query)).first()
+    with state.db.read() as session:
+        row = session.exec(query).first()
     if row is None:
         raise _not_found()
-    return CustomerOut.of(row)
+    return _json(200, CustomerOut.of(row).json_bytes())
 
 
 @router.post("/customers")
-async def create_customer(request: Request, who: Caller) -> Response:
+def create_customer(request: Request, who: Caller) -> Response:
     state = request.app.state
     raw_key = request.headers.get("idempotency-key")
     if not raw_key:
@@ -129,19 +127,18 @@ async def create_customer(request: Request, who: Caller) -> Response:
         key = UUID(raw_key)
     except ValueError:
         raise ApiError(400, "IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be a UUID") from None
-    body = await request.body()
-    fingerprint = hashlib.sha256(b"POST /customers\n" + body).hexdigest()
+    fingerprint = hashlib.sha256(b"POST /customers\n" + who.body).hexdigest()
     now = datetime.now(UTC)
     db: Database = state.db
     try:
-        async with db.write() as session:
-            await state.nonces.burn(who, session)
-            record = await session.get(IdempotencyRow, (who.partner_id, key), with_for_update=True)
+        with db.write() as session:
+            state.nonces.burn(who, session)
+            record = session.get(IdempotencyRow, (who.partner_id, key), with_for_update=True)
             if record is not None and record.expires_at > now:
                 return _repeated(record, fingerprint)
             try:
                 status, code = 201, 0
-                answer = await _create(session, db, state.public, who, body, now)
+                answer = _create(session, db, state.public, who, now)
             except ApiError as error:  # a 4xx is the answer, stored like a success
                 status, code, answer = error.status, error.code, error.json_bytes()
             values: dict[str, Any] = {
@@ -160,26 +157,19 @@ async def create_customer(request: Request, who: Caller) -> Response:
             else:  # an expired record of the same key
                 record.sqlmodel_update(values)
                 session.add(record)
-            await session.commit()
+            session.commit()
     except IntegrityError as exc:
         if "idempotency" in str(exc.orig):
-            raise ApiError(
-                409, "IDEMPOTENCY_KEY_IN_FLIGHT", "Request is in flight", code=10
-            ) from None
+            raise _in_flight() from None
         raise ApiError(409, "CUSTOMER_ALREADY_EXISTS", "Customer already exists") from None
-    return Response(answer, status_code=status, media_type="application/json")
+    return _json(status, answer)
 
 
-async def _create(
-    session: AsyncSession,
-    db: Database,
-    public: tuple[str, str],
-    who: Signed,
-    body: bytes,
-    now: datetime,
+def _create(
+    session: Session, db: Database, public: tuple[str, str], who: Signed, now: datetime
 ) -> bytes:
     try:
-        given = NewCustomer.model_validate_json(body)
+        given = NewCustomer.model_validate_json(who.body)
     except ValidationError as exc:
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid body: {exc.errors()[0]['msg']}") from None
     try:
@@ -196,7 +186,7 @@ async def _create(
             col(CustomerRow.external_id) == external_id,
         ),
     )
-    found = (await session.exec(duplicate.limit(1))).first()
+    found = session.exec(duplicate.limit(1)).first()
     if found is not None:
         field = "chainId" if found == account.canonical else "externalId"
         raise ApiError(
@@ -235,7 +225,7 @@ async def _create(
         EventRow(
             event_id=uuid.uuid4(),
             partner_id=partner_id,
-            seq=await _next_seq(session, db, partner_id),
+            seq=_next_seq(session, db, partner_id),
             type="customer.updated",
             entity_id=row.id,
             payload=shown.model_dump(by_alias=True, exclude_none=True),
@@ -243,14 +233,14 @@ async def _create(
         )
     )
     if db.dialect == "postgresql":  # wakes the service's streams and webhook relay
-        await session.exec(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, str(partner_id))))
+        session.exec(select(sa.func.pg_notify(EVENTS_CHANNEL, str(partner_id))))
     challenge_b64 = base64.b64encode(challenge.encode()).decode() if challenge else None
     return CustomerOut.of(
         row, challenge=challenge_b64, verification_url=f"{public_url}/kyc/{session_id}"
     ).json_bytes()
 
 
-async def _next_seq(session: AsyncSession, db: Database, partner_id: UUID) -> int:
+def _next_seq(session: Session, db: Database, partner_id: UUID) -> int:
     """The partner's next event sequence; the row's lock orders commits (as the service)."""
     insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
     bump = (
@@ -261,7 +251,7 @@ async def _next_seq(session: AsyncSession, db: Database, partner_id: UUID) -> in
         )
         .returning(col(PartnerSequenceRow.last_seq))
     )
-    return int((await session.exec(bump)).scalar_one())
+    return int(session.exec(bump).scalar_one())
 
 
 def _repeated(record: IdempotencyRow, fingerprint: str) -> Response:
@@ -270,13 +260,18 @@ def _repeated(record: IdempotencyRow, fingerprint: str) -> Response:
             422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used for a different request"
         )
     if record.state != "completed" or record.response is None:
-        raise ApiError(409, "IDEMPOTENCY_KEY_IN_FLIGHT", "Request is in flight", code=10)
-    return Response(
-        record.response,
-        status_code=record.http_status or 200,
-        media_type="application/json",
-        headers={"idempotent-replayed": "true"},
-    )
+        raise _in_flight()
+    replay = _json(record.http_status or 200, record.response)
+    replay.headers["idempotent-replayed"] = "true"
+    return replay
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _in_flight() -> ApiError:
+    return ApiError(409, "IDEMPOTENCY_KEY_IN_FLIGHT", "Request is still in flight", code=10)
 
 
 def _not_found() -> ApiError:
@@ -285,7 +280,7 @@ def _not_found() -> ApiError:
 
 async def _api_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
-    return Response(error.json_bytes(), status_code=error.status, media_type="application/json")
+    return _json(error.status, error.json_bytes())
 
 
 def create_app() -> FastAPI:
@@ -297,13 +292,13 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(database_url)
         app.state.db = db
-        app.state.gate = Gatekeeper(db, await db.server_secret("token"))
+        app.state.gate = Gatekeeper(db, db.server_secret("token"))
         app.state.nonces = Nonces(db)
         app.state.public = (domain, public_url)
         try:
             yield
         finally:
-            await db.close()
+            db.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.add_exception_handler(ApiError, _api_error)

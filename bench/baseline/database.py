@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
 from server.store.tables import ServerSecretRow
@@ -26,6 +26,7 @@ from server.store.tables import ServerSecretRow
 class Database:
     def __init__(self, url: str) -> None:
         self.is_sqlite = url.startswith("sqlite")
+        self._writer: Engine
         if self.is_sqlite:
             # The bench's URL names the async driver the service uses; this app is blocking.
             self.engine = create_engine(
@@ -80,5 +81,3 @@ def _tune_sqlite(engine: Any) -> None:
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get("sqlite_immediate", False):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-

@@ -3,6 +3,8 @@
 Only ECDSA P-384 (`ecdsa-p384-sha384`, the documented default) and Ed25519 (`ed25519`) are
 accepted, the two RFC 9421 algorithms the contract names. The key id is the RFC 7638 JWK
 thumbprint, so the same key always gets the same id, on every replica, with nothing stored.
+`parse_submitted_key` is the PublicKeyParser port; `load_verification_key` gives the verifier
+the `cryptography` key object.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from server.services.ports import PublicKeyInfo
+from server.domain.signing_keys import PublicKey
 
 ECDSA_P384_SHA384: Final = "ecdsa-p384-sha384"
 ED25519: Final = "ed25519"
@@ -34,17 +35,9 @@ class InvalidSigningKey(ValueError):
     """The submitted key is not base64 of a PEM SPKI for a supported algorithm."""
 
 
-@dataclass(frozen=True, slots=True)
-class PublicSigningKey:
-    """A partner's registered public key, as stored and as handed to the verifier."""
-
-    key_id: str  # RFC 7638 JWK thumbprint (SHA-256, base64url without padding)
-    algorithm: str  # ECDSA_P384_SHA384 | ED25519
-    pem: str  # canonical PEM SubjectPublicKeyInfo
-
-
-def parse_submitted_key(submitted: str) -> PublicSigningKey:
-    """Parse base64(PEM SPKI) as `PUT /auth/signing` receives it; raise InvalidSigningKey."""
+def parse_submitted_key(submitted: str) -> PublicKey:
+    """Parse base64(PEM SPKI) as `PUT /auth/signing` receives it; raise InvalidSigningKey
+    (a ValueError) saying what is wrong."""
     if not isinstance(submitted, str) or not submitted.strip():
         raise InvalidSigningKey("publicKey is required: base64 of a PEM SubjectPublicKeyInfo")
     if len(submitted) > MAX_SUBMITTED_CHARS:
@@ -67,14 +60,14 @@ def parse_submitted_key(submitted: str) -> PublicSigningKey:
     return public_signing_key(key)
 
 
-def public_signing_key(key: object) -> PublicSigningKey:
+def public_signing_key(key: object) -> PublicKey:
     """Describe a `cryptography` public key object, rejecting unsupported algorithms."""
     algorithm = algorithm_of(key)
     assert isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
-    return PublicSigningKey(key_id=jwk_thumbprint(key), algorithm=algorithm, pem=pem)
+    return PublicKey(key_id=jwk_thumbprint(key), algorithm=algorithm, pem=pem)
 
 
 def algorithm_of(key: object) -> str:
@@ -91,7 +84,7 @@ def algorithm_of(key: object) -> str:
     raise InvalidSigningKey(f"Unsupported key type {kind}: use ECDSA P-384 or Ed25519")
 
 
-def load_verification_key(signing_key: PublicSigningKey) -> VerificationKey:
+def load_verification_key(signing_key: PublicKey) -> VerificationKey:
     """Load a stored key's PEM and check it really is of the algorithm recorded with it."""
     key = serialization.load_pem_public_key(signing_key.pem.encode("ascii"))
     if algorithm_of(key) != signing_key.algorithm:
@@ -122,9 +115,3 @@ def jwk_thumbprint(key: VerificationKey) -> str:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def parse_public_key(submitted: str) -> PublicKeyInfo:
-    """The PublicKeyParser port: raises InvalidSigningKey (a ValueError) with a reason."""
-    key = parse_submitted_key(submitted)
-    return PublicKeyInfo(key.key_id, key.algorithm, key.pem)

@@ -3,7 +3,7 @@ downtime (register the new one, switch clients over, delete the old one)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -12,13 +12,32 @@ from server.domain.errors import DomainError, ErrorKind, NotFound
 MAX_LIVE_KEYS = 2
 
 
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A partner's public signing key: what `PUT /auth/signing` parses, and what a request
+    signature is verified against."""
+
+    key_id: str  # RFC 7638 JWK thumbprint (SHA-256, base64url without padding)
+    algorithm: str  # "ecdsa-p384-sha384" | "ed25519"
+    pem: str  # canonical PEM SubjectPublicKeyInfo
+
+
 @dataclass(frozen=True)
 class SigningKey:
+    """A registration: the partner's public key, and since when it is live."""
+
     partner_id: UUID
-    key_id: str  # RFC 7638 thumbprint
-    algorithm: str  # "ecdsa-p384-sha384" | "ed25519"
+    key_id: str
+    algorithm: str
     public_key_pem: str
     created_at: datetime
+    # Built once with the registration (read from the store, then remembered), so the
+    # request path hands it to the verifier as is.
+    public: PublicKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        public = PublicKey(self.key_id, self.algorithm, self.public_key_pem)
+        object.__setattr__(self, "public", public)
 
 
 class SigningKeyLimitReached(DomainError):

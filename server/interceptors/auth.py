@@ -20,12 +20,12 @@ import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.adapters.http_signatures import SignedRequest
 from server.domain.errors import RequestNotAuthenticated
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.services.authentication import RequestAuthenticator
+from server.services.ports import SignedRequest
 from server.transport.context import current, metadata_dict
 from server.transport.policy import MethodPolicies
-from server.transport.request_auth import RequestAuthenticator
 
 # What gateway/request.lua forwards with a REST call.
 GATEWAY_METHOD = "x-gateway-method"

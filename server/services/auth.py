@@ -95,7 +95,7 @@ class AuthService:
         return NewPartner(partner.id, partner.api_key, secret)
 
     def invalidate(self, partner_id: UUID) -> None:
-        """Forget the partner's remembered credentials version (it changed elsewhere)."""
+        """Forget the partner's remembered credentials version: it has changed."""
         self._versions.forget(partner_id)
 
     def invalidate_all(self) -> None:

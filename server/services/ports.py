@@ -6,14 +6,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Final, Protocol, Self
 from uuid import UUID
 
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.events import ChangeEvent, EventType
 from server.domain.partner import Partner
-from server.domain.signing_keys import SigningKey
+from server.domain.signing_keys import PublicKey, SigningKey
 
 
 class Clock(Protocol):
@@ -203,14 +203,117 @@ class TokenCodec(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class PublicKeyInfo:
-    key_id: str
-    algorithm: str
-    pem: str
-
-
 class PublicKeyParser(Protocol):
     """Parses a partner-submitted public key; raises ValueError saying what is wrong."""
 
-    def __call__(self, submitted: str) -> PublicKeyInfo: ...
+    def __call__(self, submitted: str) -> PublicKey: ...
+
+
+# --- Request authentication (services/authentication.py) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A request exactly as received (nothing decoded or normalised), for the signature check.
+
+    Pure data, here rather than in the domain: it is what the authentication use case and its
+    verifier port exchange, not a business concept. The auth interceptor builds it from the
+    REST components the gateway forwards, or from the native gRPC call.
+    """
+
+    method: str  # "GET", ...; "POST" for native gRPC
+    authority: str  # host[:port] as addressed: lower-case, default port stripped
+    path: str  # raw path, still percent-encoded; the gRPC method path for native gRPC
+    query: str  # raw query without "?"; "" when none
+    headers: Mapping[str, str]  # lower-case names -> values
+    body: bytes | None  # None or b"" when there is no body
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """Who signed the request, and the parameters a replay check or audit log needs."""
+
+    key_id: str
+    algorithm: str
+    created: int
+    nonce: str | None
+    expires: int | None = None
+
+
+# Why a SignatureVerifier refused a request (SignatureRejected.reason): the ErrorInfo reason
+# a partner sees (README "Signing rules").
+SIGNATURE_MISSING: Final = "SIGNATURE_MISSING"
+SIGNATURE_MALFORMED: Final = "SIGNATURE_MALFORMED"
+SIGNATURE_COMPONENTS_MISSING: Final = "SIGNATURE_COMPONENTS_MISSING"
+SIGNATURE_EXPIRED: Final = "SIGNATURE_EXPIRED"
+SIGNATURE_NOT_YET_VALID: Final = "SIGNATURE_NOT_YET_VALID"
+UNKNOWN_KEY: Final = "UNKNOWN_KEY"
+ALGORITHM_MISMATCH: Final = "ALGORITHM_MISMATCH"
+SIGNATURE_INVALID: Final = "SIGNATURE_INVALID"
+NONCE_REPLAYED: Final = "NONCE_REPLAYED"
+DIGEST_MISSING: Final = "DIGEST_MISSING"
+DIGEST_MALFORMED: Final = "DIGEST_MALFORMED"
+DIGEST_UNSUPPORTED: Final = "DIGEST_UNSUPPORTED"
+DIGEST_MISMATCH: Final = "DIGEST_MISMATCH"
+REASONS: Final = frozenset(
+    {
+        SIGNATURE_MISSING,
+        SIGNATURE_MALFORMED,
+        SIGNATURE_COMPONENTS_MISSING,
+        SIGNATURE_EXPIRED,
+        SIGNATURE_NOT_YET_VALID,
+        UNKNOWN_KEY,
+        ALGORITHM_MISMATCH,
+        SIGNATURE_INVALID,
+        NONCE_REPLAYED,
+        DIGEST_MISSING,
+        DIGEST_MALFORMED,
+        DIGEST_UNSUPPORTED,
+        DIGEST_MISMATCH,
+    }
+)
+
+
+class SignatureRejected(Exception):
+    """A request failed signature or digest verification: 401 with `reason` (one of
+    REASONS) and a `message` naming the check that failed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class KeyResolver(Protocol):
+    """Looks a key id up among the token's partner's live keys only (None if not one)."""
+
+    def __call__(self, key_id: str) -> PublicKey | None: ...
+
+
+class SignatureVerifier(Protocol):
+    """Checks a request's RFC 9421 signature and RFC 9530 Content-Digest (not its nonce:
+    replay is the caller's, against a NonceRegistry, once the signature is known good)."""
+
+    @property
+    def max_age_seconds(self) -> int:
+        """How old `created` may be."""
+        ...
+
+    @property
+    def max_future_seconds(self) -> int:
+        """How far ahead of this clock `created` may be."""
+        ...
+
+    def verify(
+        self, request: SignedRequest, keys: KeyResolver, *, now: int, scheme: str
+    ) -> VerifiedSignature:
+        """Who signed `request`; raises SignatureRejected naming the failed check."""
+        ...
+
+
+class NonceRegistry(Protocol):
+    """Signature nonces seen per key, shared by every process that verifies requests."""
+
+    async def seen(self, key_id: str, nonce: str, *, keep_until: int, now: int) -> bool:
+        """Records the nonce until `keep_until` (Unix seconds); True when already there."""
+        ...

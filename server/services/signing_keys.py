@@ -73,7 +73,7 @@ class SigningKeyService:
         uow.credentials_changed(partner_id)
 
     def invalidate(self, partner_id: UUID) -> None:
-        """Forget the partner's remembered keys (they changed elsewhere)."""
+        """Forget the partner's remembered keys: they have changed."""
         self._live.forget(partner_id)
 
     def invalidate_all(self) -> None:

@@ -5,7 +5,9 @@ worker a request lands on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -202,3 +204,20 @@ def test_every_event_reaches_a_webhook_once_whichever_worker_made_it(
         time.sleep(1.5)  # a double delivery would have arrived by now
     delivered = [a for a in receiver.attempts if 200 <= a.answered < 300]
     assert len(delivered) == len(wanted), "two workers, and still one delivery per event"
+
+
+def test_a_killed_worker_is_started_again_and_serves_its_socket(workers: Workers) -> None:
+    supervisor = workers.server.process.pid
+    path = pathlib.Path(f"/proc/{supervisor}/task/{supervisor}/children")
+    before = [int(pid) for pid in path.read_text().split()]
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = [int(pid) for pid in path.read_text().split()]
+        if len(now) == 2 and before[0] not in now:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no replacement worker: {path.read_text()!r}")
+    for socket_path in workers.server.sockets:
+        wait_serving(f"unix:{socket_path}", timeout=20)

@@ -8,25 +8,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 
 import psycopg
 import pytest
 
 from client.signing import generate_key, public_key_b64
-from server.adapters.signing_keys import parse_public_key
-from server.adapters.tokens import JwtTokens
+from server.bootstrap import build
+from server.config import Settings
 from server.domain.errors import Unauthenticated
 from server.services.auth import AuthService
 from server.services.signing_keys import SigningKeyService
 from server.store.claims import Claim, active_claim
-from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.unit_of_work import CREDENTIALS_CHANNEL, SqlUnitOfWorkFactory
 from tests.helpers.clock import SteppingClock
 from tests.helpers.databases import postgres_database
-
-SECRET = "a token secret of a proper length, 32 bytes at least"
 
 
 @dataclass
@@ -36,22 +33,24 @@ class Services:
     keys: SigningKeyService
 
 
+@asynccontextmanager
+async def built(database_url: str) -> AsyncIterator[Services]:
+    """The server's services as bootstrap wires them; no listener runs (on PostgreSQL this
+    process hears no notifications), so only the unit of work's hooks forget."""
+    container = await build(
+        Settings(database_url=database_url, metrics_port=0), clock=SteppingClock()
+    )
+    try:
+        uow = SqlUnitOfWorkFactory(container.engine, inline=container.read_engine)
+        yield Services(uow, container.auth, container.signing_keys)
+    finally:
+        await container.close()
+
+
 @pytest.fixture
 async def services(database_url: str) -> AsyncIterator[Services]:
-    engine = make_engine(database_url)
-    inline = sqlite_inline_engine(database_url) if database_url.startswith("sqlite") else None
-    uow = SqlUnitOfWorkFactory(engine, inline=inline)
-    clock = SteppingClock()
-    yield Services(
-        uow,
-        AuthService(
-            uow=uow, clock=clock, tokens=JwtTokens(SECRET), token_ttl=timedelta(minutes=5)
-        ),
-        SigningKeyService(uow=uow, clock=clock, parse=parse_public_key),
-    )
-    await engine.dispose()
-    if inline is not None:
-        inline.dispose()
+    async with built(database_url) as made:
+        yield made
 
 
 async def test_after_commit_runs_on_commit_and_never_on_rollback(services: Services) -> None:
@@ -140,17 +139,11 @@ def pg_url() -> Iterator[str]:
 
 async def test_credential_changes_notify_on_commit_only(pg_url: str) -> None:
     dsn = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    engine = make_engine(pg_url)
-    uow = SqlUnitOfWorkFactory(engine)
-    clock = SteppingClock()
-    auth = AuthService(
-        uow=uow, clock=clock, tokens=JwtTokens(SECRET), token_ttl=timedelta(minutes=5)
-    )
-    keys = SigningKeyService(uow=uow, clock=clock, parse=parse_public_key)
-    try:
+    async with built(pg_url) as services:
+        auth, keys = services.auth, services.keys
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listening:
             await listening.execute(f"LISTEN {CREDENTIALS_CHANNEL}")
-            partner = await auth.create_partner("test")  # nothing remembered yet: silent
+            partner = await auth.create_partner("test")  # new: nothing to forget, no NOTIFY
             registered = await keys.register(
                 partner_id=partner.partner_id, public_key=public_key_b64(generate_key())
             )
@@ -169,5 +162,3 @@ async def test_credential_changes_notify_on_commit_only(pg_url: str) -> None:
                 assert notification.channel == CREDENTIALS_CHANNEL
                 payloads.append(notification.payload)
         assert payloads == [str(partner.partner_id)] * 3
-    finally:
-        await engine.dispose()

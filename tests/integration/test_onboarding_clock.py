@@ -4,6 +4,7 @@ screening deny list, and a KYC verdict that arrives before `verifying`."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import AsyncIterator
 
 import grpc
@@ -38,6 +39,7 @@ async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[Runni
         screening_deny_list=[DENIED.address.lower()],
         kyc_webhook_secret=SecretStr(SECRET),
         token_ttl_seconds=86400,
+        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
     )
     running = await app.start(settings, clock=clock)
     yield running

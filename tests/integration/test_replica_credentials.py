@@ -5,10 +5,13 @@ partner's credentials version and keys for."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+import psycopg
 import pytest
 
 from client.idempotency import IdempotencyKeyInterceptor
@@ -18,7 +21,7 @@ from server import app
 from server.app import RunningServer
 from server.config import Settings
 from server.services.auth import CACHE_TTL
-from tests.helpers.databases import postgres_database
+from tests.helpers.databases import PG_SERVER, postgres_database
 from tests.integration.conftest import GrpcPartner, make_partner, signed_channel
 
 # Measured from just before the other replica first loads (and remembers) the partner's
@@ -35,7 +38,12 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
-    settings = Settings(database_url=pg_url, grpc_port=0, metrics_port=0)
+    settings = Settings(
+        database_url=pg_url,
+        grpc_port=0,
+        metrics_port=0,
+        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
+    )
     running = [await app.start(settings), await app.start(settings)]
     yield running
     for server in running:
@@ -115,5 +123,42 @@ async def test_a_key_deleted_through_one_replica_stops_verifying_on_the_other(
 
     assert (
         await _rejected_before(started + DEADLINE, on_b, partner.metadata)
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+async def _kill_listener(server: RunningServer) -> None:
+    """Terminates the replica's LISTEN connection and waits until it knows (it reconnects
+    after a short backoff)."""
+    listener = server.container.listener
+    assert listener is not None and listener.connection is not None
+    pid = listener.connection.info.backend_pid
+    async with await psycopg.AsyncConnection.connect(
+        f"{PG_SERVER}/postgres", autocommit=True
+    ) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    for _ in range(200):
+        if listener.connection is None:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the listener did not notice its connection was killed")
+
+
+async def test_a_rotation_while_the_listener_was_down_is_caught_up_on_reconnect(
+    replicas: list[RunningServer], partner_on_a: GrpcPartner
+) -> None:
+    partner, (a, b) = partner_on_a, replicas
+    assert partner.key is not None and b.container.listener is not None
+    on_b = _auth_on(b, partner.key)
+    old_token = partner.metadata
+    started = time.monotonic()
+    assert await _list_keys(on_b, old_token) == grpc.StatusCode.OK
+
+    await _kill_listener(b)
+    await a.container.auth.rotate_credentials(partner_id=uuid.UUID(partner.partner_id))
+    assert b.container.listener.connection is None  # so B cannot have heard the NOTIFY
+
+    assert (
+        await _rejected_before(started + DEADLINE, on_b, old_token)
         == grpc.StatusCode.UNAUTHENTICATED
     )

@@ -4,6 +4,7 @@ after the LISTEN connection was lost."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -31,7 +32,12 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
-    settings = Settings(database_url=pg_url, grpc_port=0, metrics_port=0)
+    settings = Settings(
+        database_url=pg_url,
+        grpc_port=0,
+        metrics_port=0,
+        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
+    )
     running = [await app.start(settings), await app.start(settings)]
     yield running
     for server in running:

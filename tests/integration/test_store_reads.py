@@ -1,6 +1,6 @@
-"""Repository reads on both databases (and SQLite's inline engine): a read unit of work goes
-through Core and builds no ORM instance, yet answers exactly what a write unit of work's
-ORM reads answer; reads in a write unit of work still feed `save` without a second SELECT."""
+"""Repository reads on both databases (and SQLite's inline engine, which runs them on a
+plain Session): Core statements that build no ORM instance, in read and write units of
+work alike, and a read followed by `save` (the ORM's merge) still writes the change."""
 
 from __future__ import annotations
 
@@ -254,19 +254,19 @@ async def test_a_write_unit_of_work_reads_the_same(
     factory: SqlUnitOfWorkFactory, seeded: Seeded, orm_loads: list[object]
 ) -> None:
     async with factory() as uow:
-        core = await _everything(uow, seeded)
-    async with factory(write=True) as uow:
-        orm = await _everything(uow, seeded)
-    assert orm_loads  # ORM instances, for `save` to merge into
-    for name, value in core.items():
+        read = await _everything(uow, seeded)
+    async with factory(write=True) as uow:  # BEGIN IMMEDIATE on SQLite; real locks on PG
+        written = await _everything(uow, seeded)
+    assert orm_loads == []
+    for name, value in read.items():
         if name in UNORDERED:
-            assert _by_id(orm[name]) == _by_id(value), name
+            assert _by_id(written[name]) == _by_id(value), name
         else:
-            assert orm[name] == value, name
+            assert written[name] == value, name
 
 
 async def test_read_then_save_in_a_write_unit_of_work(
-    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str]
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str], database_url: str
 ) -> None:
     pid, owner = seeded.partner.id, seeded.customers[1]
     later = T0 + timedelta(days=1)
@@ -285,10 +285,12 @@ async def test_read_then_save_in_a_write_unit_of_work(
         await uow.cards.save(cards[0])
         await uow.partners.save(partner)
         await uow.commit()
-    # Four reads, then only writes: every save merged into the instance its read loaded.
+    # The four reads, then each save's merge loads its row by primary key (as it always
+    # did: an ORM read's instance was gone from the weak identity map by then) and updates.
     reads = [s for s in statements if s.startswith("SELECT") and "pg_notify" not in s]
-    print("\n".join(s[:150] for s in statements))
-    assert len(reads) == 4, statements
+    assert len(reads) == 8, statements
+    locked = database_url.startswith("postgresql")  # SQLite's writers hold the database lock
+    assert reads[0].endswith("FOR UPDATE") is locked and reads[3].endswith("FOR UPDATE") is locked
     assert sum(s.startswith("UPDATE") for s in statements) == 4, statements
     async with factory() as uow:
         assert await uow.customers.get(partner_id=pid, customer_id=owner.id) == customer

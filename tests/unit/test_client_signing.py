@@ -28,13 +28,10 @@ from client.signing import (
     public_key_b64,
     sign_headers,
 )
-from server.adapters.http_signatures import (
-    SignatureRejected,
-    SignedRequest,
-    VerifiedSignature,
-    verify_request,
-)
-from server.adapters.signing_keys import PublicSigningKey, parse_submitted_key
+from server.adapters.http_signatures import verify_request
+from server.adapters.signing_keys import parse_submitted_key
+from server.domain.signing_keys import PublicKey
+from server.services.ports import SignatureRejected, SignedRequest, VerifiedSignature
 
 NOW = 1_764_000_000
 TOKEN = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwYXJ0bmVyIn0.c2lnbmF0dXJl"
@@ -58,7 +55,7 @@ def _pem(private_key: object, fmt: serialization.PrivateFormat) -> bytes:
     return pem
 
 
-def _keys_of(key: PrivateSigningKey) -> dict[str, PublicSigningKey]:
+def _keys_of(key: PrivateSigningKey) -> dict[str, PublicKey]:
     public = parse_submitted_key(public_key_b64(key))
     return {public.key_id: public}
 
@@ -358,7 +355,7 @@ PUBLIC_AUTHORITY = "api.example.com"
 class _VerifyingServer:
     """A grpc.aio server whose handlers verify the raw request bytes, as the interceptor will."""
 
-    def __init__(self, keys: dict[str, PublicSigningKey]) -> None:
+    def __init__(self, keys: dict[str, PublicKey]) -> None:
         self.keys = keys
         self.metadata: list[dict[str, str]] = []
 

@@ -27,13 +27,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from client.signing import PrivateSigningKey, generate_key, public_key_b64, sign_headers
-from server.adapters.http_signatures import (
+from server.adapters.http_signatures import RequestSignatureVerifier, verify_request
+from server.adapters.signing_keys import parse_submitted_key
+from server.domain.signing_keys import PublicKey
+from server.services.ports import (
     ALGORITHM_MISMATCH,
     DIGEST_MALFORMED,
     DIGEST_MISMATCH,
     DIGEST_MISSING,
     DIGEST_UNSUPPORTED,
-    NONCE_REPLAYED,
     REASONS,
     SIGNATURE_COMPONENTS_MISSING,
     SIGNATURE_EXPIRED,
@@ -43,13 +45,10 @@ from server.adapters.http_signatures import (
     SIGNATURE_NOT_YET_VALID,
     UNKNOWN_KEY,
     KeyResolver,
-    RequestSignatureVerifier,
     SignatureRejected,
     SignedRequest,
     VerifiedSignature,
-    verify_request,
 )
-from server.adapters.signing_keys import PublicSigningKey, parse_submitted_key
 
 NOW = 1_764_000_000
 AUTHORITY = "api.example.com"
@@ -248,11 +247,11 @@ def ed() -> PrivateSigningKey:
     return generate_key("ed25519")
 
 
-def registered(key: PrivateSigningKey) -> PublicSigningKey:
+def registered(key: PrivateSigningKey) -> PublicKey:
     return parse_submitted_key(public_key_b64(key))
 
 
-def resolver(*keys: PrivateSigningKey | PublicSigningKey) -> KeyResolver:
+def resolver(*keys: PrivateSigningKey | PublicKey) -> KeyResolver:
     """A partner's live keys, as the store would resolve them."""
     table = {}
     for key in keys:
@@ -316,30 +315,11 @@ def _replace(request: SignedRequest, **changes: object) -> SignedRequest:
     return SignedRequest(**fields)  # type: ignore[arg-type]
 
 
-def rejection(
-    request: SignedRequest,
-    keys: KeyResolver,
-    *,
-    now: int = NOW,
-    nonce_seen: Callable[[str, str, int], bool] | None = None,
-) -> SignatureRejected:
+def rejection(request: SignedRequest, keys: KeyResolver, *, now: int = NOW) -> SignatureRejected:
     with pytest.raises(SignatureRejected) as caught:
-        verify_request(request, keys, now=now, nonce_seen=nonce_seen)
+        verify_request(request, keys, now=now)
     assert caught.value.reason in REASONS
     return caught.value
-
-
-class NonceStore:
-    """(key id, nonce) pairs seen; answers True on the second sighting."""
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, key_id: str, nonce: str, created: int) -> bool:
-        if (key_id, nonce) in self.seen:
-            return True
-        self.seen.add((key_id, nonce))
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,7 +753,7 @@ def test_the_key_cache_never_trusts_a_key_id_for_different_key_material(
     verifier = RequestSignatureVerifier()
     request = sdk_request(p384)
     verifier.verify(request, resolver(p384), now=NOW)  # warms the cache for p384's key id
-    swapped = PublicSigningKey(p384.key_id, other.algorithm, other.pem)
+    swapped = PublicKey(p384.key_id, other.algorithm, other.pem)
 
     with pytest.raises(SignatureRejected) as caught:
         verifier.verify(request, lambda key_id: swapped, now=NOW)
@@ -854,26 +834,6 @@ def test_a_target_with_unencoded_characters_is_rejected_as_malformed_not_crashed
 
     assert error.reason == SIGNATURE_MALFORMED
     assert "Invalid URL" in error.message
-
-
-def test_a_reused_nonce_is_rejected_as_replayed(p384: PrivateSigningKey) -> None:
-    store = NonceStore()
-    request = sdk_request(p384, nonce="once-only")
-
-    verify_request(request, resolver(p384), now=NOW, nonce_seen=store)
-    error = rejection(request, resolver(p384), nonce_seen=store)
-
-    assert error.reason == NONCE_REPLAYED
-
-
-def test_an_invalid_signature_does_not_burn_its_nonce(p384: PrivateSigningKey) -> None:
-    store = NonceStore()
-    request = sdk_request(p384, nonce="n-42")
-
-    rejection(_replace(request, path="/elsewhere"), resolver(p384), nonce_seen=store)
-    verify_request(request, resolver(p384), now=NOW, nonce_seen=store)
-
-    assert store.seen == {(p384.key_id, "n-42")}
 
 
 def test_a_body_without_content_digest_is_rejected_as_digest_missing(

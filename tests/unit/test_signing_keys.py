@@ -15,11 +15,11 @@ from server.adapters.signing_keys import (
     ECDSA_P384_SHA384,
     ED25519,
     InvalidSigningKey,
-    PublicSigningKey,
     jwk_thumbprint,
     load_verification_key,
     parse_submitted_key,
 )
+from server.domain.signing_keys import PublicKey
 
 # RFC 8037 Appendix A.3: the thumbprint of the Appendix A.2 Ed25519 public key.
 RFC8037_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
@@ -197,7 +197,7 @@ def test_a_corrupted_pem_body_is_rejected() -> None:
 
 def test_a_stored_key_whose_algorithm_disagrees_with_its_pem_does_not_load() -> None:
     good = parse_submitted_key(_submitted(ed25519.Ed25519PrivateKey.generate().public_key()))
-    mislabelled = PublicSigningKey(good.key_id, ECDSA_P384_SHA384, good.pem)
+    mislabelled = PublicKey(good.key_id, ECDSA_P384_SHA384, good.pem)
 
     with pytest.raises(InvalidSigningKey, match="is not ecdsa-p384-sha384"):
         load_verification_key(mislabelled)

@@ -1,7 +1,9 @@
-"""Authenticating a request: bearer token, then the RFC 9421 signature and Content-Digest.
+"""Authenticating a request: bearer token, then the RFC 9421 signature and Content-Digest,
+then its nonce.
 
-One implementation for both doors: the ext_authz verifier (REST through Envoy, raw bytes)
-and the authentication interceptor (native gRPC, serialized message bytes).
+One use case for both doors (the auth interceptor builds the SignedRequest): REST through
+Envoy (the raw method, target and body the gateway forwarded) and native gRPC (POST, the
+method path, the serialized request message).
 """
 
 from __future__ import annotations
@@ -10,25 +12,30 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from server.adapters.http_signatures import (
-    RequestSignatureVerifier,
+from server.domain.errors import RequestNotAuthenticated, Unauthenticated
+from server.domain.signing_keys import PublicKey, SigningKey
+from server.services.ports import (
+    NONCE_REPLAYED,
+    UNKNOWN_KEY,
+    Clock,
+    NonceRegistry,
     SignatureRejected,
+    SignatureVerifier,
     SignedRequest,
     VerifiedSignature,
 )
-from server.adapters.signing_keys import PublicSigningKey
-from server.domain.errors import RequestNotAuthenticated, Unauthenticated
-from server.domain.signing_keys import SigningKey
-from server.services.auth import AuthService
-from server.services.ports import Clock
-from server.services.signing_keys import SigningKeyService
-
-# How long a nonce is remembered: the oldest acceptable `created` plus the future skew.
-NONCE_MEMORY_SECONDS = 300 + 60
 
 
-class NonceRegistry(Protocol):
-    async def seen(self, key_id: str, nonce: str, *, keep_until: int, now: int) -> bool: ...
+class BearerTokens(Protocol):
+    """What this needs of services/auth.py's AuthService."""
+
+    async def authenticate(self, token: str) -> UUID: ...
+
+
+class LiveKeys(Protocol):
+    """What this needs of services/signing_keys.py's SigningKeyService."""
+
+    async def live(self, *, partner_id: UUID, fresh: bool = False) -> list[SigningKey]: ...
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,9 @@ class RequestAuthenticator:
     def __init__(
         self,
         *,
-        auth: AuthService,
-        keys: SigningKeyService,
-        verifier: RequestSignatureVerifier,
+        auth: BearerTokens,
+        keys: LiveKeys,
+        verifier: SignatureVerifier,
         nonces: NonceRegistry,
         clock: Clock,
     ) -> None:
@@ -61,6 +68,10 @@ class RequestAuthenticator:
         self._verifier = verifier
         self._nonces = nonces
         self._clock = clock
+        # A nonce is remembered while a request carrying it could still be accepted: until
+        # its `created` is too old, plus the future skew allowed, since the replica that
+        # sees the replay may run that far behind the one that recorded it.
+        self._nonce_memory = verifier.max_age_seconds + verifier.max_future_seconds
 
     async def authenticate(
         self, request: SignedRequest, *, scheme: str, first_key_registration: bool
@@ -79,7 +90,7 @@ class RequestAuthenticator:
         try:
             verified = self._verify(request, live, now, scheme)
         except SignatureRejected as rejected:
-            if rejected.reason != "UNKNOWN_KEY":
+            if rejected.reason != UNKNOWN_KEY:
                 raise RequestNotAuthenticated(rejected.reason, rejected.message) from None
             # Perhaps registered a moment ago on another replica: look once more.
             live = await self._keys.live(partner_id=partner_id, fresh=True)
@@ -87,19 +98,20 @@ class RequestAuthenticator:
                 verified = self._verify(request, live, now, scheme)
             except SignatureRejected as again:
                 raise RequestNotAuthenticated(again.reason, again.message) from None
+        # Only now, with the signature known good: a forged request cannot burn a nonce.
         if verified.nonce is not None and await self._nonces.seen(
             verified.key_id,
             verified.nonce,
-            keep_until=verified.created + NONCE_MEMORY_SECONDS,
+            keep_until=verified.created + self._nonce_memory,
             now=now,
         ):
-            raise RequestNotAuthenticated("NONCE_REPLAYED", "Signature nonce was already used")
+            raise RequestNotAuthenticated(NONCE_REPLAYED, "Signature nonce was already used")
         return Authenticated(partner_id, verified.key_id)
 
     def _verify(
         self, request: SignedRequest, live: list[SigningKey], now: int, scheme: str
     ) -> VerifiedSignature:
-        keys = {k.key_id: PublicSigningKey(k.key_id, k.algorithm, k.public_key_pem) for k in live}
-        return self._verifier.verify(
-            request, lambda key_id: keys.get(key_id), now=now, scheme=scheme
-        )
+        def key(key_id: str) -> PublicKey | None:
+            return next((k.public for k in live if k.key_id == key_id), None)
+
+        return self._verifier.verify(request, key, now=now, scheme=scheme)
