@@ -3,7 +3,7 @@ downtime (register the new one, switch clients over, delete the old one)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -27,17 +27,16 @@ class SigningKey:
     """A registration: the partner's public key, and since when it is live."""
 
     partner_id: UUID
-    key_id: str
-    algorithm: str
-    public_key_pem: str
+    public: PublicKey  # handed to the verifier as is
     created_at: datetime
-    # Built once with the registration (read from the store, then remembered), so the
-    # request path hands it to the verifier as is.
-    public: PublicKey = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        public = PublicKey(self.key_id, self.algorithm, self.public_key_pem)
-        object.__setattr__(self, "public", public)
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    @property
+    def algorithm(self) -> str:
+        return self.public.algorithm
 
 
 class SigningKeyLimitReached(DomainError):

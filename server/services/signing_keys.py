@@ -39,9 +39,7 @@ class SigningKeyService:
             if not check_can_add(live, parsed.key_id):
                 existing = next(k for k in live if k.key_id == parsed.key_id)
                 return Registered(existing, created=False)
-            key = SigningKey(
-                partner_id, parsed.key_id, parsed.algorithm, parsed.pem, self._clock.now()
-            )
+            key = SigningKey(partner_id, parsed, self._clock.now())
             await uow.signing_keys.add(key)
             self._changed(uow, partner_id)
             await uow.commit()

@@ -21,7 +21,7 @@ from server.domain.accounts import (
 )
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
-from server.domain.signing_keys import SigningKey
+from server.domain.signing_keys import PublicKey, SigningKey
 from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
 
 
@@ -144,8 +144,6 @@ def card_to_row(card: Card) -> CardRow:
 def signing_key_from_row(row: SigningKeyRow | Row[Any]) -> SigningKey:
     return SigningKey(
         partner_id=row.partner_id,
-        key_id=row.key_id,
-        algorithm=row.algorithm,
-        public_key_pem=row.public_key_pem,
+        public=PublicKey(row.key_id, row.algorithm, row.public_key_pem),
         created_at=row.created_at,
     )

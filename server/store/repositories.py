@@ -372,7 +372,7 @@ class SqlSigningKeyRepository(_Repository):
                 partner_id=key.partner_id,
                 key_id=key.key_id,
                 algorithm=key.algorithm,
-                public_key_pem=key.public_key_pem,
+                public_key_pem=key.public.pem,
                 created_at=key.created_at,
             )
         )

@@ -323,3 +323,19 @@ async def test_undecodable_message_bytes_unsigned_are_unauthenticated_first(
         call = raw.unary_unary(CREATE, request_serializer=None, response_deserializer=None)
         metadata = (("authorization", caller.authorization), ("idempotency-key", new_key()))
         await assert_unauthenticated(call(b"\x0a\xff", metadata=metadata), "SIGNATURE_MISSING")
+
+
+async def test_there_is_no_verifier_left_to_ask_for_a_pass(
+    server: RunningServer, caller: Caller
+) -> None:
+    """The ext_authz Check that once handed out attestations is gone: asking it is refused
+    like any unknown method, before anything runs."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as raw:
+        check = raw.unary_unary(
+            "/envoy.service.auth.v3.Authorization/Check",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await check(b"", metadata=(("authorization", caller.authorization),))
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -4,6 +4,7 @@ work alike, and a read followed by `save` (the ORM's merge) still writes the cha
 
 from __future__ import annotations
 
+import pathlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,20 +16,34 @@ import sqlalchemy as sa
 from server.domain.accounts import Account, AccountType, Card, CardType, EntityStatus, InactiveCause
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
-from server.domain.signing_keys import SigningKey
+from server.domain.signing_keys import PublicKey, SigningKey
 from server.services.ports import PageCursor
 from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
 from server.store.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+from tests.helpers.databases import database
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["inline", "async"])
-def mode(request: pytest.FixtureRequest, database_url: str) -> str:
-    if request.param == "inline" and not database_url.startswith("sqlite"):
-        pytest.skip("the inline engine is SQLite's")
-    return str(request.param)
+# The inline (blocking, on the event loop) engine exists for SQLite only.
+@pytest.fixture(params=["sqlite inline", "sqlite async", "postgresql async"])
+def store_setup(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> Iterator[tuple[str, str]]:
+    kind, mode = str(request.param).split()
+    with database(kind, tmp_path) as url:
+        yield url, mode
+
+
+@pytest.fixture
+def database_url(store_setup: tuple[str, str]) -> str:
+    return store_setup[0]
+
+
+@pytest.fixture
+def mode(store_setup: tuple[str, str]) -> str:
+    return store_setup[1]
 
 
 @pytest.fixture
@@ -115,7 +130,11 @@ class Seeded:
             for i in range(3)
         ]
         self.keys = [
-            SigningKey(self.partner.id, f"key-{i}", "ed25519", f"PEM {i}", T0 + timedelta(hours=i))
+            SigningKey(
+                self.partner.id,
+                PublicKey(f"key-{i}", "ed25519", f"PEM {i}"),
+                T0 + timedelta(hours=i),
+            )
             for i in (1, 0)  # inserted out of order: `live` orders by created_at
         ]
 

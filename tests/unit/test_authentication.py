@@ -64,8 +64,7 @@ class RecordingNonces(MemoryNonceRegistry):
 
 
 def registration(key: PrivateSigningKey) -> SigningKey:
-    public = parse_submitted_key(public_key_b64(key))
-    return SigningKey(PARTNER, public.key_id, public.algorithm, public.pem, datetime.now(UTC))
+    return SigningKey(PARTNER, parse_submitted_key(public_key_b64(key)), datetime.now(UTC))
 
 
 def signed(
