@@ -98,9 +98,11 @@ async def signed(request: Request) -> Signed:
 Caller = Annotated[Signed, Depends(signed)]
 
 
-# Plain `def` endpoints: FastAPI runs them in its thread pool, blocking sessions and all.
+# The read is one indexed SELECT: run inline on the event loop (as the service runs its
+# SQLite reads) rather than handed to FastAPI's thread pool, whose hand-off and GIL
+# ping-pong measured ~0.4 ms more CPU per request here. The stronger baseline.
 @router.get("/customers/{customer_id}")
-def get_customer(customer_id: str, request: Request, who: Caller) -> Response:
+async def get_customer(customer_id: str, request: Request, who: Caller) -> Response:
     state = request.app.state
     state.nonces.burn(who)
     try:

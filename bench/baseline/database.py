@@ -29,10 +29,12 @@ class Database:
         self._writer: Engine
         if self.is_sqlite:
             # The bench's URL names the async driver the service uses; this app is blocking.
+            # One connection per thread of FastAPI's pool (anyio's 40), kept: a smaller pool
+            # with overflow would open and close (and re-tune) connections under load.
             self.engine = create_engine(
                 url.replace("sqlite+aiosqlite://", "sqlite://", 1),
-                pool_size=8,
-                max_overflow=8,
+                pool_size=40,
+                max_overflow=0,
                 connect_args={"check_same_thread": False},
             )
             _tune_sqlite(self.engine)
