@@ -86,3 +86,24 @@ def test_large_headers_the_gateway_accepts_are_served_every_time(
 def test_headers_over_the_gateway_limit_are_a_json_431(partner: RestPartner, kib: int) -> None:
     answer = partner.call("GET", "/customers", headers={"x-big": "b" * (kib * 1024)})
     assert_json_error(answer, 431, "HEADERS_TOO_LARGE")
+
+
+@pytest.mark.parametrize("outcome", ["ok", "created", "not found", "conflict"])
+def test_rest_answers_carry_no_grpc_protocol_headers(partner: RestPartner, outcome: str) -> None:
+    """Neither plain 200s (no status rewrite) nor rewritten or error answers leak grpc-*."""
+    if outcome == "ok":
+        answer = partner.call("GET", "/customers")
+        expected = 200
+    elif outcome == "created":
+        answer = partner.create_customer()
+        expected = 201
+    elif outcome == "not found":
+        answer = partner.call("GET", f"/customers/{uuid.uuid4()}")
+        expected = 404
+    else:
+        created = partner.create_customer().json()
+        answer = partner.call("PATCH", f"/customers/{created['id']}/activate")
+        expected = 409
+    assert answer.status_code == expected, answer.text
+    assert not [name for name in answer.headers if name.lower().startswith("grpc-")]
+    assert "x-http-status" not in answer.headers
