@@ -8,13 +8,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-import grpc
 import httpx
 import pytest
 
-from client.idempotency import IdempotencyKeyInterceptor
-from client.signing import SigningClientInterceptor
-from customers.v1 import customers_pb2, customers_pb2_grpc
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
 from tests.e2e.conftest import Stack
@@ -22,7 +18,7 @@ from tests.e2e.test_rest_idempotency import fire_concurrently
 from tests.helpers.databases import postgres_database
 from tests.helpers.processes import ServerProcess, free_port, running_server
 from tests.helpers.rest import RestPartner
-from tests.helpers.wallets import caip10, new_wallet
+from tests.helpers.streams import change_streams_across
 
 
 @dataclass
@@ -65,37 +61,14 @@ def test_a_change_made_through_one_process_streams_from_the_other(replicas: Repl
     with httpx.Client(base_url=replicas.base_url, timeout=30) as http:
         partner = RestPartner(http, replicas.new_partner())
     first, second = replicas.servers
-    metadata = (("authorization", f"Bearer {partner.token}"),)
     # The servers' CUSTOMERS_PUBLIC_URL is the default, so native signatures name its host.
-    signer = SigningClientInterceptor(partner.key, authority="localhost:8080")
-    interceptors = [IdempotencyKeyInterceptor(), *signer.channel_interceptors()]
-
-    async def scenario() -> tuple[str, str]:
-        async with (
-            grpc.aio.insecure_channel(first.address, interceptors=interceptors) as on_first,
-            grpc.aio.insecure_channel(second.address, interceptors=interceptors) as on_second,
-        ):
-            watcher = customers_pb2_grpc.CustomerServiceStub(on_second)
-            writer = customers_pb2_grpc.CustomerServiceStub(on_first)
-            stream = watcher.WatchCustomers(
-                customers_pb2.WatchCustomersRequest(after=0), metadata=metadata
-            )
-            created = await writer.CreateCustomer(
-                customers_pb2.CreateCustomerRequest(
-                    chain_id=caip10(new_wallet()), external_id="cross-process"
-                ),
-                metadata=metadata,
-            )
-
-            async def first_change() -> str:
-                async for message in stream:
-                    if not message.heartbeat:
-                        return str(message.customer.id)
-                raise AssertionError("stream ended")
-
-            streamed = await asyncio.wait_for(first_change(), 15)
-            stream.cancel()
-            return created.id, streamed
-
-    created_id, streamed_id = asyncio.run(scenario())
+    created_id, streamed_id = asyncio.run(
+        change_streams_across(
+            first.address,
+            second.address,
+            key=partner.key,
+            token=partner.token,
+            authority="localhost:8080",
+        )
+    )
     assert streamed_id == created_id

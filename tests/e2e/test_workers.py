@@ -17,8 +17,7 @@ import grpc
 import httpx
 import pytest
 
-from client.idempotency import IdempotencyKeyInterceptor
-from client.signing import SigningClientInterceptor, new_nonce, sign_headers
+from client.signing import new_nonce, sign_headers
 from customers.v1 import customers_pb2, customers_pb2_grpc
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
@@ -29,7 +28,7 @@ from tests.helpers.databases import database
 from tests.helpers.processes import ServerProcess, free_port, running_server, wait_serving
 from tests.helpers.receivers import running_receiver
 from tests.helpers.rest import RestPartner
-from tests.helpers.wallets import caip10, new_wallet
+from tests.helpers.streams import change_streams_across
 
 GET_CUSTOMER = "/customers.v1.CustomerService/GetCustomer"
 
@@ -151,43 +150,15 @@ def test_a_rotated_secret_revokes_old_tokens_on_every_worker_at_once(
 def test_a_change_through_one_worker_streams_from_the_other(
     workers: Workers, partner: RestPartner
 ) -> None:
-    metadata = (("authorization", f"Bearer {partner.token}"),)
-    signer = SigningClientInterceptor(partner.key, authority=workers.authority)
-    interceptors = [IdempotencyKeyInterceptor(), *signer.channel_interceptors()]
-
-    async def scenario() -> tuple[str, str]:
-        async with (
-            grpc.aio.insecure_channel(
-                on_worker(workers.server, 0), interceptors=interceptors
-            ) as writer_channel,
-            grpc.aio.insecure_channel(
-                on_worker(workers.server, 1), interceptors=interceptors
-            ) as watcher_channel,
-        ):
-            watcher = customers_pb2_grpc.CustomerServiceStub(watcher_channel)
-            writer = customers_pb2_grpc.CustomerServiceStub(writer_channel)
-            stream = watcher.WatchCustomers(
-                customers_pb2.WatchCustomersRequest(), metadata=metadata
-            )
-            await asyncio.sleep(0.5)  # registered: "from now on" starts after this
-            created = await writer.CreateCustomer(
-                customers_pb2.CreateCustomerRequest(
-                    chain_id=caip10(new_wallet()), external_id="across-workers"
-                ),
-                metadata=metadata,
-            )
-
-            async def first_change() -> str:
-                async for message in stream:
-                    if not message.heartbeat:
-                        return str(message.customer.id)
-                raise AssertionError("stream ended")
-
-            streamed = await asyncio.wait_for(first_change(), 10)
-            stream.cancel()
-            return created.id, streamed
-
-    created_id, streamed_id = asyncio.run(scenario())
+    created_id, streamed_id = asyncio.run(
+        change_streams_across(
+            on_worker(workers.server, 0),
+            on_worker(workers.server, 1),
+            key=partner.key,
+            token=partner.token,
+            authority=workers.authority,
+        )
+    )
     assert streamed_id == created_id
 
 

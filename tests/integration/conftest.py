@@ -4,7 +4,7 @@ spoken to over a real gRPC channel with the generated stubs."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -32,6 +32,7 @@ from server import app
 from server.app import RunningServer
 from server.config import Settings
 from tests.helpers.clock import SteppingClock
+from tests.helpers.databases import postgres_database
 from tests.helpers.wallets import caip10, new_wallet, sign_challenge
 
 
@@ -179,3 +180,28 @@ async def partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartn
 @pytest.fixture
 async def other_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
     return await make_partner(server, channel)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
+    """Two servers on one PostgreSQL database, as two replicas would run (each with its own
+    gateway socket directory)."""
+
+    def settings() -> Settings:
+        return Settings(
+            database_url=pg_url,
+            grpc_port=0,
+            metrics_port=0,
+            gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
+        )
+
+    running = [await app.start(settings()), await app.start(settings())]
+    yield running
+    for server in running:
+        await server.stop(0)

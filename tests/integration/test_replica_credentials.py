@@ -5,10 +5,9 @@ partner's credentials version and keys for."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import psycopg
@@ -17,37 +16,15 @@ import pytest
 from client.idempotency import IdempotencyKeyInterceptor
 from client.signing import PrivateSigningKey, generate_key, public_key_b64
 from customers.v1 import auth_pb2, auth_pb2_grpc
-from server import app
 from server.app import RunningServer
-from server.config import Settings
 from server.services.auth import CACHE_TTL
-from tests.helpers.databases import PG_SERVER, postgres_database
+from tests.helpers.databases import PG_SERVER
 from tests.integration.conftest import GrpcPartner, make_partner, signed_channel
 
 # Measured from just before the other replica first loads (and remembers) the partner's
 # credentials version and keys: that memo would last until CACHE_TTL after the load, so
 # without the notification the old token or key passes every call made before this.
 DEADLINE = CACHE_TTL.total_seconds() / 2
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
-    settings = Settings(
-        database_url=pg_url,
-        grpc_port=0,
-        metrics_port=0,
-        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
-    )
-    running = [await app.start(settings), await app.start(settings)]
-    yield running
-    for server in running:
-        await server.stop(0)
 
 
 @pytest.fixture

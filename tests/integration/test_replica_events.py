@@ -4,44 +4,20 @@ after the LISTEN connection was lost."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import psycopg
-import pytest
 
 from client.idempotency import IdempotencyKeyInterceptor
 from customers.v1 import customers_pb2, customers_pb2_grpc
-from server import app
 from server.app import RunningServer
 from server.bootstrap import build
 from server.config import Settings
-from tests.helpers.databases import PG_SERVER, postgres_database
+from tests.helpers.databases import PG_SERVER
 from tests.helpers.wallets import caip10, new_wallet
 from tests.integration.conftest import make_partner, signed_channel
 from tests.integration.test_customer_stream import take
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def replicas(pg_url: str) -> AsyncIterator[list[RunningServer]]:
-    settings = Settings(
-        database_url=pg_url,
-        grpc_port=0,
-        metrics_port=0,
-        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
-    )
-    running = [await app.start(settings), await app.start(settings)]
-    yield running
-    for server in running:
-        await server.stop(0)
 
 
 async def test_a_change_through_one_replica_streams_from_the_other(
