@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import string
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +44,13 @@ from server.services.ports import (
     SignatureRejected,
     SignedRequest,
 )
+from tests.unit.test_http_signatures import (
+    RFC_B26_BASE,
+    RFC_B26_INPUT,
+    RFC_B26_SIGNATURE,
+    RFC_ED25519_PUBLIC,
+)
+from tests.unit.test_http_signatures import _LibraryMessage as _LibraryMessage
 
 NOW = 1_764_000_000
 TOKEN = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwYXJ0bmVyIn0.c2lnbmF0dXJl"
@@ -58,35 +64,6 @@ ORACLE = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-
-# RFC 9421 Appendix B.1.4 key, B.2 request and the B.2.6 signature (Ed25519 is deterministic).
-RFC_ED25519_PUBLIC = b"""-----BEGIN PUBLIC KEY-----
-MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=
------END PUBLIC KEY-----
-"""
-RFC_B26_INPUT = (
-    '("date" "@method" "@path" "@authority" "content-type" "content-length")'
-    ';created=1618884473;keyid="test-key-ed25519"'
-)
-RFC_B26_BASE = (
-    '"date": Tue, 20 Apr 2021 02:07:55 GMT\n'
-    '"@method": POST\n'
-    '"@path": /foo\n'
-    '"@authority": example.com\n'
-    '"content-type": application/json\n'
-    '"content-length": 18\n'
-    f'"@signature-params": {RFC_B26_INPUT}'
-)
-RFC_B26_SIGNATURE = (
-    "wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw=="
-)
-
-
-class _LibraryMessage:
-    def __init__(self, method: str, url: str, headers: Mapping[str, str]) -> None:
-        self.method = method
-        self.url = url
-        self.headers = dict(headers)
 
 
 def _public(key: PrivateSigningKey) -> PublicKey:
