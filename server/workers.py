@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +25,16 @@ log = structlog.get_logger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the supervisor dies, even by SIGKILL, the kernel
+    sends the worker SIGTERM (Linux), so no worker outlives it holding the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pick_port(host: str) -> int:
@@ -48,7 +59,13 @@ async def supervise(
 
     async def spawn(index: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "worker", str(index), env=env
+            sys.executable,
+            "-m",
+            "server",
+            "worker",
+            str(index),
+            env=env,
+            preexec_fn=_die_with_parent,  # safe: the supervisor runs no threads
         )
 
     processes = [await spawn(index) for index in range(settings.workers)]

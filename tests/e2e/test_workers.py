@@ -192,3 +192,26 @@ def test_a_killed_worker_is_started_again_and_serves_its_socket(workers: Workers
         raise AssertionError(f"no replacement worker: {path.read_text()!r}")
     for socket_path in workers.server.sockets:
         wait_serving(f"unix:{socket_path}", timeout=20)
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: pathlib.Path) -> None:
+    """Even a SIGKILLed supervisor (no chance to stop them) leaves no worker behind."""
+    with database("sqlite", tmp_path) as url, running_server(url, workers=2) as server:
+        supervisor = server.process.pid
+        path = pathlib.Path(f"/proc/{supervisor}/task/{supervisor}/children")
+        workers = [int(pid) for pid in path.read_text().split()]
+        assert len(workers) == 2
+        server.process.kill()
+        server.process.wait(5)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
