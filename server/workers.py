@@ -24,7 +24,7 @@ from server.config import Settings
 log = structlog.get_logger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
-STOP_GRACE_SECONDS = 10.0
+STOP_GRACE_SECONDS = 8.0  # under the 10 s most process managers wait before SIGKILL
 
 
 _PR_SET_PDEATHSIG = 1
