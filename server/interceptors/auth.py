@@ -24,7 +24,7 @@ from server.domain.errors import RequestNotAuthenticated
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.services.authentication import RequestAuthenticator
 from server.services.ports import SignedRequest
-from server.transport.context import current, metadata_dict
+from server.transport.context import current
 from server.transport.policy import MethodPolicies
 
 # What gateway/request.lua forwards with a REST call.
@@ -88,8 +88,8 @@ class AuthInterceptor(BehaviourInterceptor):
     async def around(
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
-        headers = metadata_dict(context)
         scope = current()
+        headers = scope.headers
         if GATEWAY_METHOD in headers and via_gateway(context):
             signed = rest_request(headers)
         else:

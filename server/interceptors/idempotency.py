@@ -22,7 +22,7 @@ from server.domain.errors import (
     IdempotencyKeyReused,
 )
 from server.domain.idempotency import Decision
-from server.interceptors.handlers import BehaviourInterceptor, Context, metadata
+from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.services.ports import Clock
 from server.store.claims import Claim, active_claim
 from server.store.idempotency import IdempotencyStore, StoredAnswer
@@ -33,7 +33,7 @@ HEADER = "idempotency-key"
 
 
 def _key(context: Context) -> UUID:
-    raw = metadata(context, HEADER)
+    raw = current().headers.get(HEADER)
     if not raw:
         raise IdempotencyKeyMissing()
     try:

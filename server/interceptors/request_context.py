@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from server.interceptors.handlers import BehaviourInterceptor, Context, metadata
+from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.logging import AccessLog
-from server.transport.context import current
+from server.transport.context import current, metadata_dict
 
 CALLS = Counter("grpc_server_handled_total", "Calls handled", ["method", "code"])
 LATENCY = Histogram(
@@ -50,7 +50,8 @@ class RequestContextInterceptor(BehaviourInterceptor):
     ) -> Any:
         scope = current()
         scope.method = method
-        scope.request_id = request_id = metadata(context, "x-request-id") or uuid.uuid4().hex
+        scope.headers = headers = metadata_dict(context)
+        scope.request_id = request_id = headers.get("x-request-id") or uuid.uuid4().hex
         if method.startswith(HEALTH):  # Envoy probes every few seconds: no log line
             return await proceed()
         started = time.perf_counter()

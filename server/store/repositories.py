@@ -74,6 +74,13 @@ def _rows(table: sa.Table) -> sa.Select[Any]:
     return sa.select(*table.c)
 
 
+def _tenant_rows(table: sa.Table, column: str) -> sa.Select[Any]:
+    """The partner's rows whose `column` equals the bound parameter of the same name."""
+    return _rows(table).where(
+        table.c.partner_id == sa.bindparam("partner_id"), table.c[column] == sa.bindparam(column)
+    )
+
+
 def _newest_first(query: sa.Select[Any], table: sa.Table, *, after: bool) -> sa.Select[Any]:
     """Newest-first page; with `after`, strictly older than the cursor row (keyset)."""
     if after:
@@ -106,13 +113,7 @@ _PARTNER_BY_API_KEY = _Read(
     mapping.partner_from_row,
 )
 
-_CUSTOMER = _Read(
-    _rows(_customers).where(
-        _customers.c.id == sa.bindparam("id"),
-        _customers.c.partner_id == sa.bindparam("partner_id"),
-    ),
-    mapping.customer_from_row,
-)
+_CUSTOMER = _Read(_tenant_rows(_customers, "id"), mapping.customer_from_row)
 _CUSTOMER_FOR_UPDATE = _CUSTOMER.locking()
 _CUSTOMER_BY_KYC_SESSION = _Read(
     _rows(_customers).where(_customers.c.kyc_session_id == sa.bindparam("session_id")),
@@ -143,16 +144,8 @@ def _customer_page(*, after: bool, status: bool, external_id: bool) -> _Read[Cus
     return _Read(page, mapping.customer_from_row)
 
 
-_ACCOUNT = _Read(
-    _rows(_accounts).where(
-        _accounts.c.id == sa.bindparam("id"), _accounts.c.partner_id == sa.bindparam("partner_id")
-    ),
-    mapping.account_from_row,
-)
-_ACCOUNTS_OF_CUSTOMER_QUERY = _rows(_accounts).where(
-    _accounts.c.partner_id == sa.bindparam("partner_id"),
-    _accounts.c.customer_id == sa.bindparam("customer_id"),
-)
+_ACCOUNT = _Read(_tenant_rows(_accounts, "id"), mapping.account_from_row)
+_ACCOUNTS_OF_CUSTOMER_QUERY = _tenant_rows(_accounts, "customer_id")
 _ACCOUNTS_OF_CUSTOMER = _Read(_ACCOUNTS_OF_CUSTOMER_QUERY, mapping.account_from_row)
 
 
@@ -162,23 +155,9 @@ def _account_page(*, after: bool) -> _Read[Account]:
     return _Read(page, mapping.account_from_row)
 
 
-_CARD = _Read(
-    _rows(_cards).where(
-        _cards.c.id == sa.bindparam("id"), _cards.c.partner_id == sa.bindparam("partner_id")
-    ),
-    mapping.card_from_row,
-)
-_CARDS_OF_CUSTOMER = _Read(
-    _rows(_cards).where(
-        _cards.c.partner_id == sa.bindparam("partner_id"),
-        _cards.c.customer_id == sa.bindparam("customer_id"),
-    ),
-    mapping.card_from_row,
-)
-_CARDS_OF_ACCOUNT_QUERY = _rows(_cards).where(
-    _cards.c.partner_id == sa.bindparam("partner_id"),
-    _cards.c.account_id == sa.bindparam("account_id"),
-)
+_CARD = _Read(_tenant_rows(_cards, "id"), mapping.card_from_row)
+_CARDS_OF_CUSTOMER = _Read(_tenant_rows(_cards, "customer_id"), mapping.card_from_row)
+_CARDS_OF_ACCOUNT_QUERY = _tenant_rows(_cards, "account_id")
 _CARDS_OF_ACCOUNT = _Read(_CARDS_OF_ACCOUNT_QUERY, mapping.card_from_row)
 
 

@@ -9,7 +9,7 @@ bytes (the deserializer), the authenticated partner (auth), the REST status a ha
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from uuid import UUID
 class CallScope:
     method: str = ""
     request_id: str = "-"
+    headers: dict[str, str] = field(default_factory=dict)  # text metadata, read once
     raw_request: bytes | None = None  # the request message's bytes as they arrived
     partner_id: UUID | None = None  # set only once token and signature verified
     answered_status: int | None = None  # REST status the handler answered with (201, ...)
