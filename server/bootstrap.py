@@ -73,6 +73,7 @@ class Container:
     webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
     webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
     read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
+    uow: SqlUnitOfWorkFactory | None = None  # the one factory every service shares
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -247,4 +248,5 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         webhook_worker=webhook_worker,
         webhook_store=webhook_store,
         read_engine=read_engine,
+        uow=uow,
     )

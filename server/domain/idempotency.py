@@ -17,8 +17,10 @@ IN_FLIGHT_LEASE = timedelta(seconds=30)
 
 
 class RecordState(enum.StrEnum):
-    IN_FLIGHT = "in_flight"  # claimed; the handler has not committed anything yet
-    COMMITTED = "committed"  # the handler's changes committed; response not stored yet
+    # Claimed by a call still running. Visible to others only as a held row lock: the claim
+    # commits with the answer (store/idempotency.py). A committed in-flight row comes only
+    # from an older release, which claimed in a transaction of its own.
+    IN_FLIGHT = "in_flight"
     COMPLETED = "completed"  # the response is stored and is replayed
 
 
@@ -45,8 +47,6 @@ def decide(record: StoredRecord | None, fingerprint: str, now: datetime) -> Deci
         return Decision.REUSED
     if record.state is RecordState.COMPLETED:
         return Decision.REPLAY
-    if record.state is RecordState.IN_FLIGHT and record.lease_until <= now:
+    if record.lease_until <= now:
         return Decision.TAKE_OVER
-    # COMMITTED without a stored response stays in flight: running it again could repeat a
-    # change that did commit, which is worse than asking the client to wait.
     return Decision.IN_FLIGHT

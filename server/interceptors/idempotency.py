@@ -1,4 +1,4 @@
-"""Idempotency-Key on every modifying method: claim, run once, store the answer, replay it.
+"""Idempotency-Key on every modifying method: run once, store the answer, replay it.
 
 Replays are exact: the stored bytes of the response message (or google.rpc.Status) and the
 REST status go back as they were, marked `idempotent-replayed: true`.
@@ -24,8 +24,13 @@ from server.domain.errors import (
 from server.domain.idempotency import Decision
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.services.ports import Clock
-from server.store.claims import Claim, active_claim
-from server.store.idempotency import IdempotencyStore, StoredAnswer
+from server.store.idempotency import (
+    ClaimSettled,
+    IdempotencyStore,
+    Outcome,
+    StoredAnswer,
+    Ticket,
+)
 from server.transport import http_status, status
 from server.transport.context import current, partner
 
@@ -50,6 +55,10 @@ def fingerprint(method: str, request: Any) -> str:
 
 
 class IdempotencyInterceptor(BehaviourInterceptor):
+    """The entrypoint of every modifying call, and the owner of its one write transaction:
+    looks the key up, runs the handler inside the call's IdempotentWrite, and commits the
+    handler's changes together with the answer (store/idempotency.py)."""
+
     raw_responses = True  # replays return the stored bytes
 
     def __init__(self, store: IdempotencyStore, clock: Clock, methods: frozenset[str]) -> None:
@@ -64,53 +73,51 @@ class IdempotencyInterceptor(BehaviourInterceptor):
     async def around(
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
-        key = _key(context)
-        decision, outcome = await self._store.claim(
-            partner_id=partner(),
-            key=key,
-            fingerprint=fingerprint(method, request),
-            now=self._clock.now(),
-        )
-        if decision is Decision.REUSED:
-            raise IdempotencyKeyReused()
-        if decision is Decision.IN_FLIGHT:
-            raise IdempotencyKeyInFlight()
-        if isinstance(outcome, StoredAnswer):
-            return await _replay(context, outcome)
-        assert isinstance(outcome, Claim)
-        return await self._run_once(outcome, proceed)
-
-    async def _run_once(self, claim: Claim, proceed: Callable[[], Awaitable[Any]]) -> Any:
+        ticket = Ticket(partner(), _key(context), fingerprint(method, request), self._clock.now())
+        known = await self._store.lookup(ticket)
+        if not known.runs:
+            return await _settled(context, known)
+        write = self._store.write(ticket)
         scope = current()
         scope.answered_status = None
+        refused: DomainError | None = None
         try:
-            response = await _with_claim(claim, proceed)
+            with write.bound():
+                response = await proceed()
+            answer = StoredAnswer(0, scope.answered_status, response.SerializeToString())
+        except ClaimSettled as settled:
+            await write.abort()
+            return await _settled(context, settled.outcome)
         except DomainError as error:
             if status.http_status_of(error) >= 500:
-                await self._store.abandon(claim)
-            else:
-                proto, override = status.error_status(error)
-                answer = StoredAnswer(proto.code, override, proto.SerializeToString())
-                await self._store.complete(claim, answer)
-            raise
+                await write.abort()
+                raise
+            proto, override = status.error_status(error)
+            answer, refused = StoredAnswer(proto.code, override, proto.SerializeToString()), error
         except BaseException:
-            # A server error (or a cancelled call): the changes roll back, nothing is
-            # stored, and a retry runs again.
-            await self._store.abandon(claim)
+            # A server error (or a cancelled call): everything rolls back, claim included,
+            # and a retry runs again.
+            await write.abort()
             raise
-        body = response.SerializeToString()
-        await self._store.complete(claim, StoredAnswer(0, scope.answered_status, body))
+        try:
+            await write.complete(answer)
+        except ClaimSettled as settled:
+            # A duplicate finished first while this one changed nothing: its answer is the
+            # key's answer.
+            return await _settled(context, settled.outcome)
+        if refused is not None:
+            raise refused
         return response
 
 
-async def _with_claim(claim: Claim, proceed: Callable[[], Awaitable[Any]]) -> Any:
-    """Runs the handler with its claim visible to the unit of work, and only the handler:
-    the store's own bookkeeping transactions must not mark anything committed."""
-    token = active_claim.set(claim)
-    try:
-        return await proceed()
-    finally:
-        active_claim.reset(token)
+async def _settled(context: Context, outcome: Outcome) -> Any:
+    """A key that already holds something: replay it, or say why the call cannot run."""
+    if outcome.decision is Decision.REUSED:
+        raise IdempotencyKeyReused()
+    if outcome.decision is Decision.IN_FLIGHT:
+        raise IdempotencyKeyInFlight()
+    assert outcome.decision is Decision.REPLAY and outcome.answer is not None
+    return await _replay(context, outcome.answer)
 
 
 async def _replay(context: Context, answer: StoredAnswer) -> Any:

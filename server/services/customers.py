@@ -129,15 +129,19 @@ class CustomerService:
             created_at=now,
             updated_at=now,
         )
-        async with self._uow(write=True) as uow:
+        # The KYC partner is called outside any write transaction, so a slow partner never
+        # holds the write lock; a duplicate caught before the call costs it nothing.
+        async with self._uow() as uow:
             duplicate = await uow.customers.find_duplicate(
                 partner_id=partner_id, chain_key=customer.chain_key, external_id=external_id
             )
-            if duplicate:
-                raise CustomerAlreadyExists(duplicate)
-            session = await self._kyc.open_session(partner_id=partner_id, customer_id=customer.id)
-            customer.kyc_session_id = session.session_id
-            self._issue_challenge(customer, now)
+        if duplicate:
+            raise CustomerAlreadyExists(duplicate)
+        session = await self._kyc.open_session(partner_id=partner_id, customer_id=customer.id)
+        customer.kyc_session_id = session.session_id
+        self._issue_challenge(customer, now)
+        async with self._uow(write=True) as uow:
+            # A create that raced this one since the check loses on the unique indexes.
             await uow.customers.add(customer)
             await uow.commit()
         return CreatedCustomer(customer, _b64(customer.challenge_message), session.verification_url)
@@ -205,24 +209,36 @@ class CustomerService:
         """Verifies the wallet's answer; on success onboarding moves on to screening."""
         signature_bytes = _b64decode(signature, "signature")
         challenge_text = _b64decode(challenge, "challenge").decode("utf-8", "replace")
+        async with self._uow() as uow:
+            customer = await self._load(uow.customers, partner_id, customer_id)
+        self._require_signable(customer)
+        now = self._clock.now()
+        failure = self._check_answer(customer, now, signature_bytes, signer, challenge_text)
+        # Screening calls an outside party: before the write transaction, never inside it.
+        passed = failure is None and await self._screener.screen(customer.chain_id)
         async with self._uow(write=True) as uow:
+            verified = customer
             customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
-            if customer.ownership_proven_already:
-                raise ChallengeAlreadySigned()
-            if not parse_account_id(customer.chain_id).is_evm:
-                raise _unsupported(customer.chain_id)
-            now = self._clock.now()
-            failure = self._check_answer(customer, now, signature_bytes, signer, challenge_text)
+            self._require_signable(customer)
+            if failure is None and customer.challenge_message != verified.challenge_message:
+                # Re-issued by a concurrent call since it was checked: not the current one.
+                failure = ChallengeRejected("challenge is not the customer's current challenge")
             if failure is not None:
                 self._issue_challenge(customer, now)
                 await uow.customers.save(customer)
                 await uow.commit()
                 raise failure
             customer.ownership_proven(now)
-            passed = await self._screener.screen(customer.chain_id)
             customer.screening_finished(passed, self._clock.now())
             await uow.customers.save(customer)
             await uow.commit()
+
+    @staticmethod
+    def _require_signable(customer: Customer) -> None:
+        if customer.ownership_proven_already:
+            raise ChallengeAlreadySigned()
+        if not parse_account_id(customer.chain_id).is_evm:
+            raise _unsupported(customer.chain_id)
 
     def _check_answer(
         self, customer: Customer, now: datetime, signature: bytes, signer: str, text: str

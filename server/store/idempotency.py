@@ -1,22 +1,28 @@
-"""Idempotency records in the database: atomic claims, the handler's commit marker, stored
-answers, and the sweep of expired keys.
+"""Idempotency records in the database, and the one write transaction of an idempotent call.
 
-The claim is one transaction (row lock on PostgreSQL, the write lock on SQLite), so two
-replicas can never both run the same key. The answer commits in the handler's own
-transaction (store/claims.py), so a crash can never leave a change without its replayable
-answer, nor an answer without its change.
+An idempotent call's change, its outbox rows, its claim on the key and its stored answer
+commit in one transaction (`IdempotentWrite`), or not at all. The claim is that
+transaction's first statement, taken when the handler opens its write unit of work (so
+after any call to an outside party, which never runs inside a write transaction): an
+`INSERT ... ON CONFLICT DO NOTHING` of the key's row. A concurrent duplicate's insert waits
+on that row (PostgreSQL) or on the write lock (SQLite) until the first commits, then finds
+the stored answer and replays it. A crash or a server error rolls everything back, claim
+included, so a retry runs again at once.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from server.domain.idempotency import (
     IN_FLIGHT_LEASE,
@@ -26,10 +32,61 @@ from server.domain.idempotency import (
     StoredRecord,
     decide,
 )
-from server.store.claims import Claim
-from server.store.dialect import upsert_insert
+from server.store.dialect import is_postgres
 from server.store.tables import IdempotencyRow
-from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.unit_of_work import (
+    SecondWriteScope,
+    SqlUnitOfWork,
+    SqlUnitOfWorkFactory,
+    owned_by,
+)
+
+_keys = IdempotencyRow.__table__  # type: ignore[attr-defined]
+# Bound as k_*: SQLAlchemy reserves a column's own name for its VALUES / SET parameter.
+_THIS_KEY = sa.and_(
+    _keys.c.partner_id == sa.bindparam("k_partner_id"), _keys.c.key == sa.bindparam("k_key")
+)
+_RECORD = sa.select(
+    _keys.c.fingerprint,
+    _keys.c.state,
+    _keys.c.lease_until,
+    _keys.c.expires_at,
+    _keys.c.grpc_code,
+    _keys.c.http_status,
+    _keys.c.response,
+).where(_THIS_KEY)
+_RECORD_FOR_UPDATE = _RECORD.with_for_update()
+_CLAIM_COLUMNS = ("fingerprint", "state", "claim_id", "lease_until", "expires_at", "created_at")
+
+
+def _claim_insert(dialect: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back only for a fresh key. (Its
+    values come as execute() parameters, one per column.)"""
+    insert = dialect.insert(_keys).on_conflict_do_nothing(index_elements=["partner_id", "key"])
+    return insert.returning(_keys.c.key)
+
+
+_CLAIM_INSERT = {"postgresql": _claim_insert(postgresql), "sqlite": _claim_insert(sqlite)}
+_RECLAIM = (
+    sa.update(_keys)
+    .where(_THIS_KEY)
+    .values(
+        **{name: sa.bindparam(f"v_{name}") for name in _CLAIM_COLUMNS},
+        grpc_code=0,
+        http_status=None,
+        response=None,
+    )
+)
+_ANSWER = (
+    sa.update(_keys)
+    .where(_THIS_KEY)
+    .values(
+        state=RecordState.COMPLETED.value,
+        grpc_code=sa.bindparam("v_grpc_code"),
+        http_status=sa.bindparam("v_http_status"),
+        response=sa.bindparam("v_response"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -39,129 +96,182 @@ class StoredAnswer:
     body: bytes  # the serialized response message, or a serialized google.rpc.Status
 
 
-def _record(row: IdempotencyRow | None) -> StoredRecord | None:
-    if row is None:
-        return None
-    return StoredRecord(row.fingerprint, RecordState(row.state), row.lease_until, row.expires_at)
+@dataclass(frozen=True)
+class Ticket:
+    """One idempotent call: whose key, which request (its fingerprint), and when."""
+
+    partner_id: UUID
+    key: UUID
+    fingerprint: str
+    now: datetime
+
+    @property
+    def where(self) -> dict[str, Any]:
+        """The parameters of _THIS_KEY."""
+        return {"k_partner_id": self.partner_id, "k_key": self.key}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a key already holds: a decision other than "run it", with the answer to replay."""
+
+    decision: Decision
+    answer: StoredAnswer | None = None
+
+    @property
+    def runs(self) -> bool:
+        return self.decision in (Decision.EXECUTE, Decision.TAKE_OVER)
+
+
+class ClaimSettled(Exception):
+    """Raised out of the handler's write unit of work when the claim finds the key taken
+    meanwhile (a concurrent duplicate committed first): the handler's work is dropped and
+    the call answers with `outcome` instead."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.decision.value)
+        self.outcome = outcome
+
+
+def _outcome(row: Any, fingerprint: str, now: datetime) -> Outcome:
+    record = (
+        None
+        if row is None
+        else StoredRecord(row.fingerprint, RecordState(row.state), row.lease_until, row.expires_at)
+    )
+    decision = decide(record, fingerprint, now)
+    if decision is Decision.REPLAY:
+        return Outcome(decision, StoredAnswer(row.grpc_code, row.http_status, row.response))
+    return Outcome(decision)
 
 
 class IdempotencyStore:
     def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def claim(
-        self, *, partner_id: UUID, key: UUID, fingerprint: str, now: datetime
-    ) -> tuple[Decision, Claim | StoredAnswer | None]:
-        async with self._uow(write=True) as uow:
-            session = uow.session
-            for _ in range(2):  # a second pass only after losing an insert race
-                query = (
-                    select(IdempotencyRow)
-                    .where(
-                        col(IdempotencyRow.partner_id) == partner_id,
-                        col(IdempotencyRow.key) == key,
-                    )
-                    .with_for_update()
-                )
-                row = (await session.execute(query)).scalar_one_or_none()
-                decision = decide(_record(row), fingerprint, now)
-                if decision is Decision.REPLAY:
-                    assert row is not None and row.response is not None
-                    return decision, StoredAnswer(row.grpc_code, row.http_status, row.response)
-                if decision not in (Decision.EXECUTE, Decision.TAKE_OVER):
-                    return decision, None
-                claim = Claim(partner_id, key, uuid.uuid4())
-                values = {
-                    "fingerprint": fingerprint,
-                    "state": RecordState.IN_FLIGHT.value,
-                    "claim_id": claim.claim_id,
-                    "lease_until": now + IN_FLIGHT_LEASE,
-                    "expires_at": now + KEY_LIFETIME,
-                    "grpc_code": 0,
-                    "http_status": None,
-                    "response": None,
-                    "created_at": now,
-                }
-                if row is not None:
-                    row.sqlmodel_update(values)
-                    await uow.commit()
-                    return decision, claim
-                if await self._insert(session, partner_id, key, values):
-                    await uow.commit()
-                    return decision, claim
-                await session.rollback()
-        return Decision.IN_FLIGHT, None
+    async def lookup(self, ticket: Ticket) -> Outcome:
+        """What the key holds now, without a lock: replays never run the handler (nor its
+        outside calls); the claim in the write transaction decides for good."""
+        async with self._uow() as uow:
+            row = (await uow.session.execute(_RECORD, ticket.where)).one_or_none()
+        return _outcome(row, ticket.fingerprint, ticket.now)
 
-    @staticmethod
-    async def _insert(
-        session: AsyncSession, partner_id: UUID, key: UUID, values: dict[str, object]
-    ) -> bool:
-        """INSERT ... ON CONFLICT DO NOTHING: False when another claim got there first."""
-        insert = upsert_insert(session)
-        statement = (
-            insert(IdempotencyRow)
-            .values(partner_id=partner_id, key=key, **values)
-            .on_conflict_do_nothing(index_elements=["partner_id", "key"])
-            # RETURNING, not rowcount: drivers report rowcount for this statement unreliably.
-            .returning(col(IdempotencyRow.claim_id))
+    def write(self, ticket: Ticket) -> IdempotentWrite:
+        return IdempotentWrite(self, ticket)
+
+    async def claim(self, session: AsyncSession, ticket: Ticket) -> Outcome:
+        """Claims the key in the open transaction `session`, or says why not."""
+        values = {
+            "fingerprint": ticket.fingerprint,
+            "state": RecordState.IN_FLIGHT.value,
+            "claim_id": uuid.uuid4(),
+            "lease_until": ticket.now + IN_FLIGHT_LEASE,
+            "expires_at": ticket.now + KEY_LIFETIME,
+            "created_at": ticket.now,
+        }
+        insert = _CLAIM_INSERT["postgresql" if is_postgres(session) else "sqlite"]
+        for _ in range(2):  # a second pass only if the row went away in between (the sweep)
+            row_values = {"partner_id": ticket.partner_id, "key": ticket.key, **values}
+            if (await session.execute(insert, row_values)).first() is not None:
+                return Outcome(Decision.EXECUTE)
+            row = (await session.execute(_RECORD_FOR_UPDATE, ticket.where)).one_or_none()
+            if row is None:
+                continue
+            outcome = _outcome(row, ticket.fingerprint, ticket.now)
+            if outcome.runs:  # expired, or abandoned by an older release: take it over
+                renewed = {f"v_{name}": value for name, value in values.items()}
+                await session.execute(_RECLAIM, {**ticket.where, **renewed})
+            return outcome
+        return Outcome(Decision.IN_FLIGHT)
+
+    async def store(self, session: AsyncSession, ticket: Ticket, answer: StoredAnswer) -> None:
+        """Stores the answer on the key claimed in the open transaction `session`."""
+        await session.execute(
+            _ANSWER,
+            {
+                **ticket.where,
+                "v_grpc_code": answer.grpc_code,
+                "v_http_status": answer.http_status,
+                "v_response": answer.body,
+            },
         )
-        result = await session.execute(statement)
-        return result.first() is not None
 
-    async def complete(self, claim: Claim, answer: StoredAnswer) -> None:
-        """Stores the answer, in the handler's own transaction when it changed anything."""
-        statement = (
-            sa.update(IdempotencyRow)
-            .where(
-                col(IdempotencyRow.partner_id) == claim.partner_id,
-                col(IdempotencyRow.key) == claim.key,
-                col(IdempotencyRow.claim_id) == claim.claim_id,
-            )
-            .values(
-                state=RecordState.COMPLETED.value,
-                grpc_code=answer.grpc_code,
-                http_status=answer.http_status,
-                response=answer.body,
-            )
-        )
-        pending, claim.pending = claim.pending, None
-        if pending is not None:
-            committed = False
-            try:
-                await pending.session.execute(statement)
-                committed = True
-            finally:
-                await pending.finish(commit=committed)
-            return
+    async def store_alone(self, ticket: Ticket, answer: StoredAnswer) -> Outcome:
+        """Claim and answer in a transaction of their own: for a call that changed nothing
+        (its handler never committed), so there is nothing else to commit with. Another
+        outcome when a duplicate stored its answer first."""
         async with self._uow(write=True) as uow:
-            await uow.session.execute(statement)
-            await uow.commit()
-
-    async def abandon(self, claim: Claim) -> None:
-        """A server error: the handler's changes roll back and the claim is forgotten, so a
-        retry runs again."""
-        pending, claim.pending = claim.pending, None
-        if pending is not None:
-            await pending.finish(commit=False)
-        await self.release(claim)
-
-    async def release(self, claim: Claim) -> None:
-        """Forgets a claim whose request changed nothing, so a retry runs."""
-        async with self._uow(write=True) as uow:
-            await uow.session.execute(
-                sa.delete(IdempotencyRow).where(
-                    col(IdempotencyRow.partner_id) == claim.partner_id,
-                    col(IdempotencyRow.key) == claim.key,
-                    col(IdempotencyRow.claim_id) == claim.claim_id,
-                    col(IdempotencyRow.state) == RecordState.IN_FLIGHT.value,
-                )
-            )
-            await uow.commit()
+            outcome = await self.claim(uow.session, ticket)
+            if outcome.runs:
+                await self.store(uow.session, ticket, answer)
+                await uow.commit()
+            return outcome
 
     async def sweep(self, now: datetime) -> int:
         async with self._uow(write=True) as uow:
-            result = await uow.session.execute(
-                sa.delete(IdempotencyRow).where(col(IdempotencyRow.expires_at) <= now)
-            )
+            result = await uow.session.execute(sa.delete(_keys).where(_keys.c.expires_at <= now))
             await uow.commit()
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class IdempotentWrite:
+    """The one write transaction of an idempotent call, and its only owner.
+
+    The idempotency interceptor makes it, binds it around the handler (`bound`), and ends
+    it: `complete` commits the handler's accepted changes together with the answer, `abort`
+    rolls everything back. Inside, the handler's `async with uow(write=True)` joins it
+    (unit_of_work.WriteOwner): BEGIN and the claim happen there, `uow.commit()` only accepts.
+    """
+
+    def __init__(self, store: IdempotencyStore, ticket: Ticket) -> None:
+        self._store = store
+        self.ticket = ticket
+        self._uow: SqlUnitOfWork | None = None
+        self._accepted = False
+
+    @contextmanager
+    def bound(self) -> Iterator[None]:
+        with owned_by(self):
+            yield
+
+    # -- unit_of_work.WriteOwner -----------------------------------------------------------
+
+    def enter(self, uow: SqlUnitOfWork) -> None:
+        if self._uow is not None:
+            raise SecondWriteScope("an idempotent call may open one write unit of work")
+        self._uow = uow
+
+    async def begun(self, uow: SqlUnitOfWork) -> None:
+        outcome = await self._store.claim(uow.session, self.ticket)
+        if not outcome.runs:
+            raise ClaimSettled(outcome)
+
+    def accept(self) -> None:
+        self._accepted = True
+
+    # -- ending it (the interceptor) -------------------------------------------------------
+
+    async def complete(self, answer: StoredAnswer) -> None:
+        """Commits the accepted changes with `answer`. Raises ClaimSettled when the call
+        changed nothing and a concurrent duplicate's answer got stored first."""
+        uow, self._uow = self._uow, None
+        if uow is not None and self._accepted:
+            committed = False
+            try:
+                await self._store.store(uow.session, self.ticket, answer)
+                await uow.finish(commit=True)
+                committed = True
+            finally:
+                if not committed:
+                    await uow.finish(commit=False)
+            return
+        if uow is not None:
+            await uow.finish(commit=False)  # nothing accepted (or the transaction failed)
+        outcome = await self._store.store_alone(self.ticket, answer)
+        if not outcome.runs:
+            raise ClaimSettled(outcome)
+
+    async def abort(self) -> None:
+        uow, self._uow = self._uow, None
+        if uow is not None:
+            await uow.finish(commit=False)

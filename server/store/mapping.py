@@ -1,8 +1,8 @@
 """Rows <-> domain entities. Kept apart so the domain never sees SQLModel.
 
-The `*_from_row` functions take either an ORM instance (a write unit of work loads those, so
-`save` can merge into them) or a Core result row of the table's columns, by column name (the
-read paths: no ORM instance is built at all, see repositories.py).
+The `*_from_row` functions take a Core result row of the table's columns (by column name);
+the `*_values` functions give the column values a Core INSERT or UPDATE writes. No ORM
+instance is built on either path (see repositories.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from server.domain.accounts import (
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.partner import Partner
 from server.domain.signing_keys import PublicKey, SigningKey
-from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
 
 
-def partner_from_row(row: PartnerRow | Row[Any]) -> Partner:
+def partner_from_row(row: Row[Any]) -> Partner:
     return Partner(
         id=row.id,
         name=row.name,
@@ -36,18 +35,18 @@ def partner_from_row(row: PartnerRow | Row[Any]) -> Partner:
     )
 
 
-def partner_to_row(partner: Partner) -> PartnerRow:
-    return PartnerRow(
-        id=partner.id,
-        name=partner.name,
-        api_key=partner.api_key,
-        secret_hash=partner.secret_hash,
-        credentials_version=partner.credentials_version,
-        created_at=partner.created_at,
-    )
+def partner_values(partner: Partner) -> dict[str, Any]:
+    return {
+        "id": partner.id,
+        "name": partner.name,
+        "api_key": partner.api_key,
+        "secret_hash": partner.secret_hash,
+        "credentials_version": partner.credentials_version,
+        "created_at": partner.created_at,
+    }
 
 
-def customer_from_row(row: CustomerRow | Row[Any]) -> Customer:
+def customer_from_row(row: Row[Any]) -> Customer:
     return Customer(
         id=row.id,
         partner_id=row.partner_id,
@@ -64,24 +63,24 @@ def customer_from_row(row: CustomerRow | Row[Any]) -> Customer:
     )
 
 
-def customer_to_row(customer: Customer) -> CustomerRow:
-    return CustomerRow(
-        id=customer.id,
-        partner_id=customer.partner_id,
-        external_id=customer.external_id,
-        chain_id=customer.chain_id,
-        chain_key=customer.chain_key,
-        status=customer.status.value,
-        kyc_session_id=customer.kyc_session_id,
-        kyc_verdict=customer.kyc_verdict.value if customer.kyc_verdict else None,
-        challenge_message=customer.challenge_message,
-        challenge_expires_at=customer.challenge_expires_at,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-    )
+def customer_values(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "partner_id": customer.partner_id,
+        "external_id": customer.external_id,
+        "chain_id": customer.chain_id,
+        "chain_key": customer.chain_key,
+        "status": customer.status.value,
+        "kyc_session_id": customer.kyc_session_id,
+        "kyc_verdict": customer.kyc_verdict.value if customer.kyc_verdict else None,
+        "challenge_message": customer.challenge_message,
+        "challenge_expires_at": customer.challenge_expires_at,
+        "created_at": customer.created_at,
+        "updated_at": customer.updated_at,
+    }
 
 
-def account_from_row(row: AccountRow | Row[Any]) -> Account:
+def account_from_row(row: Row[Any]) -> Account:
     return Account(
         id=row.id,
         partner_id=row.partner_id,
@@ -95,21 +94,21 @@ def account_from_row(row: AccountRow | Row[Any]) -> Account:
     )
 
 
-def account_to_row(account: Account) -> AccountRow:
-    return AccountRow(
-        id=account.id,
-        partner_id=account.partner_id,
-        customer_id=account.customer_id,
-        type=account.type.value,
-        currencies=list(account.currencies),
-        status=account.status.value,
-        inactive_cause=account.inactive_cause.value if account.inactive_cause else None,
-        created_at=account.created_at,
-        updated_at=account.updated_at,
-    )
+def account_values(account: Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "partner_id": account.partner_id,
+        "customer_id": account.customer_id,
+        "type": account.type.value,
+        "currencies": list(account.currencies),
+        "status": account.status.value,
+        "inactive_cause": account.inactive_cause.value if account.inactive_cause else None,
+        "created_at": account.created_at,
+        "updated_at": account.updated_at,
+    }
 
 
-def card_from_row(row: CardRow | Row[Any]) -> Card:
+def card_from_row(row: Row[Any]) -> Card:
     return Card(
         id=row.id,
         partner_id=row.partner_id,
@@ -125,23 +124,23 @@ def card_from_row(row: CardRow | Row[Any]) -> Card:
     )
 
 
-def card_to_row(card: Card) -> CardRow:
-    return CardRow(
-        id=card.id,
-        partner_id=card.partner_id,
-        account_id=card.account_id,
-        customer_id=card.customer_id,
-        type=card.type.value,
-        network=card.network,
-        masked_pan=card.masked_pan,
-        status=card.status.value,
-        inactive_cause=card.inactive_cause.value if card.inactive_cause else None,
-        created_at=card.created_at,
-        updated_at=card.updated_at,
-    )
+def card_values(card: Card) -> dict[str, Any]:
+    return {
+        "id": card.id,
+        "partner_id": card.partner_id,
+        "account_id": card.account_id,
+        "customer_id": card.customer_id,
+        "type": card.type.value,
+        "network": card.network,
+        "masked_pan": card.masked_pan,
+        "status": card.status.value,
+        "inactive_cause": card.inactive_cause.value if card.inactive_cause else None,
+        "created_at": card.created_at,
+        "updated_at": card.updated_at,
+    }
 
 
-def signing_key_from_row(row: SigningKeyRow | Row[Any]) -> SigningKey:
+def signing_key_from_row(row: Row[Any]) -> SigningKey:
     return SigningKey(
         partner_id=row.partner_id,
         public=PublicKey(row.key_id, row.algorithm, row.public_key_pem),

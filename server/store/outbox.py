@@ -6,18 +6,44 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from server.domain.events import ChangeEvent, EventType
-from server.store.dialect import is_postgres, upsert_insert
+from server.store.dialect import is_postgres
 from server.store.tables import EventRow, PartnerSequenceRow
 
 # PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
 CHANNEL = "customer_events"
+_INSERT_EVENTS = sa.insert(EventRow.__table__)  # type: ignore[attr-defined]
+_sequences = PartnerSequenceRow.__table__  # type: ignore[attr-defined]
+
+
+def _bump(insert: Any, *returning: Any) -> Any:
+    """Takes `k_count` sequence numbers for partner `k_partner_id`; returns the last one."""
+    count = sa.bindparam("k_count", type_=sa.BigInteger())
+    statement = (
+        insert(_sequences)
+        .values(partner_id=sa.bindparam("k_partner_id"), last_seq=count)
+        .on_conflict_do_update(
+            index_elements=["partner_id"], set_={"last_seq": _sequences.c.last_seq + count}
+        )
+    )
+    return statement.returning(_sequences.c.last_seq, *returning)
+
+
+_BUMP_SQLITE = _bump(sqlite.insert)
+# PostgreSQL also notifies in the same statement (one round trip fewer per commit); the
+# notification is delivered to listeners when, and only if, the transaction commits.
+_BUMP_POSTGRES = _bump(
+    postgresql.insert,
+    sa.func.pg_notify(CHANNEL, sa.cast(_sequences.c.partner_id, sa.Text)),
+)
 
 
 async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
@@ -27,36 +53,28 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    insert = upsert_insert(session)
+    bump = _BUMP_POSTGRES if is_postgres(session) else _BUMP_SQLITE
     numbered: list[ChangeEvent] = []
     for partner_id, batch in by_partner.items():
         count = len(batch)
-        bump = (
-            insert(PartnerSequenceRow)
-            .values(partner_id=partner_id, last_seq=count)
-            .on_conflict_do_update(
-                index_elements=["partner_id"],
-                set_={"last_seq": col(PartnerSequenceRow.last_seq) + count},
-            )
-            .returning(col(PartnerSequenceRow.last_seq))
-        )
-        last = int((await session.execute(bump)).scalar_one())
+        params = {"k_partner_id": partner_id, "k_count": count}
+        last = int((await session.execute(bump, params)).one()[0])
         for offset, event in enumerate(batch):
             numbered.append(replace(event, seq=last - count + 1 + offset))
-        if is_postgres(session):
-            # Delivered to listeners when (and only if) this transaction commits.
-            await session.execute(sa.select(sa.func.pg_notify(CHANNEL, str(partner_id))))
-    session.add_all(
-        EventRow(
-            event_id=e.event_id,
-            partner_id=e.partner_id,
-            seq=e.seq,
-            type=e.type.value,
-            entity_id=e.entity_id,
-            payload=e.payload,
-            occurred_at=e.occurred_at,
-        )
-        for e in numbered
+    await session.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "event_id": e.event_id,
+                "partner_id": e.partner_id,
+                "seq": e.seq,
+                "type": e.type.value,
+                "entity_id": e.entity_id,
+                "payload": e.payload,
+                "occurred_at": e.occurred_at,
+            }
+            for e in numbered
+        ],
     )
     return numbered
 

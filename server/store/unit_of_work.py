@@ -1,21 +1,30 @@
-"""The unit of work: one AsyncSession, one transaction, explicit commit."""
+"""The unit of work: one AsyncSession, one transaction, explicit commit.
+
+A write unit of work inside an idempotent call belongs to that call's one write transaction
+(`WriteOwner`, store/idempotency.py): the owner is bound around the handler, the handler's
+`async with uow(write=True)` begins the transaction and claims the key as its first
+statement, `commit` only accepts the changes, and the owner commits them together with the
+stored answer. A second write unit of work in the same call is refused (`SecondWriteScope`),
+on every database.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.domain.events import ChangeEvent
 from server.store import outbox
-from server.store.claims import PendingCommit, active_claim
 from server.store.outbox import SqlEventReader
 from server.store.repositories import (
     SqlAccountRepository,
@@ -32,15 +41,80 @@ OnCommit = Callable[[list[ChangeEvent]], None]
 CREDENTIALS_CHANNEL = "partner_credentials"
 
 
+class SecondWriteScope(RuntimeError):
+    """A call opened a second write unit of work: its changes could not commit atomically
+    with the first's (and with the idempotent answer), so the call fails as a server error
+    and nothing of it commits."""
+
+
+class WriteOwner(Protocol):
+    """The one owner of a call's write transaction (store/idempotency.py IdempotentWrite)."""
+
+    def enter(self, uow: SqlUnitOfWork) -> None:
+        """The call's write unit of work begins; raises SecondWriteScope for a second one."""
+        ...
+
+    async def begun(self, uow: SqlUnitOfWork) -> None:
+        """Its transaction is open: the owner's own first statement (the claim)."""
+        ...
+
+    def accept(self) -> None:
+        """The handler committed: its changes are to commit with the answer."""
+        ...
+
+
+_owner: ContextVar[WriteOwner | None] = ContextVar("write_owner", default=None)
+
+
+@contextmanager
+def owned_by(owner: WriteOwner) -> Iterator[None]:
+    """Write units of work made inside this block (in this context) join `owner`."""
+    token = _owner.set(owner)
+    try:
+        yield
+    finally:
+        _owner.reset(token)
+
+
 class _InlineSession:
-    """The slice of AsyncSession the store uses, over a blocking Session: SQLite statements
-    run inline on the event loop (see engine.sqlite_inline_engine for why that is safe)."""
+    """The slice of AsyncSession the store uses, on the inline SQLite engine: statements run
+    on the event loop (see engine.sqlite_inline_engine for why that is safe).
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    Core statements (every hot read and write: repositories.py, outbox.py, idempotency.py)
+    run on a plain pooled Connection; an ORM Session over that same connection, and so in
+    the same transaction, is made only when an ORM statement or `add` comes along. Why:
+    making a Session, and the ORM's dispatch of a Core statement, were half of a one-row
+    read's cost and most of a create's. A write engine begins IMMEDIATE on first use.
+    """
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return self._session.execute(*args, **kwargs)
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._made: Session | None = None
+
+    @property
+    def _open(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    @property
+    def _session(self) -> Session:
+        if self._made is None:
+            self._made = Session(
+                bind=self._open,
+                autoflush=False,
+                expire_on_commit=False,
+                join_transaction_mode="rollback_only",
+            )
+        return self._made
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") is None:
+            if self._made is not None:
+                self._made.flush()  # keep the statements in the order they were asked for
+            return self._open.execute(statement, *args, **kwargs)
+        return self._session.execute(statement, *args, **kwargs)
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.get(*args, **kwargs)
@@ -49,7 +123,8 @@ class _InlineSession:
         return self._session.merge(*args, **kwargs)
 
     async def flush(self) -> None:
-        self._session.flush()
+        if self._made is not None:
+            self._made.flush()
 
     def add(self, instance: object) -> None:
         self._session.add(instance)
@@ -58,56 +133,29 @@ class _InlineSession:
         self._session.add_all(instances)
 
     def get_bind(self) -> Any:
-        return self._session.get_bind()
-
-    async def rollback(self) -> None:
-        self._session.rollback()
-
-    async def close(self) -> None:
-        self._session.close()
-
-    async def commit(self) -> None:
-        self._session.commit()
-
-
-class _InlineReadSession(_InlineSession):
-    """A read unit of work on the inline SQLite engine: Core statements (every hot read,
-    repositories.py) run on a plain pooled Connection, and an ORM Session is made only if an
-    ORM statement comes along. Why: making and closing a Session, and the ORM's dispatch of
-    a Core statement, were half of a one-row read's cost on the request path."""
-
-    def __init__(self, sessions: sessionmaker[Session], engine: Engine) -> None:
-        self._sessions = sessions
-        self._engine = engine
-        self._made: Session | None = None
-        self._connection: Any = None
-
-    @property
-    def _session(self) -> Session:  # type: ignore[override]
-        if self._made is None:
-            self._made = self._sessions()
-        return self._made
-
-    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") is None:
-            if self._connection is None:
-                self._connection = self._engine.connect()
-            return self._connection.execute(statement, *args, **kwargs)
-        return self._session.execute(statement, *args, **kwargs)
-
-    def get_bind(self) -> Any:
         return self._engine
 
+    async def commit(self) -> None:
+        await self.flush()
+        if self._connection is not None:
+            self._connection.commit()
+
     async def rollback(self) -> None:
-        await self.close()
+        if self._made is not None:
+            self._made.close()  # forgets its pending rows; the transaction is the connection's
+            self._made = None
+        if self._connection is not None and self._connection.in_transaction():
+            self._connection.rollback()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        if self._made is not None:
-            self._made.close()
-            self._made = None
+        try:
+            if self._made is not None:
+                self._made.close()
+                self._made = None
+        finally:
+            if self._connection is not None:
+                self._connection.close()  # back to the pool; an open transaction rolls back
+                self._connection = None
 
 
 class SqlUnitOfWork:
@@ -126,36 +174,41 @@ class SqlUnitOfWork:
         on_commit: OnCommit | None = None,
         *,
         write: bool = False,
+        owner: WriteOwner | None = None,
     ) -> None:
         self._sessions = sessions
         self._lock = lock
         self._on_commit = on_commit
         self._write = write
+        self._owner = owner
+        self._held = False  # a session (and the SQLite write lock) to give back
 
     async def __aenter__(self) -> Self:
-        claim = active_claim.get()
-        if claim is not None and claim.pending is not None and self._lock is not None:
-            # The first write of this idempotent request still holds the lock, uncommitted.
-            raise RuntimeError("an idempotent request may open one write unit of work")
-        if self._lock is not None:
-            await self._lock.acquire()
-        self._handed_over = False
+        if self._owner is not None:
+            self._owner.enter(self)  # before any wait: a second scope fails at once
         self.outbox: list[ChangeEvent] = []
         self._after_commit: list[Callable[[], None]] = []
         self._credentials_changed: set[UUID] = set()
-        made = self._sessions()
-        if isinstance(made, _InlineReadSession):
-            self.session = cast(AsyncSession, made)
-        elif isinstance(made, Session):
-            self.session = cast(AsyncSession, _InlineSession(made))
-        else:
-            self.session = made
+        self._published: list[ChangeEvent] = []  # accepted, not yet committed (owned)
+        if self._lock is not None:
+            await self._lock.acquire()
+        try:
+            made = self._sessions()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self._held = True
+        self.session = cast(AsyncSession, made)
         self.partners = SqlPartnerRepository(self.session, self.outbox)
         self.customers = SqlCustomerRepository(self.session, self.outbox)
         self.accounts = SqlAccountRepository(self.session, self.outbox)
         self.cards = SqlCardRepository(self.session, self.outbox)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox)
         self.events = SqlEventReader(self.session)
+        if self._owner is not None:
+            # If the claim refuses, the owner still ends this transaction (finish below).
+            await self._owner.begun(self)
         return self
 
     async def __aexit__(
@@ -164,10 +217,16 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._handed_over:
-            return  # the idempotency claim finishes this transaction (store/claims.py)
+        if self._owner is not None:
+            return  # the owner ends this transaction (finish), with the call's answer
+        await self._release(rollback=self._write)
+
+    async def _release(self, *, rollback: bool) -> None:
+        if not self._held:
+            return
+        self._held = False
         try:
-            if self._write:
+            if rollback:
                 await self.session.rollback()  # a no-op after commit
             # close() alone rolls back what is still open too, minus the ORM's snapshot
             # restore: a read unit of work never holds an ORM instance to expire.
@@ -175,6 +234,17 @@ class SqlUnitOfWork:
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    async def finish(self, *, commit: bool) -> None:
+        """Ends an owned transaction (the owner calls this): commits what the handler
+        accepted, then tells this process's listeners; or rolls it all back."""
+        try:
+            if commit:
+                await self.session.commit()
+        finally:
+            await self._release(rollback=not commit)
+        if commit:
+            self._committed(self._published, self._after_commit)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
@@ -192,18 +262,17 @@ class SqlUnitOfWork:
                     sa.select(sa.func.pg_notify(CREDENTIALS_CHANNEL, str(partner_id)))
                 )
         self._credentials_changed.clear()
-        after, self._after_commit = self._after_commit, []
-        claim = active_claim.get()
-        if claim is not None:
-            # An idempotent request: its answer must commit with its changes, so the real
-            # commit happens once the answer exists (IdempotencyStore.complete).
+        if self._owner is not None:
+            # The call's answer must commit with these changes: the owner commits both.
             await self.session.flush()
-            claim.pending = PendingCommit(
-                self.session, self._lock, published, self._on_commit, after
-            )
-            self._handed_over = True
+            self._published += published
+            self._owner.accept()
             return
+        after, self._after_commit = self._after_commit, []
         await self.session.commit()
+        self._committed(published, after)
+
+    def _committed(self, published: list[ChangeEvent], after: list[Callable[[], None]]) -> None:
         if published and self._on_commit is not None:
             self._on_commit(published)
         for callback in after:
@@ -218,12 +287,11 @@ class SqlUnitOfWorkFactory:
         """`inline`: a blocking SQLite engine; reads and writes then run on the loop."""
         is_sqlite = engine.dialect.name == "sqlite"
         self._read: Callable[[], Any]
-        self._write: async_sessionmaker[AsyncSession] | sessionmaker[Session]
+        self._write: Callable[[], Any]
         if inline is not None:
             immediate = inline.execution_options(sqlite_immediate=True)
-            reads = sessionmaker(inline, expire_on_commit=False, autoflush=False)
-            self._read = lambda: _InlineReadSession(reads, inline)
-            self._write = sessionmaker(immediate, expire_on_commit=False, autoflush=False)
+            self._read = lambda: _InlineSession(inline)
+            self._write = lambda: _InlineSession(immediate)
         else:
             writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
             self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
@@ -233,6 +301,9 @@ class SqlUnitOfWorkFactory:
         self.on_commit: OnCommit | None = None
 
     def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
+        """A write unit of work inside an owned call joins the call's transaction."""
         if write:
-            return SqlUnitOfWork(self._write, self._write_lock, self.on_commit, write=True)
+            return SqlUnitOfWork(
+                self._write, self._write_lock, self.on_commit, write=True, owner=_owner.get()
+            )
         return SqlUnitOfWork(self._read, None)

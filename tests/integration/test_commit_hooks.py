@@ -1,7 +1,7 @@
 """The unit of work's commit hooks, on SQLite and PostgreSQL: `after_commit` runs only once
-the transaction has really committed (for an idempotent request, when the claim commits it
-with the stored answer), so a memo forgotten there cannot be refilled with the old state by
-a read in between; `credentials_changed` is a PostgreSQL NOTIFY sent only on commit."""
+the transaction has really committed (for an idempotent request, when the call's
+IdempotentWrite commits it with the stored answer), so a memo forgotten there cannot be
+refilled with the old state by a read in between; `credentials_changed` is a PostgreSQL NOTIFY sent only on commit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from server.config import Settings
 from server.domain.errors import Unauthenticated
 from server.services.auth import AuthService
 from server.services.signing_keys import SigningKeyService
-from server.store.claims import Claim, active_claim
+from server.store.idempotency import IdempotencyStore, IdempotentWrite, StoredAnswer, Ticket
 from server.store.unit_of_work import CREDENTIALS_CHANNEL, SqlUnitOfWorkFactory
 from tests.helpers.clock import SteppingClock
 from tests.helpers.databases import postgres_database
@@ -31,6 +31,7 @@ class Services:
     uow: SqlUnitOfWorkFactory
     auth: AuthService
     keys: SigningKeyService
+    idempotency: IdempotencyStore
 
 
 @asynccontextmanager
@@ -42,7 +43,7 @@ async def built(database_url: str) -> AsyncIterator[Services]:
     )
     try:
         uow = SqlUnitOfWorkFactory(container.engine, inline=container.read_engine)
-        yield Services(uow, container.auth, container.signing_keys)
+        yield Services(uow, container.auth, container.signing_keys, container.idempotency)
     finally:
         await container.close()
 
@@ -64,16 +65,17 @@ async def test_after_commit_runs_on_commit_and_never_on_rollback(services: Servi
     assert ran == ["committed"]
 
 
-def _claimed(partner_id: uuid.UUID) -> Claim:
+def _owned(services: Services, partner_id: uuid.UUID) -> IdempotentWrite:
     """What the idempotency interceptor holds while an idempotent request runs."""
-    claim = Claim(partner_id, uuid.uuid4(), uuid.uuid4())
-    active_claim.set(claim)
-    return claim
+    ticket = Ticket(partner_id, uuid.uuid4(), "fingerprint", SteppingClock().now())
+    return services.idempotency.write(ticket)
 
 
-async def _finish(claim: Claim, *, commit: bool) -> None:
-    assert claim.pending is not None
-    await claim.pending.finish(commit=commit)
+async def _finish(write: IdempotentWrite, *, commit: bool) -> None:
+    if commit:
+        await write.complete(StoredAnswer(0, None, b""))
+    else:
+        await write.abort()
 
 
 async def test_a_read_while_a_key_registration_awaits_its_answer_is_not_remembered(
@@ -81,11 +83,12 @@ async def test_a_read_while_a_key_registration_awaits_its_answer_is_not_remember
 ) -> None:
     partner = await services.auth.create_partner("test")
 
-    async def register() -> Claim:  # its own context, as a request has
-        claim = _claimed(partner.partner_id)
-        key = public_key_b64(generate_key())
-        await services.keys.register(partner_id=partner.partner_id, public_key=key)
-        return claim
+    async def register() -> IdempotentWrite:  # its own context, as a request has
+        write = _owned(services, partner.partner_id)
+        with write.bound():
+            key = public_key_b64(generate_key())
+            await services.keys.register(partner_id=partner.partner_id, public_key=key)
+        return write
 
     claim = await asyncio.create_task(register())
     # Another request, before the registration's transaction commits with its answer.
@@ -102,10 +105,11 @@ async def test_a_read_while_a_rotation_awaits_its_answer_does_not_keep_the_old_t
         api_key=str(partner.api_key), api_secret=partner.api_secret
     )
 
-    async def rotate() -> Claim:
-        claim = _claimed(partner.partner_id)
-        await services.auth.rotate_credentials(partner_id=partner.partner_id)
-        return claim
+    async def rotate() -> IdempotentWrite:
+        write = _owned(services, partner.partner_id)
+        with write.bound():
+            await services.auth.rotate_credentials(partner_id=partner.partner_id)
+        return write
 
     claim = await asyncio.create_task(rotate())
     assert await services.auth.authenticate(old.token) == partner.partner_id  # not yet
@@ -120,11 +124,12 @@ async def test_a_change_rolled_back_after_its_answer_failed_forgets_nothing(
     partner = await services.auth.create_partner("test")
     remembered = await services.keys.live(partner_id=partner.partner_id)
 
-    async def register() -> Claim:
-        claim = _claimed(partner.partner_id)
-        key = public_key_b64(generate_key())
-        await services.keys.register(partner_id=partner.partner_id, public_key=key)
-        return claim
+    async def register() -> IdempotentWrite:
+        write = _owned(services, partner.partner_id)
+        with write.bound():
+            key = public_key_b64(generate_key())
+            await services.keys.register(partner_id=partner.partner_id, public_key=key)
+        return write
 
     claim = await asyncio.create_task(register())
     await _finish(claim, commit=False)
@@ -151,10 +156,11 @@ async def test_credential_changes_notify_on_commit_only(pg_url: str) -> None:
             await auth.rotate_credentials(partner_id=partner.partner_id)
             other = await auth.create_partner("rolled back")
 
-            async def rotate_other() -> Claim:  # sent, then rolled back with its answer
-                claim = _claimed(other.partner_id)
-                await auth.rotate_credentials(partner_id=other.partner_id)
-                return claim
+            async def rotate_other() -> IdempotentWrite:  # sent, then rolled back
+                write = _owned(services, other.partner_id)
+                with write.bound():
+                    await auth.rotate_credentials(partner_id=other.partner_id)
+                return write
 
             await _finish(await asyncio.create_task(rotate_other()), commit=False)
             payloads = []

