@@ -1,7 +1,8 @@
 """The unit of work's commit hooks, on SQLite and PostgreSQL: `after_commit` runs only once
 the transaction has really committed (for an idempotent request, when the call's
 IdempotentWrite commits it with the stored answer), so a memo forgotten there cannot be
-refilled with the old state by a read in between; `credentials_changed` is a PostgreSQL NOTIFY sent only on commit."""
+refilled with the old state by a read in between; `credentials_changed` is a PostgreSQL
+NOTIFY sent only on commit."""
 
 from __future__ import annotations
 
