@@ -5,7 +5,7 @@
 - `verifier_verify`: `RequestSignatureVerifier.verify` on the request as the auth
   interceptor builds it from the gateway's forwarded headers (parsing, digest and coverage
   policy, the signature base, the crypto);
-- `idempotency_record`: `IdempotencyStore.claim` + `complete` against the bench's database;
+- `idempotency_record`: `IdempotencyStore.claim` + `store` (+ commit) against the bench's database;
 - `siwe_recover`: `recover_signer` on a real signed challenge, in a subprocess so that the
   eth-keys backend can be chosen (`ECC_BACKEND_CLASS`, read by eth-keys at first use).
 
@@ -109,13 +109,14 @@ def verify_micro_fields() -> list[tuple[str, str, str]]:
 def idempotency_record(
     database_url: str, partner_id: str, seconds: float = 1.0
 ) -> dict[str, float]:
-    """`IdempotencyStore.claim` then `complete` for fresh keys, in a loop, on the bench's own
-    database (the server idle meanwhile): the record's share of a modifying request."""
+    """The idempotency record's share of a modifying request, for fresh keys in a loop on
+    the bench's own database (the server idle meanwhile): `IdempotencyStore.claim` and
+    `store` inside one write transaction, as an idempotent call runs them around its change
+    (the commit is the change's own; it is timed with the answer)."""
     from sqlalchemy.exc import OperationalError
 
-    from server.store.claims import Claim
     from server.store.engine import make_engine
-    from server.store.idempotency import IdempotencyStore, StoredAnswer
+    from server.store.idempotency import IdempotencyStore, StoredAnswer, Ticket
     from server.store.unit_of_work import SqlUnitOfWorkFactory
 
     answer = StoredAnswer(grpc_code=0, http_status=201, body=b"\x0a" * 320)
@@ -124,37 +125,30 @@ def idempotency_record(
     async def loop() -> dict[str, float]:
         engine = make_engine(database_url)
         try:
-            store = IdempotencyStore(SqlUnitOfWorkFactory(engine))
-
+            uow = SqlUnitOfWorkFactory(engine)
+            store = IdempotencyStore(uow)
             retries = 0
 
-            async def claim_one() -> Claim | StoredAnswer | None:
+            async def one() -> tuple[float, float]:
                 # SQLite: the server's own writers (the webhook relay) may hold the write
                 # lock past busy_timeout on a starved machine; try again, and say so.
                 nonlocal retries
+                ticket = Ticket(partner, uuid.uuid4(), FINGERPRINT, datetime.now(UTC))
                 for _ in range(5):
                     try:
-                        return (
-                            await store.claim(
-                                partner_id=partner,
-                                key=uuid.uuid4(),
-                                fingerprint=FINGERPRINT,
-                                now=datetime.now(UTC),
-                            )
-                        )[1]
+                        async with uow(write=True) as opened:
+                            started = time.perf_counter()
+                            outcome = await store.claim(opened.session, ticket)
+                            claimed = time.perf_counter()
+                            assert outcome.runs, outcome
+                            await store.store(opened.session, ticket, answer)
+                            await opened.commit()
+                            return claimed - started, time.perf_counter() - claimed
                     except OperationalError as error:
                         if "locked" not in str(error):
                             raise
                         retries += 1
                 raise RuntimeError("idempotency micro: the database stayed locked")
-
-            async def one() -> tuple[float, float]:
-                started = time.perf_counter()
-                claim = await claim_one()
-                claimed = time.perf_counter()
-                assert isinstance(claim, Claim), claim
-                await store.complete(claim, answer)
-                return claimed - started, time.perf_counter() - claimed
 
             for _ in range(10):  # open the pool's connections first
                 await one()

@@ -157,12 +157,12 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     def committed(events: list[ChangeEvent]) -> None:
         """This process committed events: its streams and webhook relay look at once."""
         hub.published(events)
-        webhook_worker.wake()
+        webhook_worker.wake({event.partner_id for event in events})
 
     def notified(partner_id: UUID) -> None:
         """Another replica committed events for the partner (PostgreSQL NOTIFY)."""
         hub.wake(partner_id)
-        webhook_worker.wake()
+        webhook_worker.wake((partner_id,))
 
     signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_submitted_key)
 
@@ -181,6 +181,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         signing_keys.invalidate_all()
 
     uow.on_commit = committed
+    webhook_store.on_new_cursor = webhook_worker.forget_relayed
     listener = (
         None
         if settings.is_sqlite

@@ -25,10 +25,11 @@ import random
 import socket
 import typing
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 import httpcore
 import httpx
@@ -211,8 +212,20 @@ class WebhookWorker:
         self._client: httpx.AsyncClient | None = None
         self._transactions: set[asyncio.Task[Any]] = set()  # shielded store calls under way
         self._claiming: asyncio.Task[list[Claimed]] | None = None
+        self._relayed: frozenset[UUID] | None = None  # partners with a cursor; None: unknown
 
-    def wake(self) -> None:
+    def wake(self, partners: Collection[UUID] | None = None) -> None:
+        """Events may have committed: those of `partners`, or of anyone (None). Events of
+        partners with no subscription leave the relay asleep: no read per commit for them."""
+        known = self._relayed
+        if partners is not None and known is not None and known.isdisjoint(partners):
+            return
+        self._relay_wanted.set()
+
+    def forget_relayed(self) -> None:
+        """A partner subscribed for the first time: wake for everyone until the relay reads
+        the subscribed partners again."""
+        self._relayed = None
         self._relay_wanted.set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -284,6 +297,8 @@ class WebhookWorker:
 
     async def relay_once(self) -> int:
         """Relays everything committed so far; the number of deliveries created."""
+        # Read first: a subscription committed after this read makes forget_relayed() run.
+        self._relayed = await self._store.relayed_partners()
         created_total = 0
         while True:
             read, created = await self._transaction(

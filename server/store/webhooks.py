@@ -78,9 +78,24 @@ def body(event_type: str, event_id: UUID, payload: dict[str, Any]) -> dict[str, 
     return {"webhookType": event_type, "eventId": str(event_id), **payload}
 
 
+_events_table = EventRow.__table__  # type: ignore[attr-defined]
+_cursors_table = _Cursor.__table__  # type: ignore[attr-defined]
+# (partner, cursor) of every subscribed partner with events past its cursor: one index probe
+# per cursor, never a scan of the events table. Built once: it runs on every relay round.
+_BEHIND = sa.select(_cursors_table.c.partner_id, _cursors_table.c.last_seq).where(
+    sa.exists().where(
+        _events_table.c.partner_id == _cursors_table.c.partner_id,
+        _events_table.c.seq > _cursors_table.c.last_seq,
+    )
+)
+_RELAYED_PARTNERS = sa.select(_cursors_table.c.partner_id)
+
+
 class SqlWebhookStore:
     def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
         self._uow = uow
+        # Told when a partner's first subscription committed here (its relay cursor is new).
+        self.on_new_cursor: Callable[[], None] | None = None
 
     # -- subscriptions (services.webhooks.WebhookStore) -----------------------------------
     async def add(self, subscription: WebhookSubscription, *, limit: int) -> bool:
@@ -108,6 +123,8 @@ class SqlWebhookStore:
                     updated_at=subscription.updated_at,
                 )
             )
+            if self.on_new_cursor is not None:
+                uow.after_commit(self.on_new_cursor)
             await uow.commit()
             return True
 
@@ -221,14 +238,12 @@ class SqlWebhookStore:
     # -- relay ----------------------------------------------------------------------------
     @staticmethod
     async def _behind(session: AsyncSession) -> list[tuple[UUID, int]]:
-        """(partner, cursor) of every subscribed partner with events past its cursor: one
-        index probe per cursor (never a scan of the whole events table)."""
-        newer = sa.exists().where(
-            col(EventRow.partner_id) == col(_Cursor.partner_id),
-            col(EventRow.seq) > col(_Cursor.last_seq),
-        )
-        query = sa.select(col(_Cursor.partner_id), col(_Cursor.last_seq)).where(newer)
-        return [(row[0], int(row[1])) for row in (await session.execute(query)).all()]
+        return [(row[0], int(row[1])) for row in (await session.execute(_BEHIND)).all()]
+
+    async def relayed_partners(self) -> frozenset[UUID]:
+        """Partners whose events the relay turns into deliveries (those with a cursor)."""
+        async with self._uow() as uow:
+            return frozenset(row[0] for row in await uow.session.execute(_RELAYED_PARTNERS))
 
     async def has_unrelayed(self) -> bool:
         """A cheap read (no write lock) the relay makes before doing any work."""
