@@ -110,6 +110,7 @@ def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
                 public_url=settings.public_url,
                 webhook_secret=settings.kyc_webhook_secret.get_secret_value(),
                 clock=clock,
+                latency=settings.sandbox_kyc_latency_seconds,
             )
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # callbacks are signed with. Only the built-in sandbox partner exists so far.
     kyc_provider: Literal["sandbox"] = "sandbox"
     kyc_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_KYC_WEBHOOK_SECRET)
+    # The sandbox KYC partner takes this long to open a session, to try a slow partner.
+    sandbox_kyc_latency_seconds: float = Field(default=0.0, ge=0, le=60)
     # Idle WatchCustomers streams get a heartbeat this often (Envoy's idle timeout is 300 s).
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=120)
     # Webhook deliveries: jittered exponential backoff from `base` until `max_age` after the

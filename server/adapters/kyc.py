@@ -10,6 +10,7 @@ public `POST /kyc/callbacks`, delivered before the portal answers. Its signature
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -62,16 +63,25 @@ def signature_header(secret: bytes, timestamp: int, body: bytes) -> str:
 
 class SandboxKyc:
     def __init__(
-        self, *, public_url: str, webhook_secret: str, clock: Clock, timeout: float = 10.0
+        self,
+        *,
+        public_url: str,
+        webhook_secret: str,
+        clock: Clock,
+        timeout: float = 10.0,
+        latency: float = 0.0,
     ) -> None:
         self._public_url = public_url
         self._secret = webhook_secret.encode()
         self._clock = clock
         self._timeout = timeout
+        self._latency = latency  # seconds a session takes to open, as a slow partner's would
 
     # -- the KycProvider port ------------------------------------------------------------
 
     async def open_session(self, *, partner_id: UUID, customer_id: UUID) -> KycSession:
+        if self._latency:
+            await asyncio.sleep(self._latency)
         session_id = secrets.token_urlsafe(18)
         return KycSession(session_id, f"{self._public_url}/kyc/{session_id}")
 
