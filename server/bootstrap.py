@@ -45,9 +45,11 @@ from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.idempotency import IdempotencyStore
 from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
+from server.store.retention import RetentionPruner
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 from server.store.webhooks import SqlWebhookStore
+from server.transport import convert
 from server.transport.policy import POLICY
 
 
@@ -74,6 +76,7 @@ class Container:
     webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
     read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
     uow: SqlUnitOfWorkFactory | None = None  # the one factory every service shares
+    retention: RetentionPruner | None = None  # old events and deliveries (app.py loop)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -129,7 +132,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     read_engine = sqlite_inline_engine(settings.database_url) if settings.is_sqlite else None
-    uow = SqlUnitOfWorkFactory(engine, inline=read_engine)
+    uow = SqlUnitOfWorkFactory(engine, inline=read_engine, shape=convert.payload)
     auth = AuthService(
         uow=uow,
         clock=clock,
@@ -251,4 +254,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         webhook_store=webhook_store,
         read_engine=read_engine,
         uow=uow,
+        retention=RetentionPruner(
+            uow,
+            events=timedelta(days=settings.event_retention_days),
+            deliveries=timedelta(days=settings.delivery_retention_days),
+        ),
     )

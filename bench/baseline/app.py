@@ -44,7 +44,6 @@ from bench.baseline.errors import ApiError
 from bench.baseline.security import Gatekeeper, Nonces, Signed
 from server.adapters.wallet import new_nonce
 from server.domain import siwe
-from server.domain.events import rfc3339
 from server.domain.identifiers import InvalidIdentifier, parse_account_id, validate_external_id
 from server.store.tables import CustomerRow, EventRow, IdempotencyRow, PartnerSequenceRow
 
@@ -275,6 +274,18 @@ def _repeated(record: IdempotencyRow, fingerprint: str) -> Response:
     replay = _json(record.http_status or 200, record.response)
     replay.headers["idempotent-replayed"] = "true"
     return replay
+
+
+def rfc3339(value: datetime) -> str:
+    """As protobuf's JSON prints a Timestamp: UTC, 'Z', 0, 3 or 6 fraction digits."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    micros = value.microsecond
+    if micros == 0:
+        return text + "Z"
+    if micros % 1000 == 0:
+        return f"{text}.{micros // 1000:03d}Z"
+    return f"{text}.{micros:06d}Z"
 
 
 def _json(status: int, body: bytes) -> Response:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -35,67 +36,25 @@ class ChangeEvent:
     seq: int = 0  # per-partner sequence, assigned when the change commits
 
 
-def rfc3339(value: datetime) -> str:
-    """As protobuf's JSON prints a Timestamp: UTC, 'Z', 0, 3 or 6 fraction digits."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    micros = value.microsecond
-    if micros == 0:
-        return text + "Z"
-    if micros % 1000 == 0:
-        return f"{text}.{micros // 1000:03d}Z"
-    return f"{text}.{micros:06d}Z"
+# The API's JSON shape of an entity, exactly as the gateway prints a GET of it. It is the
+# transport's conversion (transport/convert.py payload), handed to the store by bootstrap:
+# one shape per entity, so an event's payload equals what a GET showed, by construction.
+Shape = Callable[["Customer | Account | Card"], dict[str, Any]]
 
 
-def customer_payload(customer: Customer) -> dict[str, Any]:
-    return {
-        "id": str(customer.id),
-        "externalId": customer.external_id,
-        "chainId": customer.chain_id,
-        "status": customer.status.value,
-        "createdAt": rfc3339(customer.created_at),
-        "updatedAt": rfc3339(customer.updated_at),
-    }
-
-
-def account_payload(account: Account) -> dict[str, Any]:
-    return {
-        "id": str(account.id),
-        "customerId": str(account.customer_id),
-        "type": account.type.value,
-        "currencies": list(account.currencies),
-        "status": account.status.value,
-        "createdAt": rfc3339(account.created_at),
-        "updatedAt": rfc3339(account.updated_at),
-    }
-
-
-def card_payload(card: Card) -> dict[str, Any]:
-    return {
-        "id": str(card.id),
-        "accountId": str(card.account_id),
-        "type": card.type.value,
-        "network": card.network,
-        "maskedPan": card.masked_pan,
-        "status": card.status.value,
-        "createdAt": rfc3339(card.created_at),
-        "updatedAt": rfc3339(card.updated_at),
-    }
-
-
-def changed(entity: Customer | Account | Card) -> ChangeEvent:
+def changed(entity: Customer | Account | Card, shape: Shape) -> ChangeEvent:
     """The event for an entity's current state (called for creations and every change)."""
     if isinstance(entity, Customer):
-        kind, payload = EventType.CUSTOMER_UPDATED, customer_payload(entity)
+        kind = EventType.CUSTOMER_UPDATED
     elif isinstance(entity, Account):
-        kind, payload = EventType.ACCOUNT_UPDATED, account_payload(entity)
+        kind = EventType.ACCOUNT_UPDATED
     else:
-        kind, payload = EventType.CARD_UPDATED, card_payload(entity)
+        kind = EventType.CARD_UPDATED
     return ChangeEvent(
         event_id=uuid.uuid4(),
         partner_id=entity.partner_id,
         type=kind,
         entity_id=entity.id,
-        payload=payload,
+        payload=shape(entity),
         occurred_at=entity.updated_at,
     )

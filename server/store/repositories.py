@@ -28,7 +28,7 @@ from sqlmodel import SQLModel
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import CustomerAlreadyExists
-from server.domain.events import ChangeEvent, changed
+from server.domain.events import ChangeEvent, Shape, changed
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
@@ -213,10 +213,16 @@ _LOCK_PARTNER = (
 
 
 class _Repository:
-    def __init__(self, session: AsyncSession, outbox: list[ChangeEvent] | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        outbox: list[ChangeEvent] | None = None,
+        shape: Shape | None = None,
+    ) -> None:
         self._session = session
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
+        self._shape = shape  # the API's JSON of an entity: every event's payload
 
     async def _one(self, read: _Read[E], params: dict[str, Any]) -> E | None:
         # Works on AsyncSession and on the inline SQLite Session alike (unit_of_work.py):
@@ -252,7 +258,9 @@ class _Repository:
                 ],
             )
         entity.changes.clear()
-        self._outbox.append(changed(entity))
+        if self._shape is None:
+            raise RuntimeError("this unit of work was made without the API shape of events")
+        self._outbox.append(changed(entity, self._shape))
 
 
 class SqlPartnerRepository(_Repository):

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from server.domain.events import ChangeEvent
+from server.domain.events import ChangeEvent, Shape
 from server.store import outbox
 from server.store.outbox import SqlEventReader
 from server.store.repositories import (
@@ -175,8 +175,10 @@ class SqlUnitOfWork:
         *,
         write: bool = False,
         owner: WriteOwner | None = None,
+        shape: Shape | None = None,
     ) -> None:
         self._sessions = sessions
+        self._shape = shape
         self._lock = lock
         self._on_commit = on_commit
         self._write = write
@@ -200,11 +202,12 @@ class SqlUnitOfWork:
             raise
         self._held = True
         self.session = cast(AsyncSession, made)
-        self.partners = SqlPartnerRepository(self.session, self.outbox)
-        self.customers = SqlCustomerRepository(self.session, self.outbox)
-        self.accounts = SqlAccountRepository(self.session, self.outbox)
-        self.cards = SqlCardRepository(self.session, self.outbox)
-        self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox)
+        shape = self._shape
+        self.partners = SqlPartnerRepository(self.session, self.outbox, shape)
+        self.customers = SqlCustomerRepository(self.session, self.outbox, shape)
+        self.accounts = SqlAccountRepository(self.session, self.outbox, shape)
+        self.cards = SqlCardRepository(self.session, self.outbox, shape)
+        self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
         self.events = SqlEventReader(self.session)
         if self._owner is not None:
             # If the claim refuses, the owner still ends this transaction (finish below).
@@ -283,8 +286,12 @@ class SqlUnitOfWorkFactory:
     """Hands out units of work; writers on SQLite queue on one in-process lock (cheaper
     than SQLite's sleep-and-retry busy handler) and begin IMMEDIATE."""
 
-    def __init__(self, engine: AsyncEngine, *, inline: Engine | None = None) -> None:
-        """`inline`: a blocking SQLite engine; reads and writes then run on the loop."""
+    def __init__(
+        self, engine: AsyncEngine, *, inline: Engine | None = None, shape: Shape | None = None
+    ) -> None:
+        """`inline`: a blocking SQLite engine; reads and writes then run on the loop.
+        `shape`: the API's JSON of an entity (events' payloads); needed to record changes."""
+        self._shape = shape
         is_sqlite = engine.dialect.name == "sqlite"
         self._read: Callable[[], Any]
         self._write: Callable[[], Any]
@@ -304,6 +311,11 @@ class SqlUnitOfWorkFactory:
         """A write unit of work inside an owned call joins the call's transaction."""
         if write:
             return SqlUnitOfWork(
-                self._write, self._write_lock, self.on_commit, write=True, owner=_owner.get()
+                self._write,
+                self._write_lock,
+                self.on_commit,
+                write=True,
+                owner=_owner.get(),
+                shape=self._shape,
             )
-        return SqlUnitOfWork(self._read, None)
+        return SqlUnitOfWork(self._read, None, shape=self._shape)

@@ -64,6 +64,26 @@ def card(entity: Card) -> pb.Card:
     )
 
 
+def payload(entity: Customer | Account | Card) -> dict[str, Any]:
+    """An entity as the REST API shows it: the JSON of the very message a GET answers with.
+    Events carry this as their payload (domain/events.py Shape, wired in bootstrap)."""
+    message: Any
+    if isinstance(entity, Customer):
+        message = customer(entity)
+    elif isinstance(entity, Account):
+        message = account(entity)
+    else:
+        message = card(entity)
+    # The gateway's JSON print options (gateway/config.py "print_options"): camelCase names,
+    # enum names, every field without presence printed.
+    return json_format.MessageToDict(
+        message,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=False,
+        use_integers_for_enums=False,
+    )
+
+
 def customer_status(value: int) -> CustomerStatus | None:
     """Unset (0) means "any status"; unknown numbers cannot come through the transcoder."""
     if value == pb.Customer.Status.STATUS_UNSPECIFIED:

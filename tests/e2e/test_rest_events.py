@@ -100,3 +100,30 @@ def test_a_rejected_change_publishes_nothing(partner: RestPartner) -> None:
     duplicate = partner.create_customer(created["chainId"], "another")
     assert duplicate.status_code == 409
     assert partner.call("GET", "/events").json()["events"] == before
+
+
+def test_every_event_shows_its_entity_exactly_as_a_get_does(partner: RestPartner) -> None:
+    """One API shape per entity: the last event of each entity is what a GET shows now."""
+    customer = partner.active_customer()
+    account = partner.call(
+        "POST",
+        f"/customers/{customer['id']}/accounts",
+        json={"type": "card_account", "currencies": ["EUR", "USD"]},
+    ).json()
+    card = partner.call("POST", f"/accounts/{account['id']}/cards", json={"type": "virtual"}).json()
+    partner.call("PATCH", f"/customers/{customer['id']}/deactivate")
+    events = partner.call("GET", "/events", params={"after": 0, "pageSize": 100}).json()["events"]
+    last = {
+        (e["webhookType"], next(iter(set(e) & {"customer", "account", "card"}))): e for e in events
+    }
+    accounts = partner.call("GET", f"/customers/{customer['id']}/accounts").json()["accounts"]
+    cards = partner.call("GET", f"/accounts/{account['id']}/cards").json()["cards"]
+    shown = {
+        "customer": partner.call("GET", f"/customers/{customer['id']}").json(),
+        "account": next(a for a in accounts if a["id"] == account["id"]),
+        "card": next(c for c in cards if c["id"] == card["id"]),
+    }
+    for (kind, field), event in last.items():
+        assert kind == f"{field}.updated"
+        assert event[field] == shown[field], field
+    assert {field for _, field in last} == {"customer", "account", "card"}

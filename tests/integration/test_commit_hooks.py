@@ -23,6 +23,7 @@ from server.services.auth import AuthService
 from server.services.signing_keys import SigningKeyService
 from server.store.idempotency import IdempotencyStore, IdempotentWrite, StoredAnswer, Ticket
 from server.store.unit_of_work import CREDENTIALS_CHANNEL, SqlUnitOfWorkFactory
+from server.transport import convert
 from tests.helpers.clock import SteppingClock
 from tests.helpers.databases import postgres_database
 
@@ -43,7 +44,9 @@ async def built(database_url: str) -> AsyncIterator[Services]:
         Settings(database_url=database_url, metrics_port=0), clock=SteppingClock()
     )
     try:
-        uow = SqlUnitOfWorkFactory(container.engine, inline=container.read_engine)
+        uow = SqlUnitOfWorkFactory(
+            container.engine, inline=container.read_engine, shape=convert.payload
+        )
         yield Services(uow, container.auth, container.signing_keys, container.idempotency)
     finally:
         await container.close()

@@ -21,6 +21,7 @@ from server.services.ports import PageCursor
 from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow, SigningKeyRow
 from server.store.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+from server.transport import convert
 from tests.helpers.databases import database
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -61,7 +62,7 @@ async def engines(mode: str, database_url: str) -> AsyncIterator[tuple[Any, sa.E
 @pytest.fixture
 def factory(engines: tuple[Any, sa.Engine | None]) -> SqlUnitOfWorkFactory:
     engine, inline = engines
-    return SqlUnitOfWorkFactory(engine, inline=inline)
+    return SqlUnitOfWorkFactory(engine, inline=inline, shape=convert.payload)
 
 
 @pytest.fixture
