@@ -24,6 +24,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -746,6 +747,88 @@ def workers(ctx: Context) -> Plan:
         title="CUSTOMERS_WORKERS: 1 vs 2 server processes behind one Envoy (signed GET)",
         cases=cases,
         ratios=ratios,
+    )
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+CASCADE_ACCOUNTS, CASCADE_CARDS = 10, 5  # per customer; per account
+CASCADE_TARGET_MS = 20.0  # issue 10: deactivate with its cascade, p50
+
+
+def cascade_latency(partner: SignedPartner, customer_id: str, toggles: int) -> dict[str, float]:
+    """`toggles` x (deactivate, activate) of one customer through Envoy, one at a time; each
+    deactivate switches off 10 accounts and 50 cards in its transaction, each activate
+    restores them. Wall time per call as the partner sees it (signing included, ~1 ms)."""
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(toggles):
+        for path, times in (("deactivate", off), ("activate", on)):
+            started = time.perf_counter()
+            answer = partner.call("PATCH", f"/customers/{customer_id}/{path}")
+            times.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 200 or len(answer.content) == 0:
+                raise LoadError(f"cascade {path}: {answer.status_code} {answer.text}")
+    return {
+        "off_p50": statistics.median(off),
+        "off_p99": _percentile(off, 99),
+        "on_p50": statistics.median(on),
+        "on_p99": _percentile(on, 99),
+    }
+
+
+@scenario("cascade", per_database=True)
+def cascade(ctx: Context) -> Plan:
+    """Deactivate (and activate) a customer with 10 accounts x 5 cards: the whole cascade is
+    one transaction with its 61 events; latency through Envoy, one call at a time."""
+    partner = ctx.partner(ECDSA_P384_SHA384, role="cascade")
+    customer_id = str(partner.active_customer()["id"])
+    for _ in range(CASCADE_ACCOUNTS):
+        account = partner.call(
+            "POST",
+            f"/customers/{customer_id}/accounts",
+            json={"type": "card_account", "currencies": ["EUR"]},
+        )
+        if account.status_code != 201:
+            raise LoadError(f"cascade setup: {account.status_code} {account.text}")
+        for _ in range(CASCADE_CARDS):
+            card = partner.call(
+                "POST", f"/accounts/{account.json()['id']}/cards", json={"type": "virtual"}
+            )
+            if card.status_code != 201:
+                raise LoadError(f"cascade setup: {card.status_code} {card.text}")
+    kind = ctx.stack.kind
+    title = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    micro = Micro(
+        f"cascade.{kind}",
+        f"deactivate/activate, {CASCADE_ACCOUNTS} accounts x {CASCADE_CARDS} cards ({title})",
+        functools.partial(cascade_latency, partner, customer_id, 20),
+        [
+            ("off_p50", "deactivate p50", "{:,.1f} ms"),
+            ("off_p99", "p99", "{:,.1f} ms"),
+            ("on_p50", "activate p50", "{:,.1f} ms"),
+            ("on_p99", "p99", "{:,.1f} ms"),
+        ],
+    )
+
+    def summary(results: Results) -> list[str]:
+        p50 = results.micro(micro.name, "off_p50")
+        return [
+            f"  {title}: deactivate with its cascade p50 {_fmt(p50, '{:,.1f}')} ms "
+            f"({_verdict(p50, CASCADE_TARGET_MS, at_most=True)} ms), "
+            f"p99 {_fmt(results.micro(micro.name, 'off_p99'), '{:,.1f}')} ms; activate p50 "
+            f"{_fmt(results.micro(micro.name, 'on_p50'), '{:,.1f}')} ms"
+        ]
+
+    return Plan(
+        scenario=f"cascade/{kind}",
+        title=f"customer deactivate/activate cascade, {title}",
+        cases=[],
+        micros=[micro],
+        summary=summary,
     )
 
 

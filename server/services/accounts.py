@@ -167,7 +167,5 @@ async def _card(uow: UnitOfWork, partner_id: UUID, card_id: str) -> Card:
 async def _save(uow: UnitOfWork, account: Account | None, cards: list[Card]) -> None:
     if account is not None:
         await uow.accounts.save(account)
-    for card in cards:
-        if card.changes:
-            await uow.cards.save(card)
+    await uow.cards.switch_all(cards)
     await uow.commit()

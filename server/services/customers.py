@@ -317,9 +317,5 @@ async def _save_changed(
     uow: UnitOfWork, customer: Customer, accounts: list[Account], cards: list[Card]
 ) -> None:
     await uow.customers.save(customer)
-    for account in accounts:
-        if account.changes:
-            await uow.accounts.save(account)
-    for card in cards:
-        if card.changes:
-            await uow.cards.save(card)
+    await uow.accounts.switch_all(accounts)
+    await uow.cards.switch_all(cards)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -72,6 +72,9 @@ class AccountRepository(Protocol):
         self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None
     ) -> list[Account]: ...
     async def save(self, account: Account) -> None: ...
+    async def switch_all(self, accounts: Sequence[Account]) -> None:
+        """Saves the status of those of `accounts` that changed (a cascade), at once."""
+        ...
 
 
 class CardRepository(Protocol):
@@ -83,6 +86,9 @@ class CardRepository(Protocol):
         self, *, partner_id: UUID, account_id: UUID, limit: int, after: PageCursor | None
     ) -> list[Card]: ...
     async def save(self, card: Card) -> None: ...
+    async def switch_all(self, cards: Sequence[Card]) -> None:
+        """Saves the status of those of `cards` that changed (a cascade), at once."""
+        ...
 
 
 class SigningKeyRepository(Protocol):

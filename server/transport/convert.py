@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customers.v1 import customers_pb2, events_pb2
@@ -74,14 +75,50 @@ def payload(entity: Customer | Account | Card) -> dict[str, Any]:
         message = account(entity)
     else:
         message = card(entity)
-    # The gateway's JSON print options (gateway/config.py "print_options"): camelCase names,
-    # enum names, every field without presence printed.
-    return json_format.MessageToDict(
-        message,
-        always_print_fields_with_no_presence=True,
-        preserving_proto_field_name=False,
-        use_integers_for_enums=False,
-    )
+    return as_gateway_prints(message)
+
+
+def as_gateway_prints(message: Any) -> dict[str, Any]:
+    """The message's JSON with the gateway's print options (gateway/config.py
+    "print_options"): camelCase names, enum names, every field without presence printed.
+
+    Equal to `json_format.MessageToDict(message, always_print_fields_with_no_presence=True)`
+    for our entity messages (tests/unit/test_event_payloads.py checks it field by field), at
+    about a third of its cost: a cascade prints 61 of these in its transaction. It walks the
+    message's descriptor, so a field added to the proto is printed without a change here;
+    a field kind it does not know falls back to the library.
+    """
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        if field.has_presence and not message.HasField(field.name):
+            continue
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            if field.type not in _PLAIN:
+                return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+            out[field.json_name] = list(value)
+        elif field.type == field.TYPE_ENUM:
+            out[field.json_name] = field.enum_type.values_by_number[value].name
+        elif field.type == field.TYPE_MESSAGE and field.message_type.full_name == _TIMESTAMP:
+            out[field.json_name] = value.ToJsonString()
+        elif field.type in _PLAIN:
+            out[field.json_name] = value
+        else:
+            return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    return out
+
+
+_TIMESTAMP = "google.protobuf.Timestamp"
+# Printed as they are (64-bit integers are strings in JSON, so they are not among them).
+_PLAIN = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_SINT32,
+    }
+)
 
 
 def customer_status(value: int) -> CustomerStatus | None:
