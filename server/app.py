@@ -136,6 +136,8 @@ async def start(
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()
     tasks = [asyncio.create_task(_sweep_idempotency_keys(container))]
+    if container.retention is not None:
+        tasks.append(asyncio.create_task(_prune_old_rows(container)))
     if container.hub is not None:
         tasks.append(asyncio.create_task(container.hub.run()))
     if container.listener is not None:
@@ -156,6 +158,27 @@ async def _sweep_idempotency_keys(container: Container, every: float = 60.0) -> 
             await container.idempotency.sweep(container.clock.now())
         except Exception:  # a failed sweep is retried next round
             log.exception("idempotency sweep failed")
+
+
+async def _prune_old_rows(container: Container) -> None:
+    """Retention (store/retention.py): every worker prunes each interval; their rounds
+    share the work (SKIP LOCKED on PostgreSQL, the write lock on SQLite)."""
+    pruner, every = container.retention, container.settings.retention_interval_seconds
+    assert pruner is not None
+    while True:
+        await asyncio.sleep(every)
+        try:
+            pruned = await pruner.prune(container.clock.now())
+        except Exception:  # a failed round is retried next round
+            log.exception("retention pruning failed")
+            continue
+        if pruned.events or pruned.deliveries:
+            log.info(
+                "old rows pruned",
+                events=pruned.events,
+                deliveries=pruned.deliveries,
+                transactions=pruned.transactions,
+            )
 
 
 async def serve_until_signalled(running: RunningServer) -> None:

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     webhook_retry_max_age_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retention (server/store/retention.py): events older than this are pruned once the
+    # webhook relay has passed them; the contract promises partners at least 30 days.
+    event_retention_days: int = Field(default=30, ge=30, le=3650)
+    # Delivered or failed webhook deliveries, counted from their last attempt.
+    delivery_retention_days: int = Field(default=7, ge=1, le=3650)
+    # How often each worker runs a pruning round (the first one an interval after start).
+    retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86400)
     log_level: str = "INFO"
     log_json: bool = True
 
