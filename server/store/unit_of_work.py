@@ -10,7 +10,6 @@ on every database.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +32,7 @@ from server.store.repositories import (
     SqlPartnerRepository,
     SqlSigningKeyRepository,
 )
+from server.store.write_lock import SqliteWriteLock, lock_file_of
 
 OnCommit = Callable[[list[ChangeEvent]], None]
 
@@ -170,7 +170,7 @@ class SqlUnitOfWork:
     def __init__(
         self,
         sessions: Callable[[], Any],
-        lock: asyncio.Lock | None,
+        lock: SqliteWriteLock | None,
         on_commit: OnCommit | None = None,
         *,
         write: bool = False,
@@ -283,8 +283,9 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    """Hands out units of work; writers on SQLite queue on one in-process lock (cheaper
-    than SQLite's sleep-and-retry busy handler) and begin IMMEDIATE."""
+    """Hands out units of work; writers on SQLite queue on one lock per database file
+    (store/write_lock.py: cheaper than SQLite's sleep-and-retry busy handler, and shared by
+    the worker processes) and begin IMMEDIATE."""
 
     def __init__(
         self, engine: AsyncEngine, *, inline: Engine | None = None, shape: Shape | None = None
@@ -303,7 +304,7 @@ class SqlUnitOfWorkFactory:
             writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
             self._read = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
             self._write = async_sessionmaker(writer, expire_on_commit=False, autoflush=False)
-        self._write_lock = asyncio.Lock() if is_sqlite else None
+        self._write_lock = SqliteWriteLock(lock_file_of(engine.url.database)) if is_sqlite else None
         # Told about every committed batch of events (wakes this process's streams at once).
         self.on_commit: OnCommit | None = None
 
