@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -93,13 +94,22 @@ def clock() -> SteppingClock:
 
 
 @pytest.fixture
-async def server(database_url: str, clock: SteppingClock) -> AsyncIterator[RunningServer]:
+def server_settings() -> dict[str, Any]:
+    """Settings a test module's server runs with beyond the defaults (override it there)."""
+    return {}
+
+
+@pytest.fixture
+async def server(
+    database_url: str, clock: SteppingClock, server_settings: dict[str, Any]
+) -> AsyncIterator[RunningServer]:
     settings = Settings(
         database_url=database_url,
         grpc_port=0,
         metrics_port=0,
         # Short (Unix socket paths are limited to 107 bytes) and the test's own.
         gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
+        **server_settings,
     )
     running = await app.start(settings, clock=clock)
     yield running

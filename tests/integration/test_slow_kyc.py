@@ -4,19 +4,14 @@ customer's write begins, so other partners' writes, creates included, go on mean
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
 
-from client.idempotency import IdempotencyKeyInterceptor
 from customers.v1 import customers_pb2, resources_pb2
-from server import app
 from server.app import RunningServer
-from server.config import Settings
-from tests.helpers.clock import SteppingClock
 from tests.helpers.wallets import caip10, new_wallet
 from tests.integration.conftest import GrpcPartner, make_partner
 
@@ -24,25 +19,8 @@ LATENCY = 2.0  # seconds the sandbox KYC partner takes to open each session
 
 
 @pytest.fixture
-async def slow_kyc_server(database_url: str) -> AsyncIterator[RunningServer]:
-    settings = Settings(
-        database_url=database_url,
-        grpc_port=0,
-        metrics_port=0,
-        gateway_socket_dir=tempfile.mkdtemp(prefix="cust-"),
-        sandbox_kyc_latency_seconds=LATENCY,
-    )
-    running = await app.start(settings, clock=SteppingClock())
-    yield running
-    await running.stop(0)
-
-
-@pytest.fixture
-async def slow_channel(slow_kyc_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
-    address = f"127.0.0.1:{slow_kyc_server.port}"
-    interceptors = [IdempotencyKeyInterceptor()]
-    async with grpc.aio.insecure_channel(address, interceptors=interceptors) as opened:
-        yield opened
+def server_settings() -> dict[str, Any]:
+    return {"sandbox_kyc_latency_seconds": LATENCY}
 
 
 def _create(partner: GrpcPartner) -> asyncio.Future[resources_pb2.Customer]:
@@ -54,10 +32,10 @@ def _create(partner: GrpcPartner) -> asyncio.Future[resources_pb2.Customer]:
 
 
 async def test_other_partners_write_while_a_create_waits_on_the_kyc_partner(
-    slow_kyc_server: RunningServer, slow_channel: grpc.aio.Channel
+    server: RunningServer, channel: grpc.aio.Channel
 ) -> None:
-    slow = await make_partner(slow_kyc_server, slow_channel)
-    other = await make_partner(slow_kyc_server, slow_channel)
+    slow = await make_partner(server, channel)
+    other = await make_partner(server, channel)
     existing = await other.active_customer()  # takes LATENCY, before anything is watched
 
     waiting = _create(slow)
