@@ -45,6 +45,8 @@ MAX_MESSAGE_BYTES = 64 * 1024  # no request of ours comes near; refuse floods ea
 # of headers (gateway/config.py) plus the forwarded target and base64 body (up to 88 KiB).
 # Soft and hard limits are equal, so the outcome is never random.
 MAX_METADATA_BYTES = 256 * 1024
+# Calls that arrived but the server has not taken up yet (a burst of stream reconnects).
+MAX_PENDING_CALLS = 20_000
 
 
 @dataclass
@@ -95,6 +97,11 @@ async def start(
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             # Workers share the TCP port; the kernel spreads connections over them.
             ("grpc.so_reuseport", 1),
+            # grpc core cancels calls that wait to be picked up beyond 1,000 (soft, randomly)
+            # or 3,000 (hard). grpc.aio picks them up one at a time, so a reconnect storm of
+            # a few thousand WatchCustomers streams got CANCELLED before any of our code ran.
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
         ],
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(

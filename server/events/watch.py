@@ -22,11 +22,15 @@ class CustomerWatch:
     async def stream(
         self, *, partner_id: UUID, after: int | None, customer_id: UUID | None
     ) -> AsyncIterator[ChangeEvent | None]:
-        """Yields events, and None as a heartbeat. `after` None: from now on."""
+        """Yields events, and None as a heartbeat. `after` None: from now on.
+
+        With no backlog to send, the first heartbeat goes out at once: the client sees the
+        stream open (response headers, over REST) without waiting a heartbeat period."""
         # Register first: whatever commits while the backlog is read waits in the queue.
         subscription = await self._hub.subscribe(partner_id, customer_id)
         try:
             cursor = -1 if after is None else after
+            sent = False
             if after is not None:
                 while True:
                     async with self._uow() as uow:
@@ -39,9 +43,12 @@ class CustomerWatch:
                         )
                     for event in backlog:
                         cursor = event.seq
+                        sent = True
                         yield event
                     if len(backlog) < READ_BATCH:
                         break
+            if not sent:
+                yield None
             while True:
                 if subscription.lagging and subscription.queue.empty():
                     raise StreamLagging(cursor)

@@ -115,6 +115,36 @@ async def test_an_idle_stream_gets_heartbeats(server: RunningServer, partner: Gr
     assert first.heartbeat and not first.HasField("seq")
 
 
+async def test_a_stream_with_no_backlog_opens_with_a_heartbeat_at_once(
+    server: RunningServer, partner: GrpcPartner
+) -> None:
+    assert server.container.watch is not None
+    server.container.watch._heartbeat = 120  # the next one is far away
+    call = watch(partner)
+    first = await asyncio.wait_for(call.read(), 10)
+    call.cancel()
+    assert first.heartbeat
+
+
+STORM = 3_500  # beyond grpc core's default hard limit of 3,000 calls waiting to be taken up
+
+
+async def test_a_burst_of_stream_opens_is_taken_up_whole(partner: GrpcPartner) -> None:
+    """Thousands of subscribers reconnecting at once (after a restart, say): none is
+    cancelled by the server before our code sees it."""
+    calls = [watch(partner) for _ in range(STORM)]
+    try:
+        firsts = await asyncio.wait_for(
+            asyncio.gather(*(call.read() for call in calls), return_exceptions=True), 120
+        )
+    finally:
+        for call in calls:
+            call.cancel()
+    failures = [f for f in firsts if not isinstance(f, customers_pb2.CustomerEvent)]
+    assert failures == []
+    assert all(first.heartbeat for first in firsts)
+
+
 async def test_list_events_pages_every_change_with_its_entity(partner: GrpcPartner) -> None:
     customer = await partner.active_customer()
     stub = partner.events
