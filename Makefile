@@ -44,7 +44,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
-	$(PY) -m bench.streams --streams 1000
+	$(PY) -m bench.streams
 	$(PY) -m bench.webhooks --receivers 4 --events 500
 
 clean:

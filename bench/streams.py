@@ -1,12 +1,21 @@
-"""Stream fan-out: N concurrent WatchCustomers streams of one partner on one server process,
-then a burst of customer changes. Reports commit-to-delivery latency (p50/p99 over every
-stream x event) and server memory per stream (RSS growth / N).
+"""Stream fan-out: thousands of concurrent WatchCustomers streams, then customer changes.
 
-    .venv/bin/python -m bench.streams --streams 1000 --changes 20
+    .venv/bin/python -m bench.streams                      # the three cases of issue 10
+    .venv/bin/python -m bench.streams --streams 2000 --partners 20 --workers 1 --runs 1
 
-Latency is measured from the change's `occurredAt` (stamped just before its commit) to the
-moment the client process reads the message; client and server share the machine's clock.
-The client's own Python loop is part of the figure, so it is an upper bound.
+For each case: the server (SQLite, `--workers` processes behind one Envoy) and client
+processes that open the streams over native gRPC (100 streams per channel, each channel its
+own connection) and read them. Reported, median over `--runs`:
+
+- registration: from the clients' start to the moment every stream has its first message
+  (the server sends a heartbeat at once on a stream with no backlog);
+- commit-to-delivery latency, p50/p99 over every stream x change, from the change's
+  `occurredAt` (stamped just before its commit) to the client reading it (one clock);
+- server memory per stream: the growth of the server processes' RSS / streams.
+
+The clients run on the same two cores as the server, in several processes so that one
+Python loop reading 2,000 streams is not what is measured; their share of the CPU still
+makes the latency an upper bound of the server's.
 """
 
 from __future__ import annotations
@@ -15,30 +24,62 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
-import grpc
 import httpx
 
-from bench.stack import SignedPartner, Stack, create_partner, running_stack
-from client.idempotency import IdempotencyKeyInterceptor
-from client.signing import SigningClientInterceptor
-from customers.v1 import customers_pb2, customers_pb2_grpc
+from bench.procs import group_cpu, used_between
+from bench.stack import SignedPartner, Stack, create_partner, free_port, running_stack
 
 STREAMS_PER_CHANNEL = 100
+REGISTER_TARGET_S = 10.0
+P99_TARGET_MS = 100.0
+KIB_TARGET = 50.0
 
 
-def rss_kib(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+@dataclass(frozen=True)
+class Case:
+    streams: int
+    partners: int
+    workers: int
+
+    @property
+    def name(self) -> str:
+        spread = "one partner" if self.partners == 1 else f"{self.partners} partners"
+        return f"{self.streams} streams, {spread}, {self.workers} worker(s)"
+
+
+CASES = (Case(2_000, 20, 1), Case(2_000, 1, 1), Case(10_000, 20, 2))
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """What a client process needs to open one partner's streams."""
+
+    token: str
+    key_pem: bytes | None  # None: the unauthenticated baseline (bench/baseline/fanout.py)
+    streams: int
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -46,111 +87,305 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(streams: int, changes: int, folder: pathlib.Path) -> dict[str, float]:
-    # A stream's first message is a heartbeat: short ones tell us every stream is registered.
-    os.environ["CUSTOMERS_STREAM_HEARTBEAT_SECONDS"] = "1"
-    with running_stack("sqlite", folder) as stack:
-        with httpx.Client(base_url=stack.base_url, timeout=30) as http:
-            partner = SignedPartner(http, create_partner(stack.database_url), "ed25519")
-            customer = partner.active_customer()
-        return asyncio.run(_measure(stack, partner, customer, streams, changes))
+# -- the client processes ----------------------------------------------------------------
 
 
-async def _measure(
-    stack: Stack, partner: SignedPartner, customer: dict[str, Any], streams: int, changes: int
-) -> dict[str, float]:
-    signer = SigningClientInterceptor(partner.key, authority=stack.authority)
-    channels = [
-        grpc.aio.insecure_channel(
-            stack.grpc_target,
-            interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()],
-        )
-        for _ in range((streams + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
-    ]
-    metadata = (("authorization", f"Bearer {partner.token}"),)
-    await asyncio.sleep(1)
-    baseline = rss_kib(stack.server.pid)
+def client_main(pipe: Connection, target: str, authority: str, watchers: list[Watcher]) -> None:
+    asyncio.run(_client(pipe, target, authority, watchers))
+
+
+async def _client(pipe: Connection, target: str, authority: str, watchers: list[Watcher]) -> None:
+    import grpc
+
+    from client.signing import SigningClientInterceptor, load_private_key
+    from customers.v1 import customers_pb2, customers_pb2_grpc
+
+    loop = asyncio.get_running_loop()
+    total = sum(w.streams for w in watchers)
     latencies: list[float] = []
-    received = 0
     ready = 0
     all_ready = asyncio.Event()
-    all_received = asyncio.Event()
+    channels: list[grpc.aio.Channel] = []
 
-    async def subscriber(index: int) -> None:
-        nonlocal received, ready
-        stub = customers_pb2_grpc.CustomerServiceStub(channels[index // STREAMS_PER_CHANNEL])
+    async def subscriber(stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        nonlocal ready
         call = stub.WatchCustomers(customers_pb2.WatchCustomersRequest(), metadata=metadata)
         first = True
         async for message in call:
             if first:
                 first = False
                 ready += 1
-                if ready == streams:
+                if ready == total:
                     all_ready.set()
-            if message.heartbeat:
-                continue
-            stamp = message.occurred_at.ToDatetime().timestamp()
-            latencies.append(time.time() - stamp)
-            received += 1
-            if received == streams * changes:
-                all_received.set()
+            if not message.heartbeat:
+                latencies.append(time.time() - message.occurred_at.ToDatetime().timestamp())
 
-    tasks = [asyncio.create_task(subscriber(i)) for i in range(streams)]
-    await asyncio.wait_for(all_ready.wait(), 120)
-    with_streams = rss_kib(stack.server.pid)
-
-    stub = customers_pb2_grpc.CustomerServiceStub(channels[0])
-    for index in range(changes):
-        request_type = (
-            customers_pb2.DeactivateCustomerRequest
-            if index % 2 == 0
-            else customers_pb2.ActivateCustomerRequest
+    await loop.run_in_executor(None, pipe.recv)  # "go": every client starts together
+    tasks = []
+    for watcher in watchers:
+        interceptors = (
+            []
+            if watcher.key_pem is None
+            else SigningClientInterceptor(
+                load_private_key(watcher.key_pem), authority=authority
+            ).channel_interceptors()
         )
-        method = stub.DeactivateCustomer if index % 2 == 0 else stub.ActivateCustomer
-        await method(request_type(customer_id=customer["id"]), metadata=metadata)
-        await asyncio.sleep(0.1)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_received.wait(), 60)
+        metadata = (("authorization", f"Bearer {watcher.token}"),)
+        for start in range(0, watcher.streams, STREAMS_PER_CHANNEL):
+            channel = grpc.aio.insecure_channel(
+                target,
+                interceptors=interceptors,
+                options=[("grpc.use_local_subchannel_pool", 1)],  # a connection each
+            )
+            channels.append(channel)
+            stub = customers_pb2_grpc.CustomerServiceStub(channel)
+            count = min(STREAMS_PER_CHANNEL, watcher.streams - start)
+            tasks += [asyncio.create_task(subscriber(stub, metadata)) for _ in range(count)]
+    try:
+        await asyncio.wait_for(all_ready.wait(), 120)
+        pipe.send(("ready", time.time(), ready))
+    except TimeoutError:
+        pipe.send(("ready", float("nan"), ready))
+    await loop.run_in_executor(None, pipe.recv)  # "stop", once the changes are delivered
+    failed = sum(1 for t in tasks if t.done())
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in channels:
         await channel.close()
+    pipe.send(("done", latencies, failed))
+
+
+# -- the orchestration -------------------------------------------------------------------
+
+
+def run_case(
+    case: Case, changes: int, clients: int, interval: float, folder: pathlib.Path
+) -> dict[str, Any]:
+    # The first heartbeat comes at once; later ones must not disturb the measurement.
+    os.environ["CUSTOMERS_STREAM_HEARTBEAT_SECONDS"] = "60"
+    with (
+        running_stack("sqlite", folder, workers=case.workers) as stack,
+        httpx.Client(base_url=stack.base_url, timeout=30) as http,
+    ):
+        partners = [
+            SignedPartner(http, create_partner(stack.database_url), "ed25519")
+            for _ in range(case.partners)
+        ]
+        customers = [partner.active_customer() for partner in partners]
+        return _measure(stack, case, partners, customers, changes, clients, interval)
+
+
+def _measure(
+    stack: Stack,
+    case: Case,
+    partners: list[SignedPartner],
+    customers: list[dict[str, Any]],
+    changes: int,
+    clients: int,
+    interval: float,
+) -> dict[str, Any]:
+    from client.signing import private_key_pem
+
+    per_partner = case.streams // case.partners
+    plans: list[list[Watcher]] = [[] for _ in range(clients)]
+    for partner in partners:
+        # Each partner's streams split over the clients, so every client sees every partner.
+        share, extra = divmod(per_partner, clients)
+        for client in range(clients):
+            count = share + (1 if client < extra else 0)
+            if count:
+                plans[client].append(Watcher(partner.token, private_key_pem(partner.key), count))
+    time.sleep(1)
+    server_pids = stack.processes()["server"]
+    idle = rss_kib(server_pids)
+    seen: dict[str, float] = {}
+
+    def changes_made() -> None:
+        seen["rss"] = rss_kib(server_pids)
+        cpu_before = group_cpu(server_pids)
+        for round_ in range(changes):
+            action = "deactivate" if round_ % 2 == 0 else "activate"
+            for partner, customer in zip(partners, customers, strict=True):
+                answer = partner.call("PATCH", f"/customers/{customer['id']}/{action}")
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{action}: {answer.status_code} {answer.text}")
+            time.sleep(interval)
+        time.sleep(3)  # the last deliveries
+        seen["cpu"] = used_between(cpu_before, group_cpu(server_pids))
+
+    latencies, registered, failed = _watch(stack.grpc_target, stack.authority, plans, changes_made)
+    with_streams = seen["rss"]
     return {
-        "streams": streams,
-        "changes": changes,
-        "delivered": received,
-        "expected": streams * changes,
+        "case": case.name,
+        "streams": case.streams,
+        "failed_streams": failed,
+        "delivered": len(latencies),
+        "expected": per_partner * case.partners * changes,
+        "register_s": registered,
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
-        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
-        "server_rss_base_mib": baseline / 1024,
+        # Changes, their fan-out and the idle ticks: the server's side alone.
+        "server_us_per_delivery": seen["cpu"] / max(1, len(latencies)) * 1e6,
+        "server_rss_idle_mib": idle / 1024,
         "server_rss_streams_mib": with_streams / 1024,
-        "kib_per_stream": (with_streams - baseline) / streams,
+        "kib_per_stream": (with_streams - idle) / case.streams,
     }
+
+
+def _watch(
+    target: str, authority: str, plans: list[list[Watcher]], between: Callable[[], None]
+) -> tuple[list[float], float, int]:
+    """Client processes open their streams together; once all are registered `between`
+    runs (the changes); then every latency seen, the registration time and the number of
+    streams that ended early."""
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for plan in plans:
+        ours, theirs = context.Pipe()
+        process = context.Process(target=client_main, args=(theirs, target, authority, plan))
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    time.sleep(2)  # clients import grpc and friends before the clock starts
+    started = time.time()
+    for pipe in pipes:
+        pipe.send("go")
+    answers = [pipe.recv() for pipe in pipes]
+    registered = max(at for _tag, at, _ready in answers) - started
+    between()
+    latencies: list[float] = []
+    failed = 0
+    for pipe in pipes:
+        pipe.send("stop")
+    for pipe in pipes:
+        _tag, theirs, dead = pipe.recv()
+        latencies += theirs
+        failed += dead
+    for process in processes:
+        process.join(30)
+    return latencies, registered, failed
+
+
+def run_baseline(streams: int, changes: int, clients: int, interval: float) -> dict[str, Any]:
+    """The same clients against plain grpc.aio fan-out (bench/baseline/fanout.py)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.baseline.fanout",
+            f"--port={port}",
+            f"--streams={streams}",
+            f"--rounds={changes}",
+            f"--interval={interval}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        per_client = [Watcher("", None, streams // clients) for _ in range(clients)]
+        figures: dict[str, float] = {}
+
+        def rounds_done() -> None:
+            assert server.stdout is not None
+            figures.update(json.loads(server.stdout.readline()))  # after its last round
+
+        latencies, registered, _failed = _watch(
+            f"127.0.0.1:{port}", "", [[watcher] for watcher in per_client], rounds_done
+        )
+    finally:
+        server.kill()
+        server.wait()
+    return {
+        "streams": streams,
+        "delivered": len(latencies),
+        "expected": streams // clients * clients * changes,
+        "register_s": registered,
+        "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        **figures,
+    }
+
+
+def summarize(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    return {
+        **asdict(case),
+        "case": case.name,
+        "runs": runs,
+        "complete": all(r["delivered"] == r["expected"] and not r["failed_streams"] for r in runs),
+        "register_s": median("register_s"),
+        "p50_ms": median("p50_ms"),
+        "p99_ms": median("p99_ms"),
+        "kib_per_stream": median("kib_per_stream"),
+        "server_us_per_delivery": median("server_us_per_delivery"),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    print(
+        f"[streams] {summary['case']}: "
+        f"{'every change delivered' if summary['complete'] else 'INCOMPLETE'} "
+        f"({len(summary['runs'])} runs, medians)\n"
+        f"  registered in {summary['register_s']:.1f} s "
+        f"(target < {REGISTER_TARGET_S:.0f} s: {mark(summary['register_s'] < REGISTER_TARGET_S)})\n"
+        f"  commit->client  p50 {summary['p50_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms "
+        f"(target p99 < {P99_TARGET_MS:.0f} ms: {mark(summary['p99_ms'] < P99_TARGET_MS)})\n"
+        f"  {summary['kib_per_stream']:.1f} KiB of server RSS per stream "
+        f"(target < {KIB_TARGET:.0f}: {mark(summary['kib_per_stream'] < KIB_TARGET)})\n"
+        f"  {summary['server_us_per_delivery']:.0f} us of server CPU per delivered message",
+        flush=True,
+    )
+    if baseline := summary.get("baseline"):
+        us = statistics.median(run["server_us_per_delivery"] for run in baseline)
+        p99 = statistics.median(run["p99_ms"] for run in baseline)
+        print(
+            f"  baseline, plain grpc.aio fan-out (bench/baseline/fanout.py), same clients: "
+            f"p99 {p99:.1f} ms, {us:.0f} us per message; ours / baseline CPU "
+            f"{summary['server_us_per_delivery'] / us:.2f}x",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.streams")
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--streams", type=int, help="one case instead of the three")
+    parser.add_argument("--partners", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--changes", type=int, default=10, help="rounds of changes")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between rounds")
+    parser.add_argument("--clients", type=int, default=0, help="client processes (0: 2 per 5k)")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-streams-") as scratch:
-        result = run(args.streams, args.changes, pathlib.Path(scratch))
-    print(
-        f"[streams] {result['streams']} WatchCustomers streams (one partner, one server "
-        f"process), {result['changes']} changes 100 ms apart\n"
-        f"  delivered {result['delivered']}/{result['expected']}\n"
-        f"  commit->client latency  p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"
-        f"  (target p99 < 100 ms)\n"
-        f"  server RSS {result['server_rss_base_mib']:.1f} MiB idle -> "
-        f"{result['server_rss_streams_mib']:.1f} MiB with streams: "
-        f"{result['kib_per_stream']:.1f} KiB per stream (target < 50 KiB)"
-    )
+    cases = [Case(args.streams, args.partners, args.workers)] if args.streams is not None else CASES
+    summaries = []
+    for case in cases:
+        clients = args.clients or max(2, 2 * (case.streams // 5_000))
+        runs = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="bench-streams-") as scratch:
+                runs.append(
+                    run_case(case, args.changes, clients, args.interval, pathlib.Path(scratch))
+                )
+        summary = summarize(case, runs)
+        if case.workers == 1:
+            summary["baseline"] = [
+                run_baseline(case.streams, args.changes, clients, args.interval)
+                for _ in range(args.runs)
+            ]
+        print_summary(summary)
+        summaries.append(summary)
     out = pathlib.Path("var/bench/streams.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    return 0 if result["delivered"] == result["expected"] else 1
+    out.write_text(json.dumps(summaries, indent=2))
+    return 0 if all(s["complete"] for s in summaries) else 1
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         sandbox=settings.env == "development",
     )
     accounts = AccountService(uow=uow, clock=clock)
-    hub = EventHub(uow)
+    hub = EventHub(uow, heartbeat=settings.stream_heartbeat_seconds)
     idempotency = IdempotencyStore(uow)
     webhook_store = SqlWebhookStore(uow)
     webhook_worker = WebhookWorker(webhook_store, clock, _delivery_options(settings))
@@ -243,7 +243,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         kyc_portal=sandbox_portal if settings.env == "development" else None,
         signing_keys=signing_keys,
         hub=hub,
-        watch=CustomerWatch(hub=hub, uow=uow, heartbeat=settings.stream_heartbeat_seconds),
+        watch=CustomerWatch(hub=hub, uow=uow),
         events=EventService(uow=uow),
         listener=listener,
         sqlite_watcher=sqlite_watcher,

@@ -1,9 +1,8 @@
 """One WatchCustomers stream: the backlog from the outbox, then live events from the hub,
-with no gap and no duplicate at the seam, and heartbeats while nothing happens."""
+with no gap and no duplicate at the seam, and the hub's heartbeats while nothing happens."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID
 
@@ -14,10 +13,9 @@ from server.store.unit_of_work import SqlUnitOfWorkFactory
 
 
 class CustomerWatch:
-    def __init__(self, *, hub: EventHub, uow: SqlUnitOfWorkFactory, heartbeat: float) -> None:
+    def __init__(self, *, hub: EventHub, uow: SqlUnitOfWorkFactory) -> None:
         self._hub = hub
         self._uow = uow
-        self._heartbeat = heartbeat
 
     async def stream(
         self, *, partner_id: UUID, after: int | None, customer_id: UUID | None
@@ -52,14 +50,13 @@ class CustomerWatch:
             while True:
                 if subscription.lagging and subscription.queue.empty():
                     raise StreamLagging(cursor)
-                try:
-                    event = await asyncio.wait_for(subscription.queue.get(), self._heartbeat)
-                except TimeoutError:
-                    yield None
+                live = await subscription.queue.get()
+                if live is None:
+                    yield None  # a heartbeat tick of the hub
                     continue
-                if event.seq <= cursor:
+                if live.seq <= cursor:
                     continue  # already sent from the backlog
-                cursor = event.seq
-                yield event
+                cursor = live.seq
+                yield live
         finally:
             self._hub.unsubscribe(subscription)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from uuid import UUID
 
 import grpc
 from google.protobuf import empty_pb2
@@ -10,17 +11,44 @@ from google.protobuf import empty_pb2
 from customers.v1 import customers_pb2 as pb
 from customers.v1 import customers_pb2_grpc, resources_pb2, simulator_pb2, simulator_pb2_grpc
 from server.domain.errors import InvalidField
+from server.domain.events import ChangeEvent
 from server.events.watch import CustomerWatch
 from server.services.customers import CustomerService
 from server.transport import convert
 from server.transport.context import partner
 from server.transport.http_status import answer_with
 
+HEARTBEAT = pb.CustomerEvent(heartbeat=True)
+
+
+class StreamMessages:
+    """One message per event for every stream that carries it: a change that 2,000 streams
+    watch is converted once, not 2,000 times (converting the payload back into its message
+    was a third of the server's Python time in the fan-out). Messages are shared read-only:
+    grpc only serializes them."""
+
+    def __init__(self, size: int = 4_096) -> None:
+        self._size = size
+        self._messages: dict[tuple[UUID, int], pb.CustomerEvent] = {}
+
+    def of(self, change: ChangeEvent | None) -> pb.CustomerEvent:
+        if change is None:
+            return HEARTBEAT
+        key = (change.partner_id, change.seq)
+        message = self._messages.get(key)
+        if message is None:
+            message = convert.customer_event(change)
+            if len(self._messages) >= self._size:
+                del self._messages[next(iter(self._messages))]  # the oldest
+            self._messages[key] = message
+        return message
+
 
 class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
     def __init__(self, service: CustomerService, watch: CustomerWatch) -> None:
         self._service = service
         self._watch = watch
+        self._messages = StreamMessages()
 
     async def WatchCustomers(
         self, request: pb.WatchCustomersRequest, context: grpc.aio.ServicerContext
@@ -37,7 +65,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
             raise InvalidField("after", "after must not be negative")
         changes = self._watch.stream(partner_id=partner(), after=after, customer_id=customer_id)
         async for change in changes:
-            yield convert.customer_event(change)
+            yield self._messages.of(change)
 
     async def CreateCustomer(
         self, request: pb.CreateCustomerRequest, context: grpc.aio.ServicerContext

@@ -9,7 +9,6 @@ import grpc
 import pytest
 
 from customers.v1 import customers_pb2, events_pb2
-from server.app import RunningServer
 from tests.integration.conftest import GrpcPartner
 
 
@@ -106,24 +105,34 @@ async def test_streams_are_per_partner_and_unknown_customers_fail_before_streami
     assert {e.customer.id for e in events} == {mine.id}
 
 
-async def test_an_idle_stream_gets_heartbeats(server: RunningServer, partner: GrpcPartner) -> None:
-    assert server.container.watch is not None
-    server.container.watch._heartbeat = 0.2  # shortened for the test
+@pytest.mark.parametrize("server_settings", [{"stream_heartbeat_seconds": 0.2}])
+async def test_an_idle_stream_gets_heartbeats(partner: GrpcPartner) -> None:
     call = watch(partner)
-    first = await asyncio.wait_for(call.read(), 5)
+    beats = [await asyncio.wait_for(call.read(), 5) for _ in range(3)]
     call.cancel()
-    assert first.heartbeat and not first.HasField("seq")
+    assert all(beat.heartbeat and not beat.HasField("seq") for beat in beats)
 
 
+@pytest.mark.parametrize("server_settings", [{"stream_heartbeat_seconds": 120}])
 async def test_a_stream_with_no_backlog_opens_with_a_heartbeat_at_once(
-    server: RunningServer, partner: GrpcPartner
+    partner: GrpcPartner,
 ) -> None:
-    assert server.container.watch is not None
-    server.container.watch._heartbeat = 120  # the next one is far away
     call = watch(partner)
-    first = await asyncio.wait_for(call.read(), 10)
+    first = await asyncio.wait_for(call.read(), 10)  # the first tick is 120 s away
     call.cancel()
     assert first.heartbeat
+
+
+@pytest.mark.parametrize("server_settings", [{"stream_heartbeat_seconds": 0.2}])
+async def test_a_stream_that_receives_changes_still_hears_heartbeats_when_they_stop(
+    partner: GrpcPartner,
+) -> None:
+    call = watch(partner, after=0)
+    await partner.active_customer()
+    await take(call, 3)
+    beat = await asyncio.wait_for(call.read(), 5)
+    call.cancel()
+    assert beat.heartbeat
 
 
 STORM = 3_500  # beyond grpc core's default hard limit of 3,000 calls waiting to be taken up
