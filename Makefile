@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 gen: $(STAMP)
 	$(PY) -m scripts.gen_protos
 
-# CI: the committed gen/ must be what `make gen` produces.
+# CI: the committed gen/ must be what `make gen` produces (gen/openapi.json included: a
+# changed REST path, status or schema shows up here). Untracked files under gen/ count too.
 gen-check: gen
 	git diff --exit-code -- gen/ || (echo "gen/ is stale: run make gen and commit" && exit 1)
+	test -z "$$(git status --porcelain -- gen/)" || (echo "gen/ has files git does not know: commit them" && exit 1)
 
 run: $(STAMP)
 	$(PY) -m server migrate
