@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/customers/v1/*.proto)
 DESCRIPTOR := gen/customers.pb
 
-.PHONY: venv gen gen-check run test test-fast lint fmt bench clean
+.PHONY: venv gen gen-check run test test-fast lint fmt bench clean browser
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The /docs browser test drives Debian's chromium (playwright's own browser download needs
+# a host we do not reach). Installs it with apt when it is missing; CI runs this first.
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
