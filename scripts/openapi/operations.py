@@ -358,7 +358,8 @@ def _describe(comment: str) -> tuple[str, str]:
     flush()
     first = blocks[0] if blocks and not blocks[0].startswith("```") else ""
     summary = re.split(r"(?<=[.;:])\s", first, maxsplit=1)[0].rstrip(".;:")
-    return summary, "\n\n".join(blocks)
+    # Renderers show summaries as plain text: no Markdown code marks there.
+    return summary.replace("`", ""), "\n\n".join(blocks)
 
 
 def _body_example(comment: str) -> Any:
