@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/customers/v1/*.proto)
 DESCRIPTOR := gen/customers.pb
 
-.PHONY: venv gen gen-check run test test-fast lint fmt bench clean
+.PHONY: venv gen gen-check run test test-fast lint fmt bench clean browser
 
 venv: $(STAMP)
 
@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 gen: $(STAMP)
 	$(PY) -m scripts.gen_protos
 
-# CI: the committed gen/ must be what `make gen` produces.
+# CI: the committed gen/ must be what `make gen` produces (gen/openapi.json included: a
+# changed REST path, status or schema shows up here). Untracked files under gen/ count too.
 gen-check: gen
 	git diff --exit-code -- gen/ || (echo "gen/ is stale: run make gen and commit" && exit 1)
+	test -z "$$(git status --porcelain -- gen/)" || (echo "gen/ has files git does not know: commit them" && exit 1)
 
 run: $(STAMP)
 	$(PY) -m server migrate
@@ -30,6 +32,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The /docs browser test drives Debian's chromium (playwright's own browser download needs
+# a host we do not reach). Installs it with apt when it is missing; CI runs this first.
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from gateway import docs
+
 Json = dict[str, Any]
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
@@ -63,6 +65,8 @@ LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
     504: (4, "UPSTREAM_TIMEOUT"),
 }
 _FALLBACK_CODE = (2, "GATEWAY_ERROR")  # UNKNOWN, for any other local reply
+_TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+_REQUEST_FILTER = "customers.request"
 
 
 def render(
@@ -74,6 +78,7 @@ def render(
     services: Sequence[str],
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
+    openapi_path: str | None = None,
 ) -> str:
     """The Envoy bootstrap as text (JSON, which is also valid YAML)."""
     return json.dumps(
@@ -85,6 +90,7 @@ def render(
             services=services,
             bind_address=bind_address,
             access_log=access_log,
+            openapi_path=openapi_path,
         ),
         indent=2,
     )
@@ -99,13 +105,17 @@ def bootstrap(
     services: Sequence[str],
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
+    openapi_path: str | None = None,
 ) -> Json:
     """The Envoy bootstrap as a dict, for callers and tests that want the structure.
 
     `backends`: the server workers' gateway sockets (absolute Unix socket paths). Only calls
     that arrive over such a socket may carry the REST request's components for the server to
     verify; the server's TCP port is for native gRPC callers (docs/DECISIONS.md).
+    `openapi_path`: the document `GET /openapi.json` serves; by default the openapi.json
+    generated beside the descriptor set.
     """
+    openapi = pathlib.Path(openapi_path or pathlib.Path(descriptor_path).with_name("openapi.json"))
     if not backends:
         raise ValueError("at least one backend is needed")
     if not services:
@@ -127,6 +137,7 @@ def bootstrap(
                     descriptor_path=descriptor_path,
                     services=services,
                     access_log=access_log,
+                    openapi=openapi.resolve(),
                 )
             ],
             "clusters": [_cluster(backends)],
@@ -157,6 +168,7 @@ def _listener(
     descriptor_path: str,
     services: Sequence[str],
     access_log: bool,
+    openapi: pathlib.Path,
 ) -> Json:
     return {
         "name": "rest",
@@ -173,6 +185,7 @@ def _listener(
                             descriptor_path=descriptor_path,
                             services=services,
                             access_log=access_log,
+                            openapi=openapi,
                         ),
                     }
                 ]
@@ -182,7 +195,7 @@ def _listener(
 
 
 def _http_connection_manager(
-    *, descriptor_path: str, services: Sequence[str], access_log: bool
+    *, descriptor_path: str, services: Sequence[str], access_log: bool, openapi: pathlib.Path
 ) -> Json:
     hcm: Json = {
         "@type": _HCM,
@@ -199,25 +212,29 @@ def _http_connection_manager(
         "request_headers_timeout": "10s",
         "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "common_http_protocol_options": {"max_headers_count": MAX_REQUEST_HEADERS_COUNT},
-        "route_config": _route_config(),
+        "route_config": _route_config(openapi),
         "http_filters": _http_filters(descriptor_path=descriptor_path, services=services),
-        "local_reply_config": _local_reply_config(),
+        "local_reply_config": _local_reply_config(openapi),
     }
     if access_log:
         hcm["access_log"] = [_access_log()]
     return hcm
 
 
-def _route_config() -> Json:
-    # One catch-all route: by the time the router runs, the transcoder has rewritten the
-    # path to /customers.v1.Service/Method, and native gRPC calls arrive in that form anyway.
+def _route_config(openapi: pathlib.Path) -> Json:
+    # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
+    # gateway/docs.py), then one catch-all route: by the time the router runs, the
+    # transcoder has rewritten the path to /customers.v1.Service/Method, and native gRPC
+    # calls arrive in that form anyway.
     return {
         "name": "customers",
+        "max_direct_response_body_size_bytes": docs.MAX_BODY_BYTES,
         "virtual_hosts": [
             {
                 "name": "customers",
                 "domains": ["*"],
                 "routes": [
+                    *docs.routes(openapi, disabled_filters=[_TRANSCODER_FILTER, _REQUEST_FILTER]),
                     {
                         "match": {"prefix": "/"},
                         "route": {
@@ -228,7 +245,7 @@ def _route_config() -> Json:
                             "timeout": "0s",
                             "idle_timeout": STREAM_IDLE_TIMEOUT,
                         },
-                    }
+                    },
                 ],
             }
         ],
@@ -251,10 +268,10 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
         #    for the server's one check of token, signature and Content-Digest; /v1 prefix
         #    strip; REST request hygiene (request.lua). Before the transcoder, which matches
         #    paths before routing and replaces the body with the protobuf message.
-        _lua("customers.request", REQUEST_LUA),
+        _lua(_REQUEST_FILTER, REQUEST_LUA),
         # 4. REST <-> gRPC.
         {
-            "name": "envoy.filters.http.grpc_json_transcoder",
+            "name": _TRANSCODER_FILTER,
             "typed_config": _transcoder(descriptor_path, services),
         },
         # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
@@ -329,7 +346,7 @@ def _error_body(code: int, reason: str) -> Json:
     }
 
 
-def _local_reply_config() -> Json:
+def _local_reply_config(openapi: pathlib.Path) -> Json:
     # Applies only to replies Envoy makes itself (transcoder rejections, 413, no upstream);
     # errors that came from the server through the transcoder are left alone.
     mappers = [
@@ -368,7 +385,7 @@ def _local_reply_config() -> Json:
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
     return {
-        "mappers": [grpc_passthrough, *mappers],
+        "mappers": [*docs.local_reply_mappers(openapi), grpc_passthrough, *mappers],
         "body_format": _error_body(*_FALLBACK_CODE),
     }
 

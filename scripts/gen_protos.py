@@ -1,4 +1,5 @@
-"""Generates gen/ from proto/: Python stubs, type stubs and Envoy's descriptor set.
+"""Generates gen/ from proto/: Python stubs, type stubs, Envoy's descriptor set and the
+OpenAPI document built from it.
 
 One entry point so `make gen` and CI's drift check run exactly the same command.
 """
@@ -44,8 +45,9 @@ def main() -> int:
         ]
     )
     if code != 0:
-        return code
-    # error_details.proto is in the set so Envoy keeps ErrorInfo in REST error bodies.
+        return int(code)
+    # error_details.proto is in the set so Envoy keeps ErrorInfo in REST error bodies;
+    # status.proto so the OpenAPI document can describe the error body from it too.
     code = protoc.main(
         [
             "protoc",
@@ -54,13 +56,19 @@ def main() -> int:
             "--include_source_info",
             f"--descriptor_set_out={DESCRIPTOR}",
             "google/rpc/error_details.proto",
+            "google/rpc/status.proto",
             *protos,
         ]
     )
     if code != 0:
-        return code
+        return int(code)
     for package in (out, out / "v1"):
         (package / "__init__.py").touch()
+    # The REST contract, from the descriptor set just written (imported late: it reads the
+    # generated stubs).
+    from scripts.openapi import write
+
+    write(DESCRIPTOR)
     return 0
 
 

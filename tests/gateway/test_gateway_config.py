@@ -105,3 +105,32 @@ def test_the_raw_request_is_forwarded_before_the_body_is_transcoded() -> None:
         < names.index("customers.request")
         < names.index("envoy.filters.http.grpc_json_transcoder")
     )
+
+
+def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return list(hcm["route_config"]["virtual_hosts"][0]["routes"])
+
+
+def test_the_contract_is_served_from_files_before_the_catch_all_route() -> None:
+    routes = _routes(json.loads(_render()))
+    direct = [r for r in routes if "direct_response" in r]
+    assert {r["match"]["path"] for r in direct} >= {"/openapi.json", "/docs"}
+    assert routes[-1]["match"] == {"prefix": "/"}  # the API's catch-all stays last
+    by_path = {r["match"]["path"]: r for r in direct}
+    served = by_path["/openapi.json"]["direct_response"]["body"]["filename"]
+    assert served == str(DEFAULT_DESCRIPTOR.with_name("openapi.json").resolve())
+    for route in direct:
+        # No rpc is bound to these paths: the transcoder would refuse them, and the request
+        # filter has nothing to forward.
+        disabled = route["typed_per_filter_config"]
+        assert set(disabled) == {"envoy.filters.http.grpc_json_transcoder", "customers.request"}
+        assert all(c["disabled"] for c in disabled.values())
+
+
+def test_a_missing_openapi_document_fails_at_render_not_at_envoy_start(
+    tmp_path: pathlib.Path,
+) -> None:
+    with pytest.raises(FileNotFoundError, match=r"openapi\.json"):
+        _render(openapi_path=str(tmp_path / "openapi.json"))

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ustomers/v1/auth.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"9\n\x12\x43reateTokenRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\">\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\r\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x1a\n\x18RotateCredentialsRequest\"2\n\x0b\x43redentials\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\"/\n\x19RegisterSigningKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\"_\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16ListSigningKeysRequest\"A\n\x17ListSigningKeysResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.customers.v1.SigningKey\")\n\x17\x44\x65leteSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\xc6\x04\n\x0b\x41uthService\x12`\n\x0b\x43reateToken\x12 .customers.v1.CreateTokenRequest\x1a\x13.customers.v1.Token\"\x1a\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/token:\x01*\x12t\n\x11RotateCredentials\x12&.customers.v1.RotateCredentialsRequest\x1a\x19.customers.v1.Credentials\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/auth/credentials:\x01*\x12u\n\x12RegisterSigningKey\x12\'.customers.v1.RegisterSigningKeyRequest\x1a\x18.customers.v1.SigningKey\"\x1c\x88\xb5\x18\x03\x82\xd3\xe4\x93\x02\x12\x1a\r/auth/signing:\x01*\x12u\n\x0fListSigningKeys\x12$.customers.v1.ListSigningKeysRequest\x1a%.customers.v1.ListSigningKeysResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/auth/signing\x12q\n\x10\x44\x65leteSigningKey\x12%.customers.v1.DeleteSigningKeyRequest\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/auth/signing/{key_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ustomers/v1/auth.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"9\n\x12\x43reateTokenRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\">\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\r\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x1a\n\x18RotateCredentialsRequest\"2\n\x0b\x43redentials\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\"/\n\x19RegisterSigningKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\"_\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16ListSigningKeysRequest\"A\n\x17ListSigningKeysResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.customers.v1.SigningKey\")\n\x17\x44\x65leteSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\xba\x05\n\x0b\x41uthService\x12y\n\x0b\x43reateToken\x12 .customers.v1.CreateTokenRequest\x1a\x13.customers.v1.Token\"3\x88\xb5\x18\x02\x92\xb5\x18\x15\x12\x13INVALID_CREDENTIALS\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/token:\x01*\x12t\n\x11RotateCredentials\x12&.customers.v1.RotateCredentialsRequest\x1a\x19.customers.v1.Credentials\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/auth/credentials:\x01*\x12\xaf\x01\n\x12RegisterSigningKey\x12\'.customers.v1.RegisterSigningKeyRequest\x1a\x18.customers.v1.SigningKey\"V\x88\xb5\x18\x03\x92\xb5\x18\x36\n\x04\xc9\x01\xc8\x01\x12\x13INVALID_SIGNING_KEY\x12\x19SIGNING_KEY_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x12\x1a\r/auth/signing:\x01*\x12u\n\x0fListSigningKeys\x12$.customers.v1.ListSigningKeysRequest\x1a%.customers.v1.ListSigningKeysResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/auth/signing\x12\x90\x01\n\x10\x44\x65leteSigningKey\x12%.customers.v1.DeleteSigningKeyRequest\x1a\x16.google.protobuf.Empty\"=\x92\xb5\x18\x1b\n\x02\xcc\x01\x12\x15SIGNING_KEY_NOT_FOUND\x82\xd3\xe4\x93\x02\x18*\x16/auth/signing/{key_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.auth_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\210\265\030\002\202\323\344\223\002\020\"\013/auth/token:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\210\265\030\002\222\265\030\025\022\023INVALID_CREDENTIALS\202\323\344\223\002\020\"\013/auth/token:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['RotateCredentials']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['RotateCredentials']._serialized_options = b'\202\323\344\223\002\026\032\021/auth/credentials:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['RegisterSigningKey']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['RegisterSigningKey']._serialized_options = b'\210\265\030\003\202\323\344\223\002\022\032\r/auth/signing:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['RegisterSigningKey']._serialized_options = b'\210\265\030\003\222\265\0306\n\004\311\001\310\001\022\023INVALID_SIGNING_KEY\022\031SIGNING_KEY_LIMIT_REACHED\202\323\344\223\002\022\032\r/auth/signing:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['ListSigningKeys']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['ListSigningKeys']._serialized_options = b'\202\323\344\223\002\017\022\r/auth/signing'
   _globals['_AUTHSERVICE'].methods_by_name['DeleteSigningKey']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['DeleteSigningKey']._serialized_options = b'\202\323\344\223\002\030*\026/auth/signing/{key_id}'
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteSigningKey']._serialized_options = b'\222\265\030\033\n\002\314\001\022\025SIGNING_KEY_NOT_FOUND\202\323\344\223\002\030*\026/auth/signing/{key_id}'
   _globals['_CREATETOKENREQUEST']._serialized_start=161
   _globals['_CREATETOKENREQUEST']._serialized_end=218
   _globals['_TOKEN']._serialized_start=220
@@ -64,5 +64,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETESIGNINGKEYREQUEST']._serialized_start=603
   _globals['_DELETESIGNINGKEYREQUEST']._serialized_end=644
   _globals['_AUTHSERVICE']._serialized_start=647
-  _globals['_AUTHSERVICE']._serialized_end=1229
+  _globals['_AUTHSERVICE']._serialized_end=1345
 # @@protoc_insertion_point(module_scope)

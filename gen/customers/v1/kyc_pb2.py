@@ -28,7 +28,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ustomers/v1/kyc.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1a\x63ustomers/v1/options.proto\"*\n\x14GetPortalPageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x15SubmitDecisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody2\xf7\x01\n\x10KycPortalService\x12h\n\rGetPortalPage\x12\".customers.v1.GetPortalPageRequest\x1a\x14.google.api.HttpBody\"\x1d\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\x12\x11/kyc/{session_id}\x12y\n\x0eSubmitDecision\x12#.customers.v1.SubmitDecisionRequest\x1a\x14.google.api.HttpBody\",\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\"\"\x1a/kyc/{session_id}/decision:\x04\x66orm2t\n\x12KycCallbackService\x12^\n\x0fReceiveCallback\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x1d\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\"\x0e/kyc/callbacks:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ustomers/v1/kyc.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1a\x63ustomers/v1/options.proto\"*\n\x14GetPortalPageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\x15SubmitDecisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody2\xf3\x02\n\x10KycPortalService\x12\x91\x01\n\rGetPortalPage\x12\".customers.v1.GetPortalPageRequest\x1a\x14.google.api.HttpBody\"F\x88\xb5\x18\x02\x92\xb5\x18%\x12\x15KYC_SESSION_NOT_FOUND\x12\x0cSANDBOX_ONLY\x82\xd3\xe4\x93\x02\x13\x12\x11/kyc/{session_id}\x12\xca\x01\n\x0eSubmitDecision\x12#.customers.v1.SubmitDecisionRequest\x1a\x14.google.api.HttpBody\"}\x88\xb5\x18\x02\x92\xb5\x18M\x12\rINVALID_FIELD\x12\x15KYC_SESSION_NOT_FOUND\x12\x0cSANDBOX_ONLY\x12\x17KYC_PARTNER_UNAVAILABLE\x82\xd3\xe4\x93\x02\"\"\x1a/kyc/{session_id}/decision:\x04\x66orm2\xbb\x01\n\x12KycCallbackService\x12\xa4\x01\n\x0fReceiveCallback\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"c\x88\xb5\x18\x02\x92\xb5\x18\x42\x12\rINVALID_FIELD\x12\x1aINVALID_CALLBACK_SIGNATURE\x12\x15KYC_SESSION_NOT_FOUND\x82\xd3\xe4\x93\x02\x13\"\x0e/kyc/callbacks:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.kyc_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._loaded_options = None
-  _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._serialized_options = b'\210\265\030\002\202\323\344\223\002\023\022\021/kyc/{session_id}'
+  _globals['_KYCPORTALSERVICE'].methods_by_name['GetPortalPage']._serialized_options = b'\210\265\030\002\222\265\030%\022\025KYC_SESSION_NOT_FOUND\022\014SANDBOX_ONLY\202\323\344\223\002\023\022\021/kyc/{session_id}'
   _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._loaded_options = None
-  _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._serialized_options = b'\210\265\030\002\202\323\344\223\002\"\"\032/kyc/{session_id}/decision:\004form'
+  _globals['_KYCPORTALSERVICE'].methods_by_name['SubmitDecision']._serialized_options = b'\210\265\030\002\222\265\030M\022\rINVALID_FIELD\022\025KYC_SESSION_NOT_FOUND\022\014SANDBOX_ONLY\022\027KYC_PARTNER_UNAVAILABLE\202\323\344\223\002\"\"\032/kyc/{session_id}/decision:\004form'
   _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._loaded_options = None
-  _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._serialized_options = b'\210\265\030\002\202\323\344\223\002\023\"\016/kyc/callbacks:\001*'
+  _globals['_KYCCALLBACKSERVICE'].methods_by_name['ReceiveCallback']._serialized_options = b'\210\265\030\002\222\265\030B\022\rINVALID_FIELD\022\032INVALID_CALLBACK_SIGNATURE\022\025KYC_SESSION_NOT_FOUND\202\323\344\223\002\023\"\016/kyc/callbacks:\001*'
   _globals['_GETPORTALPAGEREQUEST']._serialized_start=154
   _globals['_GETPORTALPAGEREQUEST']._serialized_end=196
   _globals['_SUBMITDECISIONREQUEST']._serialized_start=198
   _globals['_SUBMITDECISIONREQUEST']._serialized_end=277
   _globals['_KYCPORTALSERVICE']._serialized_start=280
-  _globals['_KYCPORTALSERVICE']._serialized_end=527
-  _globals['_KYCCALLBACKSERVICE']._serialized_start=529
-  _globals['_KYCCALLBACKSERVICE']._serialized_end=645
+  _globals['_KYCPORTALSERVICE']._serialized_end=651
+  _globals['_KYCCALLBACKSERVICE']._serialized_start=654
+  _globals['_KYCCALLBACKSERVICE']._serialized_end=841
 # @@protoc_insertion_point(module_scope)

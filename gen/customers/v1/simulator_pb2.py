@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/simulator.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\")\n\x12SimulateKycRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t2\x90\x02\n\x10SimulatorService\x12}\n\x0eVerifyCustomer\x12 .customers.v1.SimulateKycRequest\x1a\x16.google.protobuf.Empty\"1\x82\xd3\xe4\x93\x02+2)/simulator/customers/{customer_id}/verify\x12}\n\x0eRejectCustomer\x12 .customers.v1.SimulateKycRequest\x1a\x16.google.protobuf.Empty\"1\x82\xd3\xe4\x93\x02+2)/simulator/customers/{customer_id}/rejectb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/simulator.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1a\x63ustomers/v1/options.proto\")\n\x12SimulateKycRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t2\x9a\x03\n\x10SimulatorService\x12\xc1\x01\n\x0eVerifyCustomer\x12 .customers.v1.SimulateKycRequest\x1a\x16.google.protobuf.Empty\"u\x92\xb5\x18@\n\x02\xca\x01\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x12\x0cSANDBOX_ONLY\x82\xd3\xe4\x93\x02+2)/simulator/customers/{customer_id}/verify\x12\xc1\x01\n\x0eRejectCustomer\x12 .customers.v1.SimulateKycRequest\x1a\x16.google.protobuf.Empty\"u\x92\xb5\x18@\n\x02\xca\x01\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x12\x0cSANDBOX_ONLY\x82\xd3\xe4\x93\x02+2)/simulator/customers/{customer_id}/rejectb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +35,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.simulator_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIMULATORSERVICE'].methods_by_name['VerifyCustomer']._loaded_options = None
-  _globals['_SIMULATORSERVICE'].methods_by_name['VerifyCustomer']._serialized_options = b'\202\323\344\223\002+2)/simulator/customers/{customer_id}/verify'
+  _globals['_SIMULATORSERVICE'].methods_by_name['VerifyCustomer']._serialized_options = b'\222\265\030@\n\002\312\001\022\022CUSTOMER_NOT_FOUND\022\030INVALID_STATE_TRANSITION\022\014SANDBOX_ONLY\202\323\344\223\002+2)/simulator/customers/{customer_id}/verify'
   _globals['_SIMULATORSERVICE'].methods_by_name['RejectCustomer']._loaded_options = None
-  _globals['_SIMULATORSERVICE'].methods_by_name['RejectCustomer']._serialized_options = b'\202\323\344\223\002+2)/simulator/customers/{customer_id}/reject'
-  _globals['_SIMULATEKYCREQUEST']._serialized_start=105
-  _globals['_SIMULATEKYCREQUEST']._serialized_end=146
-  _globals['_SIMULATORSERVICE']._serialized_start=149
-  _globals['_SIMULATORSERVICE']._serialized_end=421
+  _globals['_SIMULATORSERVICE'].methods_by_name['RejectCustomer']._serialized_options = b'\222\265\030@\n\002\312\001\022\022CUSTOMER_NOT_FOUND\022\030INVALID_STATE_TRANSITION\022\014SANDBOX_ONLY\202\323\344\223\002+2)/simulator/customers/{customer_id}/reject'
+  _globals['_SIMULATEKYCREQUEST']._serialized_start=133
+  _globals['_SIMULATEKYCREQUEST']._serialized_end=174
+  _globals['_SIMULATORSERVICE']._serialized_start=177
+  _globals['_SIMULATORSERVICE']._serialized_end=587
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,165 @@
+"""JSON Schema (OpenAPI 3.1) for protobuf messages, exactly as the gateway prints them.
+
+The transcoder's print options (gateway/config.py) decide the shape: camelCase json names,
+enum value names as strings (ours are lowercase on purpose), 64-bit integers as strings
+(proto3 JSON), Timestamps as RFC 3339 strings, and every field without presence printed
+(`always_print_primitive_fields`), so those are `required` in what the gateway answers.
+Fields with presence (proto3 `optional`, oneof members, messages) appear only when set.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from google.protobuf import descriptor_pb2
+
+from scripts.openapi.descriptors import DescriptorIndex, Enum, Message
+
+Json = dict[str, Any]
+_F = descriptor_pb2.FieldDescriptorProto
+
+_INT64_PATTERN = "^-?[0-9]+$"
+_SCALARS: dict[int, Json] = {
+    _F.TYPE_STRING: {"type": "string"},
+    _F.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+    _F.TYPE_BOOL: {"type": "boolean"},
+    _F.TYPE_INT32: {"type": "integer", "format": "int32"},
+    _F.TYPE_SINT32: {"type": "integer", "format": "int32"},
+    _F.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
+    _F.TYPE_UINT32: {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    _F.TYPE_FIXED32: {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    # proto3 JSON prints 64-bit integers as strings (JavaScript numbers lose precision).
+    _F.TYPE_INT64: {"type": "string", "format": "int64", "pattern": _INT64_PATTERN},
+    _F.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": _INT64_PATTERN},
+    _F.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": _INT64_PATTERN},
+    _F.TYPE_UINT64: {"type": "string", "pattern": "^[0-9]+$"},
+    _F.TYPE_FIXED64: {"type": "string", "pattern": "^[0-9]+$"},
+    _F.TYPE_DOUBLE: {"type": "number"},
+    _F.TYPE_FLOAT: {"type": "number"},
+}
+
+# Well-known types have their own JSON forms; they are inlined, not components.
+WELL_KNOWN: dict[str, Json] = {
+    "google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "description": "RFC 3339, UTC (`Z`).",
+    },
+    "google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"},
+    "google.protobuf.Empty": {"type": "object", "properties": {}},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.Any": {
+        "type": "object",
+        "description": "A typed message: `@type` names it, its own fields follow.",
+        "required": ["@type"],
+        "properties": {"@type": {"type": "string"}},
+        "additionalProperties": True,
+    },
+}
+
+_EXAMPLE = re.compile(r'e\.g\. "([^"]+)"')
+
+
+def component_name(full_name: str, package: str) -> str:
+    """`customers.v1.Customer.Status` -> `Customer.Status`; other packages keep theirs."""
+    return full_name.removeprefix(package + ".")
+
+
+class Schemas:
+    """Builds components on demand: `ref()` a message or enum and it (and what it uses)
+    lands in `components`. Output messages mark what the gateway always prints required;
+    request messages mark nothing (the transcoder accepts any subset of fields)."""
+
+    def __init__(self, index: DescriptorIndex, package: str) -> None:
+        self._index = index
+        self._package = package
+        self.components: dict[str, Json] = {}
+        self._output: dict[str, bool] = {}
+
+    def ref(self, full_name: str, *, output: bool) -> Json:
+        if full_name in WELL_KNOWN:
+            return dict(WELL_KNOWN[full_name])
+        name = component_name(full_name, self._package)
+        if full_name in self._index.enums:
+            if name not in self.components:
+                self.components[name] = self._enum(self._index.enums[full_name])
+        elif name not in self.components:
+            self._output[name] = output
+            self.components[name] = {}  # placeholder: recursive messages terminate
+            self.components[name] = self.message(self._index.messages[full_name], output=output)
+        elif self._output.get(name) != output and self.components[name].get("required"):
+            raise ValueError(f"{full_name} is both a request and an answer; split it")
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def message(
+        self, message: Message, *, output: bool, exclude: frozenset[str] = frozenset()
+    ) -> Json:
+        """An object schema; `exclude`: proto field names bound elsewhere (path parameters)."""
+        properties: Json = {}
+        required: list[str] = []
+        for field in message.proto.field:
+            if field.name in exclude:
+                continue
+            properties[field.json_name] = self.field(message, field, output=output)
+            if output and always_printed(field):
+                required.append(field.json_name)
+        schema: Json = {"type": "object"}
+        if message.comments.text:
+            schema["description"] = message.comments.text
+        schema["properties"] = properties
+        if required:
+            schema["required"] = required
+        return schema
+
+    def field(self, message: Message, field: _F, *, output: bool) -> Json:
+        entry = self._map_entry(field)
+        if entry is not None:
+            value = next(f for f in entry.proto.field if f.name == "value")
+            schema: Json = {"type": "object", "additionalProperties": self._single(value, output)}
+        elif field.label == _F.LABEL_REPEATED:
+            schema = {"type": "array", "items": self._single(field, output)}
+        else:
+            schema = self._single(field, output)
+        comment = message.field_comments.get(field.name)
+        text = comment.text if comment is not None else ""
+        if text:
+            schema["description"] = text
+            example = _EXAMPLE.search(text)
+            if example is not None and schema.get("type") == "string":
+                schema["examples"] = [example.group(1)]
+        return schema
+
+    def _single(self, field: _F, output: bool) -> Json:
+        if field.type in (_F.TYPE_MESSAGE, _F.TYPE_ENUM):
+            return self.ref(field.type_name.lstrip("."), output=output)
+        return dict(_SCALARS[field.type])
+
+    def _map_entry(self, field: _F) -> Message | None:
+        if field.type != _F.TYPE_MESSAGE or field.label != _F.LABEL_REPEATED:
+            return None
+        entry = self._index.messages.get(field.type_name.lstrip("."))
+        return entry if entry is not None and entry.proto.options.map_entry else None
+
+    def _enum(self, enum: Enum) -> Json:
+        names = [value.name for value in enum.proto.value]
+        lines = [
+            f"- `{name}`: {comment.text}"
+            for name, comment in enum.value_comments.items()
+            if comment.text
+        ]
+        description = "\n".join(part for part in (enum.comments.text, "\n".join(lines)) if part)
+        schema: Json = {"type": "string", "enum": names}
+        if description:
+            schema["description"] = description
+        return schema
+
+
+def always_printed(field: _F) -> bool:
+    """Whether the gateway prints the field even when it holds its default value."""
+    if field.proto3_optional or field.HasField("oneof_index"):
+        return False  # has presence: printed only when set
+    if field.label == _F.LABEL_REPEATED:
+        return True  # lists and maps, empty ones included
+    return field.type != _F.TYPE_MESSAGE  # a singular message has presence
