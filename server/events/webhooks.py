@@ -38,16 +38,19 @@ from standardwebhooks import Webhook
 
 from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed, receiver
 from server.services.ports import Clock
-from server.store.webhooks import Claimed, SqlWebhookStore
+from server.store.webhooks import CANDIDATES_PER_SLOT, Claimed, Outcome, SqlWebhookStore
 
 log = structlog.get_logger(__name__)
 
 GLOBAL_LIMIT = 64
 PER_RECEIVER_LIMIT = 4
+CLAIM_GATHER_SECONDS = 0.002
+NEW_RECEIVERS = 2  # receivers with nothing under way that one claim makes room for
 RELAY_BATCH = 500
 POLL_SECONDS = 1.0  # the fallback when no wake-up comes
 STOP_GRACE_SECONDS = 5.0
 USER_AGENT = "customers-webhooks/1"
+DRAIN_LIMIT = 16 * 1024  # bytes of a receiver's answer read (and dropped) to keep-alive
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 T = TypeVar("T")
@@ -213,6 +216,9 @@ class WebhookWorker:
         self._transactions: set[asyncio.Task[Any]] = set()  # shielded store calls under way
         self._claiming: asyncio.Task[list[Claimed]] | None = None
         self._relayed: frozenset[UUID] | None = None  # partners with a cursor; None: unknown
+        # Outcomes of finished attempts, written together by one task (_record_loop).
+        self._outcomes: list[Outcome] = []
+        self._outcomes_due = asyncio.Event()
 
     def wake(self, partners: Collection[UUID] | None = None) -> None:
         """Events may have committed: those of `partners`, or of anyone (None). Events of
@@ -245,6 +251,7 @@ class WebhookWorker:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._relay_loop())
                 group.create_task(self._dispatch_loop())
+                group.create_task(self._record_loop())
         finally:
             await self._stop_deliveries()
             await self._client.aclose()
@@ -260,6 +267,7 @@ class WebhookWorker:
         waiting |= self._transactions
         if waiting:
             await asyncio.wait(waiting, timeout=STOP_GRACE_SECONDS)
+        await self._write_outcomes()  # before the hand-back, which must not undo them
         claims = [item.claimed for item in unfinished]
         claiming = self._claiming
         if (
@@ -322,6 +330,10 @@ class WebhookWorker:
             if started and len(self._in_flight) < self._options.global_limit:
                 continue  # more may be due
             await _wait(self._dispatch_wanted, self._until_next_retry())
+            if self._in_flight:
+                # Woken by a finished POST, most likely: others finish meanwhile, and one
+                # claim (a write transaction, serialized on SQLite) then fills them all.
+                await asyncio.sleep(CLAIM_GATHER_SECONDS)
 
     async def dispatch_once(self) -> int:
         """Claims what is due and has a free receiver slot, and starts those POSTs."""
@@ -343,10 +355,19 @@ class WebhookWorker:
             for item in self._in_flight.values()
             if self._per_receiver[item.receiver] >= limit
         }
+        # Rows worth reading: the free slots of receivers under way, and room for a few not
+        # under way. Reading a few per global slot instead read ~200 rows per freed slot.
+        open_slots = sum(limit - used for used in self._per_receiver.values() if used < limit)
+        candidates = min(free, open_slots + limit * NEW_RECEIVERS) * CANDIDATES_PER_SLOT
         now = self._clock.now()
         self._claiming = asyncio.ensure_future(
             self._store.claim(
-                now=now, lease_until=now + self._options.lease, limit=free, busy=busy, accept=accept
+                now=now,
+                lease_until=now + self._options.lease,
+                limit=free,
+                busy=busy,
+                accept=accept,
+                candidates=candidates,
             )
         )
         claims = await self._transaction(self._claiming)
@@ -357,6 +378,24 @@ class WebhookWorker:
             self._per_receiver[item.receiver] += 1
             item.task = asyncio.create_task(self._deliver(item))
         return len(claims)
+
+    # -- outcomes --------------------------------------------------------------------------
+    async def _record_loop(self) -> None:
+        """Writes the outcomes that finished while the previous write ran, in one
+        transaction: batches grow with the rate, with no wait added when it is low."""
+        while True:
+            await self._outcomes_due.wait()
+            self._outcomes_due.clear()
+            await self._write_outcomes()
+
+    async def _write_outcomes(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            await self._transaction(self._store.finish_all(batch))
+        except Exception:  # the leases run out and these deliveries are tried again
+            log.exception("webhook outcomes not recorded", deliveries=len(batch))
 
     def _until_next_retry(self) -> float:
         now = self._clock.now()
@@ -372,7 +411,7 @@ class WebhookWorker:
         try:
             status, error = await self._attempt(claimed)
             item.posting = False
-            await self._record(claimed, status, error)
+            self._record(claimed, status, error)
         except Exception:  # bookkeeping failed: the lease runs out and it is tried again
             log.exception("webhook delivery bookkeeping failed", delivery=claimed.delivery_id)
         finally:
@@ -393,7 +432,10 @@ class WebhookWorker:
                     "POST", claimed.callback_url, content=content, headers=headers
                 ) as response,
             ):
-                # The body is never read: a receiver's answer is not ours to store or echo.
+                # A receiver's answer is not ours to store or echo: a short one is read and
+                # dropped, so the connection goes back to the pool for the next delivery
+                # (an unread body closes it); a long one is cut off with its connection.
+                await _drain(response)
                 return response.status_code, None
         except TimeoutError:
             return None, "timed out"
@@ -402,15 +444,9 @@ class WebhookWorker:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return None, _failure(exc)
 
-    async def _record(self, claimed: Claimed, status: int | None, error: str | None) -> None:
+    def _record(self, claimed: Claimed, status: int | None, error: str | None) -> None:
         if status is not None and 200 <= status < 300:
-            await self._store.finish(
-                claimed,
-                state=DeliveryState.DELIVERED,
-                next_attempt_at=None,
-                status=status,
-                error=None,
-            )
+            self._outcome(Outcome(claimed, DeliveryState.DELIVERED, None, status, None))
             return
         now = self._clock.now()
         retry_at = self._options.schedule.next_attempt(
@@ -432,9 +468,19 @@ class WebhookWorker:
         else:
             state = DeliveryState.PENDING
             heapq.heappush(self._retries, retry_at)
-        await self._store.finish(
-            claimed, state=state, next_attempt_at=retry_at, status=status, error=reason
-        )
+        self._outcome(Outcome(claimed, state, retry_at, status, reason))
+
+    def _outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._outcomes_due.set()
+
+
+async def _drain(response: httpx.Response) -> None:
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > DRAIN_LIMIT:
+            return
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

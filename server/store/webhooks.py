@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -61,6 +61,17 @@ class Claimed:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, to be recorded."""
+
+    claimed: Claimed
+    state: DeliveryState
+    next_attempt_at: datetime | None
+    status: int | None
+    error: str | None
+
+
 def _subscription(row: WebhookSubscriptionRow) -> WebhookSubscription:
     return WebhookSubscription(
         id=row.id,
@@ -80,6 +91,27 @@ def body(event_type: str, event_id: UUID, payload: dict[str, Any]) -> dict[str, 
 
 _events_table = EventRow.__table__  # type: ignore[attr-defined]
 _cursors_table = _Cursor.__table__  # type: ignore[attr-defined]
+_deliveries_table = _Delivery.__table__  # type: ignore[attr-defined]
+# Attempts' outcomes, many per statement (executemany), each fenced as _held is: recorded
+# only if the lease is still that attempt's.
+_FINISH = (
+    sa.update(_deliveries_table)
+    .where(
+        _deliveries_table.c.id == sa.bindparam("k_id"),
+        _deliveries_table.c.state == DeliveryState.DELIVERING.value,
+        _deliveries_table.c.attempts == sa.bindparam("k_attempt"),
+    )
+    .values(
+        state=sa.bindparam("v_state"),
+        lease_until=None,
+        last_status=sa.bindparam("v_status"),
+        last_error=sa.bindparam("v_error"),
+        next_attempt_at=sa.func.coalesce(
+            sa.bindparam("v_next", type_=_deliveries_table.c.next_attempt_at.type),
+            _deliveries_table.c.next_attempt_at,
+        ),
+    )
+)
 # (partner, cursor) of every subscribed partner with events past its cursor: one index probe
 # per cursor, never a scan of the events table. Built once: it runs on every relay round.
 _BEHIND = sa.select(_cursors_table.c.partner_id, _cursors_table.c.last_seq).where(
@@ -341,47 +373,61 @@ class SqlWebhookStore:
         limit: int,
         busy: Collection[UUID],
         accept: Callable[[Claimed], bool],
+        candidates: int | None = None,
     ) -> list[Claimed]:
         """Leases up to `limit` due deliveries: pending ones whose time has come, and
         delivering ones whose lease ran out (their worker died). `busy` subscriptions are
         skipped in the query (their receiver has no free slot), `accept` decides the rest in
-        due order. On PostgreSQL, SKIP LOCKED lets every replica claim at once, disjointly."""
-        due = sa.or_(
-            sa.and_(
-                col(_Delivery.state) == DeliveryState.PENDING.value,
-                col(_Delivery.next_attempt_at) <= now,
-            ),
-            sa.and_(
+        due order, over at most `candidates` rows of each kind (default: a few per slot).
+        On PostgreSQL, SKIP LOCKED lets every replica claim at once, disjointly."""
+        candidates = candidates or limit * CANDIDATES_PER_SLOT
+        columns = (
+            col(_Delivery.id),
+            col(_Delivery.attempts),
+            col(_Delivery.event_id),
+            col(_Delivery.subscription_id),
+            col(_Delivery.created_at),
+            col(_Subscription.callback_url),
+            col(_Subscription.secret),
+            col(_Subscription.deleted_at),
+        )
+        # Two queries, each walking ix_webhook_deliveries_due in its order and stopping at
+        # the limit: one over "pending OR lease ran out" must fetch and sort every due row
+        # first, which made each claim cost as much as the whole backlog. Candidates come
+        # without their payloads: most are turned down (their receiver has no free slot),
+        # and only those taken are read whole, by the UPDATE that leases them.
+        stale = (
+            sa.select(*columns)
+            .join(_Subscription, col(_Subscription.id) == col(_Delivery.subscription_id))
+            .where(
                 col(_Delivery.state) == DeliveryState.DELIVERING.value,
                 col(_Delivery.lease_until) <= now,
-            ),
-        )
-        query = (
-            sa.select(
-                col(_Delivery.id),
-                col(_Delivery.attempts),
-                col(_Delivery.event_id),
-                col(_Delivery.subscription_id),
-                col(_Delivery.payload),
-                col(_Delivery.created_at),
-                col(_Subscription.callback_url),
-                col(_Subscription.secret),
-                col(_Subscription.deleted_at),
             )
+            .order_by(col(_Delivery.lease_until))
+            .limit(candidates)
+        )
+        pending = (
+            sa.select(*columns)
             .join(_Subscription, col(_Subscription.id) == col(_Delivery.subscription_id))
-            .where(due)
+            .where(
+                col(_Delivery.state) == DeliveryState.PENDING.value,
+                col(_Delivery.next_attempt_at) <= now,
+            )
             .order_by(col(_Delivery.next_attempt_at))
-            .limit(limit * CANDIDATES_PER_SLOT)
+            .limit(candidates)
         )
         if busy:
-            query = query.where(col(_Delivery.subscription_id).not_in(list(busy)))
+            skipped = col(_Delivery.subscription_id).not_in(list(busy))
+            stale, pending = stale.where(skipped), pending.where(skipped)
         async with self._uow(write=True) as uow:
             session = uow.session
             if is_postgres(session):
-                query = query.with_for_update(of=_Delivery, skip_locked=True)
+                stale = stale.with_for_update(of=_Delivery, skip_locked=True)
+                pending = pending.with_for_update(of=_Delivery, skip_locked=True)
+            rows = [*(await session.execute(stale)).all(), *(await session.execute(pending)).all()]
             taken: list[Claimed] = []
             orphaned: list[int] = []
-            for row in (await session.execute(query)).all():
+            for row in rows:
                 if row.deleted_at is not None:
                     orphaned.append(row.id)
                     continue
@@ -394,13 +440,13 @@ class SqlWebhookStore:
                     subscription_id=row.subscription_id,
                     callback_url=row.callback_url,
                     secret=row.secret,
-                    payload=dict(row.payload),
+                    payload={},  # read below, if taken
                     created_at=row.created_at,
                 )
                 if accept(claimed):
                     taken.append(claimed)
             if taken:
-                await session.execute(
+                leased = await session.execute(
                     sa.update(_Delivery)
                     .where(col(_Delivery.id).in_([c.delivery_id for c in taken]))
                     .values(
@@ -408,7 +454,10 @@ class SqlWebhookStore:
                         lease_until=lease_until,
                         attempts=col(_Delivery.attempts) + 1,
                     )
+                    .returning(col(_Delivery.id), col(_Delivery.payload))
                 )
+                payloads = {row.id: dict(row.payload) for row in leased}
+                taken = [replace(c, payload=payloads[c.delivery_id]) for c in taken]
             if orphaned:
                 await session.execute(
                     sa.update(_Delivery)
@@ -449,6 +498,27 @@ class SqlWebhookStore:
             mine = result.first() is not None
             await uow.commit()
             return mine
+
+    async def finish_all(self, outcomes: Collection[Outcome]) -> None:
+        """Records many attempts' outcomes in one transaction (one executemany): the
+        dispatcher's write per delivery was what capped the delivery rate on SQLite. An
+        outcome whose lease ran out meanwhile changes nothing, as with finish."""
+        if not outcomes:
+            return
+        params = [
+            {
+                "k_id": o.claimed.delivery_id,
+                "k_attempt": o.claimed.attempt,
+                "v_state": o.state.value,
+                "v_status": o.status,
+                "v_error": o.error[:200] if o.error else None,
+                "v_next": o.next_attempt_at,
+            }
+            for o in outcomes
+        ]
+        async with self._uow(write=True) as uow:
+            await uow.session.execute(_FINISH, params)
+            await uow.commit()
 
     async def release(self, claims: Iterable[Claimed], *, now: datetime) -> None:
         """Hands unfinished deliveries back at shutdown, due at once, so a restart (or

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -26,7 +26,7 @@ from server.services.webhooks import WebhookService
 from server.store.engine import make_engine
 from server.store.tables import WebhookDeliveryRow, WebhookRelayCursorRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
-from server.store.webhooks import Claimed, SqlWebhookStore
+from server.store.webhooks import Claimed, Outcome, SqlWebhookStore
 from tests.helpers.clock import SteppingClock
 from tests.helpers.receivers import Receiver, running_receiver
 from tests.helpers.wallets import caip10, new_wallet
@@ -200,6 +200,53 @@ async def test_leases_expire_and_a_stale_worker_cannot_overwrite(world: World) -
     )
     [row] = await world.deliveries()
     assert (row.state, row.attempts, row.last_status) == ("delivered", 2, 204)
+
+
+async def test_outcomes_recorded_together_keep_each_lease_fenced(world: World) -> None:
+    partner_id = await world.partner()
+    await world.service.put(
+        partner_id=partner_id, subscription_id="", callback_url="https://h.example/", types=ALL
+    )
+    for _ in range(3):
+        await world.customer(partner_id)
+    await world.store.relay(now=world.clock.now(), limit=100)
+    now = world.clock.now()
+
+    async def claim(at: datetime, lease: float, limit: int) -> list[Claimed]:
+        return await world.store.claim(
+            now=at,
+            lease_until=at + timedelta(seconds=lease),
+            limit=limit,
+            busy=(),
+            accept=lambda c: True,
+        )
+
+    [third] = await claim(now, lease=1, limit=1)  # a short lease, soon taken over
+    first, second = await claim(now, lease=30, limit=10)
+    [taken_over] = await claim(now + timedelta(seconds=2), lease=30, limit=10)
+    assert taken_over.delivery_id == third.delivery_id
+    assert [c.payload["eventId"] for c in (first, second)] == [
+        str(c.event_id) for c in (first, second)
+    ]  # payloads are read for what was taken
+    retry_at = now + timedelta(seconds=60)
+    await world.store.finish_all(
+        [
+            Outcome(first, DeliveryState.DELIVERED, None, 204, None),
+            Outcome(second, DeliveryState.PENDING, retry_at, 500, "HTTP 500"),
+            Outcome(third, DeliveryState.DELIVERED, None, 200, None),  # its lease ran out
+        ]
+    )
+    rows = {row.id: row for row in await world.deliveries()}
+    assert (rows[first.delivery_id].state, rows[first.delivery_id].last_status) == (
+        "delivered",
+        204,
+    )
+    again = rows[second.delivery_id]
+    assert (again.state, again.last_status, again.last_error) == ("pending", 500, "HTTP 500")
+    assert again.next_attempt_at.replace(tzinfo=None) == retry_at.replace(tzinfo=None)
+    assert again.lease_until is None
+    late = rows[third.delivery_id]
+    assert (late.state, late.attempts, late.last_status) == ("delivering", taken_over.attempt, None)
 
 
 async def test_busy_subscriptions_and_refused_candidates_stay_pending(world: World) -> None:
