@@ -18,6 +18,7 @@ Json = dict[str, Any]
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 STATUS_LUA = PACKAGE_DIR / "status.lua"
 REQUEST_LUA = PACKAGE_DIR / "request.lua"
+EARLY_LUA = PACKAGE_DIR / "early.lua"
 
 CLUSTER = "customers_grpc"
 # Same domain as the server's ErrorInfo details (server/transport/status.py).
@@ -63,6 +64,20 @@ LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
     504: (4, "UPSTREAM_TIMEOUT"),
 }
 _FALLBACK_CODE = (2, "GATEWAY_ERROR")  # UNKNOWN, for any other local reply
+
+# Envoy's own replies whose status the contract does not allow (SPEC 9: malformed input is a
+# 4xx naming the problem): HTTP status -> (status sent instead, gRPC code, reason, message).
+# Envoy's HTTP/1 codec answers 501 to a Transfer-Encoding other than plain `chunked`
+# (`gzip, chunked`, say), as RFC 9112 suggests; to the partner it is a request we refuse.
+LOCAL_REPLY_REWRITES: dict[int, tuple[int, int, str, str]] = {
+    501: (
+        400,
+        3,
+        "UNSUPPORTED_TRANSFER_ENCODING",
+        "Transfer-Encoding must be chunked alone (or absent): other codings are not supported"
+        " (%RESPONSE_CODE_DETAILS%)",
+    ),
+}
 
 
 def render(
@@ -240,24 +255,27 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
         _lua("customers.status", STATUS_LUA),
-        # 2. Body size cap. The transcoder's own max_request_body_size is only enforced when
+        # 2. Refusals that cannot wait for the body (early.lua): CONNECT, whose body is a
+        #    tunnel that never ends, would otherwise hang in the buffer filter unanswered.
+        _lua("customers.early", EARLY_LUA),
+        # 3. Body size cap. The transcoder's own max_request_body_size is only enforced when
         #    a body arrives in one piece: over HTTP/2 (16 KiB DATA frames) a 10 MiB body
         #    went through to the server. The buffer filter counts every byte: 413.
         {
             "name": "envoy.filters.http.buffer",
             "typed_config": {"@type": _BUFFER, "max_request_bytes": MAX_REQUEST_BODY_BYTES},
         },
-        # 3. The request as the client sent it (method, Host, raw target, raw body) forwarded
+        # 4. The request as the client sent it (method, Host, raw target, raw body) forwarded
         #    for the server's one check of token, signature and Content-Digest; /v1 prefix
         #    strip; REST request hygiene (request.lua). Before the transcoder, which matches
         #    paths before routing and replaces the body with the protobuf message.
         _lua("customers.request", REQUEST_LUA),
-        # 4. REST <-> gRPC.
+        # 5. REST <-> gRPC.
         {
             "name": "envoy.filters.http.grpc_json_transcoder",
             "typed_config": _transcoder(descriptor_path, services),
         },
-        # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
+        # 6. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
         #    out of partners' answers.
         {
             "name": "envoy.filters.http.router",
@@ -312,11 +330,11 @@ def _transcoder(descriptor_path: str, services: Sequence[str]) -> Json:
     }
 
 
-def _error_body(code: int, reason: str) -> Json:
+def _error_body(code: int, reason: str, message: str = "%LOCAL_REPLY_BODY%") -> Json:
     return {
         "json_format": {
             "code": code,
-            "message": "%LOCAL_REPLY_BODY%",
+            "message": message,
             "details": [
                 {
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -334,20 +352,18 @@ def _local_reply_config() -> Json:
     # errors that came from the server through the transcoder are left alone.
     mappers = [
         {
-            "filter": {
-                "status_code_filter": {
-                    "comparison": {
-                        "op": "EQ",
-                        "value": {
-                            "default_value": status,
-                            "runtime_key": f"customers.local_reply.{status}",
-                        },
-                    }
-                }
-            },
+            "filter": _status_filter(status),
             "body_format_override": _error_body(code, reason),
         }
         for status, (code, reason) in sorted(LOCAL_REPLY_CODES.items())
+    ]
+    rewrites = [
+        {
+            "filter": _status_filter(status),
+            "status_code": sent,
+            "body_format_override": _error_body(code, reason, message),
+        }
+        for status, (sent, code, reason, message) in sorted(LOCAL_REPLY_REWRITES.items())
     ]
     # Native gRPC calls through this port get Envoy's message as plain grpc-message text.
     # Transcoded REST calls carry content-type application/grpc by the time the router
@@ -368,8 +384,22 @@ def _local_reply_config() -> Json:
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
     return {
-        "mappers": [grpc_passthrough, *mappers],
+        "mappers": [grpc_passthrough, *rewrites, *mappers],
         "body_format": _error_body(*_FALLBACK_CODE),
+    }
+
+
+def _status_filter(status: int) -> Json:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {
+                    "default_value": status,
+                    "runtime_key": f"customers.local_reply.{status}",
+                },
+            }
+        }
     }
 
 
