@@ -42,6 +42,7 @@ _ROUTER = _API + "extensions.filters.http.router.v3.Router"
 _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _HTTP_OPTIONS = _API + "extensions.upstreams.http.v3.HttpProtocolOptions"
 _STDOUT_LOG = _API + "extensions.access_loggers.stream.v3.StdoutAccessLog"
+_PREVIOUS_HOSTS = _API + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 _MAX_CONNECTIONS = (
     _API + "extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
@@ -223,9 +224,24 @@ def _http_connection_manager(
     return hcm
 
 
+# Retried on another backend: only failures where the request never reached a server
+# (connection refused or failed, reset before the request was sent, HTTP/2 REFUSED_STREAM).
+# A plain `reset` is left out on purpose: that request may have reached the server and
+# burned its signature nonce, so Envoy's retry would be refused as a replay (401), where a
+# 503 tells the client to retry with a fresh signature.
+RETRY_ON = "connect-failure,reset-before-request,refused-stream"
+NUM_RETRIES = 2
+# The REST methods Envoy may retry (safe); other calls only with an Idempotency-Key.
+SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
+
+
 def _route_config() -> Json:
-    # One catch-all route: by the time the router runs, the transcoder has rewritten the
-    # path to /customers.v1.Service/Method, and native gRPC calls arrive in that form anyway.
+    # Catch-all routes: by the time the router runs, the transcoder has rewritten the path to
+    # /customers.v1.Service/Method (and the method to POST), and native gRPC calls arrive in
+    # that form anyway. What tells the routes apart is the REST request as received:
+    # request.lua's x-gateway-method (a client cannot send its own; it is removed first),
+    # and the Idempotency-Key that makes a modifying call safe to send twice.
+    retried = _route_action(retry=True)
     return {
         "name": "customers",
         "virtual_hosts": [
@@ -234,20 +250,60 @@ def _route_config() -> Json:
                 "domains": ["*"],
                 "routes": [
                     {
-                        "match": {"prefix": "/"},
-                        "route": {
-                            "cluster": CLUSTER,
-                            # No overall deadline: server streams (GET /customers:watch) stay
-                            # open; a silent stream is ended by the idle timeout instead, and
-                            # streams have no maximum duration.
-                            "timeout": "0s",
-                            "idle_timeout": STREAM_IDLE_TIMEOUT,
+                        "name": "safe",
+                        "match": {
+                            "prefix": "/",
+                            "headers": [
+                                {
+                                    "name": "x-gateway-method",
+                                    "string_match": {"safe_regex": {"regex": SAFE_METHODS_REGEX}},
+                                }
+                            ],
                         },
-                    }
+                        "route": retried,
+                    },
+                    {
+                        "name": "idempotent",
+                        "match": {
+                            "prefix": "/",
+                            "headers": [{"name": "idempotency-key", "present_match": True}],
+                        },
+                        "route": retried,
+                    },
+                    {
+                        "name": "other",
+                        "match": {"prefix": "/"},
+                        "route": _route_action(retry=False),
+                    },
                 ],
             }
         ],
     }
+
+
+def _route_action(*, retry: bool) -> Json:
+    action: Json = {
+        "cluster": CLUSTER,
+        # No overall deadline: server streams (GET /customers:watch) stay open; a silent
+        # stream is ended by the idle timeout instead, and streams have no maximum duration.
+        "timeout": "0s",
+        "idle_timeout": STREAM_IDLE_TIMEOUT,
+    }
+    if retry:
+        # A replica that just died (kill -9) refuses connections until the health check or
+        # outlier detection drops it; the retry goes to another backend meanwhile.
+        action["retry_policy"] = {
+            "retry_on": RETRY_ON,
+            "num_retries": NUM_RETRIES,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": _PREVIOUS_HOSTS},
+                }
+            ],
+            "host_selection_retry_max_attempts": 5,
+        }
+    return action
 
 
 def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
@@ -462,8 +518,10 @@ def _cluster(backends: Sequence[str]) -> Json:
             {
                 "grpc_health_check": {},  # grpc.health.v1 Check on the server as a whole
                 "timeout": "1s",
-                "interval": "5s",
-                "interval_jitter": "0.5s",
+                # A dead backend is dropped within about two intervals; retries and outlier
+                # detection cover the requests in between.
+                "interval": "1s",
+                "interval_jitter": "0.2s",
                 # Without it a failed first probe (server still starting) waits 60 s.
                 "no_traffic_interval": "2s",
                 # A failed replica is re-probed sooner than a healthy one, so it rejoins fast.
@@ -472,6 +530,21 @@ def _cluster(backends: Sequence[str]) -> Json:
                 "healthy_threshold": 1,
             }
         ],
+        # Passive detection, faster than any probe: a backend that refused or failed
+        # connections twice in a row is ejected for a while (local-origin errors counted
+        # apart from the answers the server gives, which never eject anyone).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 2,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_consecutive_gateway_failure": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_local_origin_success_rate": 0,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
         # The defaults (1024 requests per cluster) would refuse the thousands of concurrent
         # WatchCustomers streams the contract asks for with 503s.
         "circuit_breakers": {
@@ -482,6 +555,12 @@ def _cluster(backends: Sequence[str]) -> Json:
                     "max_pending_requests": 10_000,
                     "max_requests": 100_000,
                     "max_retries": 3,
+                    # Replaces max_retries: a burst sent just as a backend died is retried
+                    # whole, not three at a time with the rest answering 503 (overflow).
+                    "retry_budget": {
+                        "budget_percent": {"value": 50.0},
+                        "min_retry_concurrency": 32,
+                    },
                 }
             ]
         },
