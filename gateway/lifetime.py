@@ -21,17 +21,31 @@ import ctypes
 import os
 import pathlib
 import signal
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 5.0
 _POLL_SECONDS = 0.05
 
 
+def _find_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# Looked up here, before any fork: between fork and exec the child of a process with
+# threads (grpc starts some) should do as little as possible, and no dlopen/dlsym.
+_PRCTL = _find_prctl()
+
+
 def die_with_parent() -> None:
-    """A `preexec_fn`: the child gets SIGTERM when the thread that started it exits (its
-    process, for our single-threaded starters). A no-op where prctl does not exist."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """A `preexec_fn`: the child gets SIGTERM when the thread that started it exits (for
+    our starters, their main thread: the process). A no-op where prctl does not exist."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def parent_of(pid: int) -> int | None:

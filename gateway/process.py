@@ -129,7 +129,7 @@ async def start_envoy(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # safe: the callers start no threads
+            preexec_fn=die_with_parent,
         )
     _SCRATCH[proc.pid] = launch.scratch
     admin = f"http://127.0.0.1:{admin_port}"
