@@ -20,6 +20,7 @@ Json = dict[str, Any]
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 STATUS_LUA = PACKAGE_DIR / "status.lua"
 REQUEST_LUA = PACKAGE_DIR / "request.lua"
+EARLY_LUA = PACKAGE_DIR / "early.lua"
 
 CLUSTER = "customers_grpc"
 # Same domain as the server's ErrorInfo details (server/transport/status.py).
@@ -43,6 +44,7 @@ _ROUTER = _API + "extensions.filters.http.router.v3.Router"
 _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _HTTP_OPTIONS = _API + "extensions.upstreams.http.v3.HttpProtocolOptions"
 _STDOUT_LOG = _API + "extensions.access_loggers.stream.v3.StdoutAccessLog"
+_PREVIOUS_HOSTS = _API + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 _MAX_CONNECTIONS = (
     _API + "extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
@@ -67,6 +69,20 @@ LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
 _FALLBACK_CODE = (2, "GATEWAY_ERROR")  # UNKNOWN, for any other local reply
 _TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 _REQUEST_FILTER = "customers.request"
+
+# Envoy's own replies whose status the contract does not allow (SPEC 9: malformed input is a
+# 4xx naming the problem): HTTP status -> (status sent instead, gRPC code, reason, message).
+# Envoy's HTTP/1 codec answers 501 to a Transfer-Encoding other than plain `chunked`
+# (`gzip, chunked`, say), as RFC 9112 suggests; to the partner it is a request we refuse.
+LOCAL_REPLY_REWRITES: dict[int, tuple[int, int, str, str]] = {
+    501: (
+        400,
+        3,
+        "UNSUPPORTED_TRANSFER_ENCODING",
+        "Transfer-Encoding must be chunked alone (or absent): other codings are not supported"
+        " (%RESPONSE_CODE_DETAILS%)",
+    ),
+}
 
 
 def render(
@@ -221,11 +237,26 @@ def _http_connection_manager(
     return hcm
 
 
+# Retried on another backend: only failures where the request never reached a server
+# (connection refused or failed, reset before the request was sent, HTTP/2 REFUSED_STREAM).
+# A plain `reset` is left out on purpose: that request may have reached the server and
+# burned its signature nonce, so Envoy's retry would be refused as a replay (401), where a
+# 503 tells the client to retry with a fresh signature.
+RETRY_ON = "connect-failure,reset-before-request,refused-stream"
+NUM_RETRIES = 2
+# The REST methods Envoy may retry (safe); other calls only with an Idempotency-Key.
+SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
+
+
 def _route_config(openapi: pathlib.Path) -> Json:
     # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
-    # gateway/docs.py), then one catch-all route: by the time the router runs, the
-    # transcoder has rewritten the path to /customers.v1.Service/Method, and native gRPC
-    # calls arrive in that form anyway.
+    # gateway/docs.py), then catch-all routes: by the time the router runs, the transcoder
+    # has rewritten the path to /customers.v1.Service/Method (and the method to POST), and
+    # native gRPC calls arrive in that form anyway. What tells the routes apart is the REST
+    # request as received: request.lua's x-gateway-method (a client cannot send its own; it
+    # is removed first), and the Idempotency-Key that makes a modifying call safe to send
+    # twice.
+    retried = _route_action(retry=True)
     return {
         "name": "customers",
         "max_direct_response_body_size_bytes": docs.MAX_BODY_BYTES,
@@ -236,15 +267,30 @@ def _route_config(openapi: pathlib.Path) -> Json:
                 "routes": [
                     *docs.routes(openapi, disabled_filters=[_TRANSCODER_FILTER, _REQUEST_FILTER]),
                     {
-                        "match": {"prefix": "/"},
-                        "route": {
-                            "cluster": CLUSTER,
-                            # No overall deadline: server streams (GET /customers:watch) stay
-                            # open; a silent stream is ended by the idle timeout instead, and
-                            # streams have no maximum duration.
-                            "timeout": "0s",
-                            "idle_timeout": STREAM_IDLE_TIMEOUT,
+                        "name": "safe",
+                        "match": {
+                            "prefix": "/",
+                            "headers": [
+                                {
+                                    "name": "x-gateway-method",
+                                    "string_match": {"safe_regex": {"regex": SAFE_METHODS_REGEX}},
+                                }
+                            ],
                         },
+                        "route": retried,
+                    },
+                    {
+                        "name": "idempotent",
+                        "match": {
+                            "prefix": "/",
+                            "headers": [{"name": "idempotency-key", "present_match": True}],
+                        },
+                        "route": retried,
+                    },
+                    {
+                        "name": "other",
+                        "match": {"prefix": "/"},
+                        "route": _route_action(retry=False),
                     },
                 ],
             }
@@ -252,29 +298,57 @@ def _route_config(openapi: pathlib.Path) -> Json:
     }
 
 
+def _route_action(*, retry: bool) -> Json:
+    action: Json = {
+        "cluster": CLUSTER,
+        # No overall deadline: server streams (GET /customers:watch) stay open; a silent
+        # stream is ended by the idle timeout instead, and streams have no maximum duration.
+        "timeout": "0s",
+        "idle_timeout": STREAM_IDLE_TIMEOUT,
+    }
+    if retry:
+        # A replica that just died (kill -9) refuses connections until the health check or
+        # outlier detection drops it; the retry goes to another backend meanwhile.
+        action["retry_policy"] = {
+            "retry_on": RETRY_ON,
+            "num_retries": NUM_RETRIES,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": _PREVIOUS_HOSTS},
+                }
+            ],
+            "host_selection_retry_max_attempts": 5,
+        }
+    return action
+
+
 def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
     # Order matters. Requests pass the filters top to bottom, responses bottom to top.
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
         _lua("customers.status", STATUS_LUA),
-        # 2. Body size cap. The transcoder's own max_request_body_size is only enforced when
+        # 2. Refusals that cannot wait for the body (early.lua): CONNECT, whose body is a
+        #    tunnel that never ends, would otherwise hang in the buffer filter unanswered.
+        _lua("customers.early", EARLY_LUA),
+        # 3. Body size cap. The transcoder's own max_request_body_size is only enforced when
         #    a body arrives in one piece: over HTTP/2 (16 KiB DATA frames) a 10 MiB body
         #    went through to the server. The buffer filter counts every byte: 413.
         {
             "name": "envoy.filters.http.buffer",
             "typed_config": {"@type": _BUFFER, "max_request_bytes": MAX_REQUEST_BODY_BYTES},
         },
-        # 3. The request as the client sent it (method, Host, raw target, raw body) forwarded
+        # 4. The request as the client sent it (method, Host, raw target, raw body) forwarded
         #    for the server's one check of token, signature and Content-Digest; /v1 prefix
         #    strip; REST request hygiene (request.lua). Before the transcoder, which matches
         #    paths before routing and replaces the body with the protobuf message.
         _lua(_REQUEST_FILTER, REQUEST_LUA),
-        # 4. REST <-> gRPC.
+        # 5. REST <-> gRPC.
         {
             "name": _TRANSCODER_FILTER,
             "typed_config": _transcoder(descriptor_path, services),
         },
-        # 5. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
+        # 6. Router. suppress_envoy_headers keeps x-envoy-upstream-service-time and friends
         #    out of partners' answers.
         {
             "name": "envoy.filters.http.router",
@@ -329,11 +403,11 @@ def _transcoder(descriptor_path: str, services: Sequence[str]) -> Json:
     }
 
 
-def _error_body(code: int, reason: str) -> Json:
+def _error_body(code: int, reason: str, message: str = "%LOCAL_REPLY_BODY%") -> Json:
     return {
         "json_format": {
             "code": code,
-            "message": "%LOCAL_REPLY_BODY%",
+            "message": message,
             "details": [
                 {
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -351,20 +425,18 @@ def _local_reply_config(openapi: pathlib.Path) -> Json:
     # errors that came from the server through the transcoder are left alone.
     mappers = [
         {
-            "filter": {
-                "status_code_filter": {
-                    "comparison": {
-                        "op": "EQ",
-                        "value": {
-                            "default_value": status,
-                            "runtime_key": f"customers.local_reply.{status}",
-                        },
-                    }
-                }
-            },
+            "filter": _status_filter(status),
             "body_format_override": _error_body(code, reason),
         }
         for status, (code, reason) in sorted(LOCAL_REPLY_CODES.items())
+    ]
+    rewrites = [
+        {
+            "filter": _status_filter(status),
+            "status_code": sent,
+            "body_format_override": _error_body(code, reason, message),
+        }
+        for status, (sent, code, reason, message) in sorted(LOCAL_REPLY_REWRITES.items())
     ]
     # Native gRPC calls through this port get Envoy's message as plain grpc-message text.
     # Transcoded REST calls carry content-type application/grpc by the time the router
@@ -385,8 +457,22 @@ def _local_reply_config(openapi: pathlib.Path) -> Json:
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
     return {
-        "mappers": [*docs.local_reply_mappers(openapi), grpc_passthrough, *mappers],
+        "mappers": [*docs.local_reply_mappers(openapi), grpc_passthrough, *rewrites, *mappers],
         "body_format": _error_body(*_FALLBACK_CODE),
+    }
+
+
+def _status_filter(status: int) -> Json:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {
+                    "default_value": status,
+                    "runtime_key": f"customers.local_reply.{status}",
+                },
+            }
+        }
     }
 
 
@@ -449,8 +535,10 @@ def _cluster(backends: Sequence[str]) -> Json:
             {
                 "grpc_health_check": {},  # grpc.health.v1 Check on the server as a whole
                 "timeout": "1s",
-                "interval": "5s",
-                "interval_jitter": "0.5s",
+                # A dead backend is dropped within about two intervals; retries and outlier
+                # detection cover the requests in between.
+                "interval": "1s",
+                "interval_jitter": "0.2s",
                 # Without it a failed first probe (server still starting) waits 60 s.
                 "no_traffic_interval": "2s",
                 # A failed replica is re-probed sooner than a healthy one, so it rejoins fast.
@@ -459,6 +547,21 @@ def _cluster(backends: Sequence[str]) -> Json:
                 "healthy_threshold": 1,
             }
         ],
+        # Passive detection, faster than any probe: a backend that refused or failed
+        # connections twice in a row is ejected for a while (local-origin errors counted
+        # apart from the answers the server gives, which never eject anyone).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 2,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_consecutive_gateway_failure": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_local_origin_success_rate": 0,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
         # The defaults (1024 requests per cluster) would refuse the thousands of concurrent
         # WatchCustomers streams the contract asks for with 503s.
         "circuit_breakers": {
@@ -469,6 +572,12 @@ def _cluster(backends: Sequence[str]) -> Json:
                     "max_pending_requests": 10_000,
                     "max_requests": 100_000,
                     "max_retries": 3,
+                    # Replaces max_retries: a burst sent just as a backend died is retried
+                    # whole, not three at a time with the rest answering 503 (overflow).
+                    "retry_budget": {
+                        "budget_percent": {"value": 50.0},
+                        "min_retry_concurrency": 32,
+                    },
                 }
             ]
         },

@@ -22,6 +22,8 @@ from typing import IO
 
 import httpx
 
+from gateway.lifetime import die_with_parent
+
 _POLL_INTERVAL = 0.05
 _STOP_GRACE = 5.0
 # pid -> scratch dir, removed by stop_envoy*(). Keyed by pid because asyncio's Process and
@@ -116,11 +118,18 @@ async def start_envoy(
     concurrency: int = 1,
     log_level: str = "info",
 ) -> asyncio.subprocess.Process:
-    """Starts Envoy and returns once its admin /ready answers 200 (raises EnvoyStartError)."""
+    """Starts Envoy and returns once its admin /ready answers 200 (raises EnvoyStartError).
+
+    Envoy gets SIGTERM from the kernel when the starting thread dies, even by SIGKILL
+    (gateway/lifetime.py), so it never outlives its starter holding the ports."""
     launch = _prepare(config_text, log_path=log_path, concurrency=concurrency, log_level=log_level)
     with launch.open_log() as log:
         proc = await asyncio.create_subprocess_exec(
-            *launch.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            *launch.args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     _SCRATCH[proc.pid] = launch.scratch
     admin = f"http://127.0.0.1:{admin_port}"
@@ -168,11 +177,16 @@ def start_envoy_sync(
     concurrency: int = 1,
     log_level: str = "info",
 ) -> subprocess.Popen[bytes]:
-    """start_envoy() for synchronous callers such as session-scoped pytest fixtures."""
+    """start_envoy() for synchronous callers such as session-scoped pytest fixtures (call it
+    from a thread that outlives the Envoy: a killed test run leaves no Envoy behind)."""
     launch = _prepare(config_text, log_path=log_path, concurrency=concurrency, log_level=log_level)
     with launch.open_log() as log:
         proc = subprocess.Popen(
-            launch.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            launch.args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     _SCRATCH[proc.pid] = launch.scratch
     deadline = time.monotonic() + ready_timeout

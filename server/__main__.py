@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pathlib
 import sys
 
 from server.config import Settings
@@ -45,6 +46,7 @@ async def _serve(settings: Settings) -> None:
 
 async def _dev(settings: Settings) -> None:
     """The whole local stack: the gRPC workers plus Envoy in front of them."""
+    from gateway.lifetime import EnvoyPidfile
     from gateway.process import start_envoy, stop_envoy
     from server.edge import render_gateway
     from server.logging import configure
@@ -52,6 +54,9 @@ async def _dev(settings: Settings) -> None:
 
     configure(settings.log_level, json=settings.log_json)
     envoys = []
+    # Envoy dies with this process (PR_SET_PDEATHSIG); the pidfile lets the next `dev` stop
+    # one left behind anyway before it needs the same ports (gateway/lifetime.py).
+    pidfile = EnvoyPidfile(pathlib.Path(settings.gateway_socket_dir) / "envoy.pid")
 
     async def ready(port: int) -> None:
         config = render_gateway(
@@ -59,7 +64,11 @@ async def _dev(settings: Settings) -> None:
             admin_port=settings.envoy_admin_port,
             backends=settings.gateway_sockets(),
         )
+        stale = await pidfile.replace_stale()
+        if stale is not None:
+            print(f"stopped Envoy {stale}, left behind by an earlier dev run", flush=True)
         envoys.append(await start_envoy(config, admin_port=settings.envoy_admin_port))
+        pidfile.write(envoys[-1].pid)
         print(
             f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
             f"  API docs      http://127.0.0.1:{settings.http_port}/docs\n"
@@ -74,6 +83,8 @@ async def _dev(settings: Settings) -> None:
     finally:
         for envoy in envoys:
             await stop_envoy(envoy)
+        if envoys:
+            pidfile.remove()
 
 
 def _start_metrics(settings: Settings, worker: int) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -19,22 +18,13 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from gateway.lifetime import die_with_parent
 from server.config import Settings
 
 log = structlog.get_logger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 8.0  # under the 10 s most process managers wait before SIGKILL
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the supervisor dies, even by SIGKILL, the kernel
-    sends the worker SIGTERM (Linux), so no worker outlives it holding the port."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pick_port(host: str) -> int:
@@ -65,7 +55,9 @@ async def supervise(
             "worker",
             str(index),
             env=env,
-            preexec_fn=_die_with_parent,  # safe: the supervisor runs no threads
+            # If the supervisor dies, even by SIGKILL, the kernel sends the worker SIGTERM
+            # (Linux), so no worker outlives it holding the port. Safe: no threads here.
+            preexec_fn=die_with_parent,
         )
 
     processes = [await spawn(index) for index in range(settings.workers)]

@@ -1,5 +1,11 @@
 """One WatchCustomers stream: the backlog from the outbox, then live events from the hub,
-with no gap and no duplicate at the seam, and the hub's heartbeats while nothing happens."""
+with no gap and no duplicate at the seam, and the hub's heartbeats while nothing happens.
+
+The first message comes at once: the backlog's first event or, with no backlog, a
+heartbeat. Through Envoy a stream's HTTP response headers leave with its first message, so
+an idle stream that waited for its first heartbeat left SSE clients without even a status
+for 15 s (issue 13 row 7); and that first heartbeat also tells the client it is
+subscribed: anything committed after it arrives is on the stream."""
 
 from __future__ import annotations
 
@@ -20,15 +26,12 @@ class CustomerWatch:
     async def stream(
         self, *, partner_id: UUID, after: int | None, customer_id: UUID | None
     ) -> AsyncIterator[ChangeEvent | None]:
-        """Yields events, and None as a heartbeat. `after` None: from now on.
-
-        With no backlog to send, the first heartbeat goes out at once: the client sees the
-        stream open (response headers, over REST) without waiting a heartbeat period."""
+        """Yields events, and None as a heartbeat. `after` None: from now on."""
         # Register first: whatever commits while the backlog is read waits in the queue.
         subscription = await self._hub.subscribe(partner_id, customer_id)
         try:
             cursor = -1 if after is None else after
-            sent = False
+            sent_any = False
             if after is not None:
                 while True:
                     async with self._uow() as uow:
@@ -41,12 +44,12 @@ class CustomerWatch:
                         )
                     for event in backlog:
                         cursor = event.seq
-                        sent = True
+                        sent_any = True
                         yield event
                     if len(backlog) < READ_BATCH:
                         break
-            if not sent:
-                yield None
+            if not sent_any:
+                yield None  # the stream is open (and subscribed) now, not at the first beat
             while True:
                 if subscription.lagging and subscription.queue.empty():
                     raise StreamLagging(cursor)

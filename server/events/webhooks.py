@@ -66,6 +66,11 @@ class AddressNotAllowed(Exception):
     """The callback host resolved to an address a production server must not call."""
 
 
+class HostNotResolved(Exception):
+    """The callback host has no address (NXDOMAIN, `*.invalid`, a resolver failure): an
+    ordinary failed attempt, retried on the schedule like a refused connection."""
+
+
 def _allowed(address: str) -> bool:
     try:
         return address_allowed(ipaddress.ip_address(address))
@@ -91,9 +96,12 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolve(host, port)
+        try:
+            addresses = await self._resolve(host, port)
+        except OSError as exc:  # socket.gaierror; httpx would let it escape unmapped
+            raise HostNotResolved(host) from exc
         if not addresses:
-            raise httpcore.ConnectError(f"{host} did not resolve")
+            raise HostNotResolved(host)
         if self._production and not all(_allowed(a) for a in addresses):
             raise AddressNotAllowed(host)
         failure: Exception | None = None
@@ -441,8 +449,16 @@ class WebhookWorker:
             return None, "timed out"
         except AddressNotAllowed:
             return None, "callback address not allowed"
+        except HostNotResolved:
+            return None, "could not resolve callback host"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return None, _failure(exc)
+        except Exception as exc:
+            # Whatever else the POST raised is still this attempt failing: recorded, backed
+            # off, failed at max age. Left to _deliver it would be "bookkeeping failed", the
+            # row stuck in `delivering` and retried every lease with no backoff (issue 13).
+            log.warning("webhook attempt raised", delivery=claimed.delivery_id, exc_info=True)
+            return None, f"transport error ({type(exc).__name__})"
 
     def _record(self, claimed: Claimed, status: int | None, error: str | None) -> None:
         if status is not None and 200 <= status < 300:

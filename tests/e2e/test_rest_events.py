@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
+import pytest
 
 from client.signing import SigningAuth
 from tests.e2e.conftest import Stack, error_reason
@@ -54,6 +56,27 @@ def test_the_sse_stream_carries_customer_changes_as_they_happen(
     reader.join(30)
     assert [int(m["seq"]) for m in live] == [last + 1, last + 2]
     assert [m["customer"]["status"] for m in live] == ["inactive", "active"]
+
+
+@pytest.mark.parametrize("query", ["", "?after=0"])
+def test_an_idle_watch_answers_200_and_a_heartbeat_at_once(
+    stack: Stack, partner: RestPartner, query: str
+) -> None:
+    """No backlog (a new partner): the headers and a first heartbeat come at once, not with
+    the first periodic heartbeat 15 s later, so a client with a short timeout can open it."""
+    headers = {"Authorization": f"Bearer {partner.token}"}
+    started = time.monotonic()
+    with (
+        httpx.Client(base_url=stack.base_url, timeout=2.0) as client,
+        client.stream(
+            "GET", f"/customers:watch{query}", headers=headers, auth=SigningAuth(partner.key)
+        ) as answer,
+    ):
+        assert answer.status_code == 200, answer.read()
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        first = next(line for line in answer.iter_lines() if line.startswith("data:"))
+    assert json.loads(first[len("data:") :]) == {"heartbeat": True}
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_bad_watch_request_is_a_real_http_error(stack: Stack, partner: RestPartner) -> None:

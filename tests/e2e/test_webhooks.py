@@ -220,6 +220,26 @@ def test_a_dead_receiver_ends_failed_after_the_schedule(stack: Stack, partner: R
     assert rows[0]["last_status"] is None and rows[0]["last_error"] == "could not connect"
 
 
+def test_a_callback_host_that_does_not_resolve_is_retried_then_failed(
+    stack: Stack, partner: RestPartner
+) -> None:
+    """A failed attempt like any other (issue 13 row 5): recorded, backed off, `failed` at
+    max age; not an exception that leaves the row `delivering` until its lease runs out."""
+    subscription = subscribe(partner, "http://hooks.nowhere.invalid/hooks", ["customer.updated"])
+    assert partner.create_customer().status_code == 201
+    deadline = time.monotonic() + 20
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = delivery_rows(stack.database_url, subscription["id"])
+        if rows and rows[0]["state"] == "failed":
+            break
+        time.sleep(0.2)
+    assert len(rows) == 1 and rows[0]["state"] == "failed", rows
+    assert rows[0]["attempts"] >= 3  # 0.2 s base, 3 s max age: about five tries
+    assert rows[0]["last_status"] is None
+    assert rows[0]["last_error"] == "could not resolve callback host"
+
+
 def test_a_stuck_receiver_delays_neither_the_api_nor_other_receivers(
     stack: Stack, partner: RestPartner
 ) -> None:

@@ -134,3 +134,22 @@ def test_a_missing_openapi_document_fails_at_render_not_at_envoy_start(
 ) -> None:
     with pytest.raises(FileNotFoundError, match=r"openapi\.json"):
         _render(openapi_path=str(tmp_path / "openapi.json"))
+
+
+def test_refusals_that_cannot_wait_for_a_body_come_before_the_buffer_filter() -> None:
+    names = _http_filters(json.loads(_render()))
+    assert names.index("customers.early") < names.index("envoy.filters.http.buffer")
+
+
+def test_only_reads_and_idempotency_keyed_calls_are_retried_and_never_after_a_plain_reset() -> None:
+    config = json.loads(_render())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    retried = {r["name"]: r for r in routes if "retry_policy" in r.get("route", {})}
+    assert set(retried) == {"safe", "idempotent"}
+    assert retried["safe"]["match"]["headers"][0]["name"] == "x-gateway-method"
+    assert retried["idempotent"]["match"]["headers"][0]["name"] == "idempotency-key"
+    for route in retried.values():
+        # A reset request may have burned its signature nonce: a retry would be a 401.
+        assert "reset" not in route["route"]["retry_policy"]["retry_on"].split(",")
+    assert routes[-1]["match"] == {"prefix": "/"} and "retry_policy" not in routes[-1]["route"]

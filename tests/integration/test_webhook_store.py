@@ -327,3 +327,48 @@ async def test_the_worker_delivers_and_hands_back_unfinished_work_when_stopped(
     assert next(iter(fast.deliveries.values()))["id"] == customer
     states = {str(r.subscription_id): r.state for r in await world.deliveries()}
     assert sorted(states.values()) == ["delivered", "pending"]  # handed back, due at once
+
+
+async def test_an_attempt_that_raises_anything_is_a_failed_attempt_backed_off(
+    world: World,
+) -> None:
+    """Whatever a POST raises (here an error no HTTP client maps) is recorded as that attempt
+    failing and backed off, never left `delivering` until the lease runs out (issue 13)."""
+    partner_id = await world.partner()
+
+    async def broken_resolver(host: str, port: int) -> list[str]:
+        raise RuntimeError("resolver exploded")
+
+    options = DeliveryOptions(
+        schedule=RetrySchedule(base=timedelta(seconds=60), max_age=timedelta(hours=1)),
+        timeout=10.0,
+        poll=0.1,
+    )
+    await world.service.put(
+        partner_id=partner_id,
+        subscription_id="",
+        callback_url="http://hooks.example.com/",
+        types=["customer.updated"],
+    )
+    worker = WebhookWorker(world.store, world.clock, options, resolve=broken_resolver)
+    running = asyncio.create_task(worker.run())
+    try:
+        await world.customer(partner_id)
+        worker.wake()
+        rows: list[WebhookDeliveryRow] = []
+        for _ in range(100):
+            rows = await world.deliveries()
+            if rows and rows[0].last_error is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert row.last_error == "transport error (RuntimeError)"
+    assert row.next_attempt_at is not None
+    # The clock does not move by itself here: the retry waits out its backoff (~60 s).
+    assert row.next_attempt_at - world.clock.now() > timedelta(seconds=30)

@@ -4,10 +4,10 @@ schedule, and the signed request a delivery sends."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpcore
 import pytest
 from standardwebhooks import Webhook
 
@@ -21,7 +21,12 @@ from server.domain.webhooks import (
     parse_types,
     receiver,
 )
-from server.events.webhooks import AddressNotAllowed, GuardedNetworkBackend, signed_request
+from server.events.webhooks import (
+    AddressNotAllowed,
+    GuardedNetworkBackend,
+    HostNotResolved,
+    signed_request,
+)
 from server.store.webhooks import Claimed, body
 
 PUBLIC = ["https://hooks.example.com/x", "http://93.184.216.34:8080/", "https://[2606:4700::1]/"]
@@ -233,7 +238,13 @@ async def test_the_connect_step_goes_to_the_address_it_resolved() -> None:
     async def nowhere(host: str, port: int) -> list[str]:
         return []
 
-    with pytest.raises(httpcore.ConnectError):
-        await GuardedNetworkBackend(resolve=nowhere, production=False).connect_tcp(
-            "receiver.test", port, timeout=1
-        )
+    async def unknown(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # No address, or a resolver error: one exception the dispatcher records as a failed
+    # attempt ("could not resolve callback host"), not a gaierror escaping httpx unmapped.
+    for resolver in (nowhere, unknown):
+        with pytest.raises(HostNotResolved):
+            await GuardedNetworkBackend(resolve=resolver, production=False).connect_tcp(
+                "receiver.test", port, timeout=1
+            )
