@@ -214,15 +214,18 @@ def _measure(
         time.sleep(3)  # the last deliveries
         seen["cpu"] = used_between(cpu_before, group_cpu(server_pids))
 
-    latencies, registered, failed = _watch(stack.grpc_target, stack.authority, plans, changes_made)
+    watched = _watch(stack.grpc_target, stack.authority, plans, changes_made, server_pids)
+    latencies = watched.latencies
     with_streams = seen["rss"]
     return {
         "case": case.name,
         "streams": case.streams,
-        "failed_streams": failed,
+        "failed_streams": watched.failed,
         "delivered": len(latencies),
         "expected": per_partner * case.partners * changes,
-        "register_s": registered,
+        "register_s": watched.register_s,
+        "register_server_cpu_s": watched.register_server_cpu_s,
+        "register_client_cpu_s": watched.register_client_cpu_s,
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
         # Changes, their fan-out and the idle ticks: the server's side alone.
@@ -233,12 +236,24 @@ def _measure(
     }
 
 
+@dataclass(frozen=True)
+class Watched:
+    latencies: list[float]
+    register_s: float  # from "go" to the last stream's first message
+    register_server_cpu_s: float  # what the server processes spent meanwhile
+    register_client_cpu_s: float  # and the client processes
+    failed: int  # streams that ended early
+
+
 def _watch(
-    target: str, authority: str, plans: list[list[Watcher]], between: Callable[[], None]
-) -> tuple[list[float], float, int]:
+    target: str,
+    authority: str,
+    plans: list[list[Watcher]],
+    between: Callable[[], None],
+    server_pids: list[int],
+) -> Watched:
     """Client processes open their streams together; once all are registered `between`
-    runs (the changes); then every latency seen, the registration time and the number of
-    streams that ended early."""
+    runs (the changes); then what the clients saw."""
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
     for plan in plans:
@@ -248,11 +263,15 @@ def _watch(
         pipes.append(ours)
         processes.append(process)
     time.sleep(2)  # clients import grpc and friends before the clock starts
+    clients = [process.pid for process in processes if process.pid is not None]
+    server_before, clients_before = group_cpu(server_pids), group_cpu(clients)
     started = time.time()
     for pipe in pipes:
         pipe.send("go")
     answers = [pipe.recv() for pipe in pipes]
     registered = max(at for _tag, at, _ready in answers) - started
+    server_cpu = used_between(server_before, group_cpu(server_pids))
+    client_cpu = used_between(clients_before, group_cpu(clients))
     between()
     latencies: list[float] = []
     failed = 0
@@ -264,7 +283,7 @@ def _watch(
         failed += dead
     for process in processes:
         process.join(30)
-    return latencies, registered, failed
+    return Watched(latencies, registered, server_cpu, client_cpu, failed)
 
 
 def run_baseline(streams: int, changes: int, clients: int, interval: float) -> dict[str, Any]:
@@ -292,9 +311,10 @@ def run_baseline(streams: int, changes: int, clients: int, interval: float) -> d
             assert server.stdout is not None
             figures.update(json.loads(server.stdout.readline()))  # after its last round
 
-        latencies, registered, _failed = _watch(
-            f"127.0.0.1:{port}", "", [[watcher] for watcher in per_client], rounds_done
+        watched = _watch(
+            f"127.0.0.1:{port}", "", [[w] for w in per_client], rounds_done, [server.pid]
         )
+        latencies = watched.latencies
     finally:
         server.kill()
         server.wait()
@@ -302,7 +322,7 @@ def run_baseline(streams: int, changes: int, clients: int, interval: float) -> d
         "streams": streams,
         "delivered": len(latencies),
         "expected": streams // clients * clients * changes,
-        "register_s": registered,
+        "register_s": watched.register_s,
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
         **figures,
@@ -322,6 +342,8 @@ def summarize(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": median("p50_ms"),
         "p99_ms": median("p99_ms"),
         "kib_per_stream": median("kib_per_stream"),
+        "register_server_cpu_s": median("register_server_cpu_s"),
+        "register_client_cpu_s": median("register_client_cpu_s"),
         "server_us_per_delivery": median("server_us_per_delivery"),
     }
 
@@ -335,7 +357,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{'every change delivered' if summary['complete'] else 'INCOMPLETE'} "
         f"({len(summary['runs'])} runs, medians)\n"
         f"  registered in {summary['register_s']:.1f} s "
-        f"(target < {REGISTER_TARGET_S:.0f} s: {mark(summary['register_s'] < REGISTER_TARGET_S)})\n"
+        f"(target < {REGISTER_TARGET_S:.0f} s: {mark(summary['register_s'] < REGISTER_TARGET_S)}); "
+        f"CPU meanwhile: server {summary['register_server_cpu_s']:.1f} s, "
+        f"clients {summary['register_client_cpu_s']:.1f} s\n"
         f"  commit->client  p50 {summary['p50_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms "
         f"(target p99 < {P99_TARGET_MS:.0f} ms: {mark(summary['p99_ms'] < P99_TARGET_MS)})\n"
         f"  {summary['kib_per_stream']:.1f} KiB of server RSS per stream "
@@ -375,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_case(case, args.changes, clients, args.interval, pathlib.Path(scratch))
                 )
         summary = summarize(case, runs)
-        if case.workers == 1:
+        if case.workers == 1 and case.partners == 1:  # every change to every stream, as there
             summary["baseline"] = [
                 run_baseline(case.streams, args.changes, clients, args.interval)
                 for _ in range(args.runs)
