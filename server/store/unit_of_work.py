@@ -280,7 +280,6 @@ class SqlUnitOfWork:
         self.outbox: list[ChangeEvent] = []
         self._after_commit: list[Callable[[], None]] = []
         self._credentials_changed: set[UUID] = set()
-        self._published: list[ChangeEvent] = []  # accepted, not yet committed (owned)
         if self._lock is not None:
             await self._lock.acquire()
         try:
@@ -330,13 +329,15 @@ class SqlUnitOfWork:
     async def finish(self, *, commit: bool) -> None:
         """Ends an owned transaction (the owner calls this): commits what the handler
         accepted, then tells this process's listeners; or rolls it all back."""
+        published: list[ChangeEvent] = []
         try:
             if commit:
+                published = await self._number_events()
                 await self.session.commit()
         finally:
             await self._release(rollback=not commit)
         if commit:
-            self._committed(self._published, self._after_commit)
+            self._committed(published, self._after_commit)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
@@ -345,8 +346,6 @@ class SqlUnitOfWork:
         self._credentials_changed.add(partner_id)
 
     async def commit(self) -> None:
-        published = await outbox.write(self.session, self.outbox) if self.outbox else []
-        self.outbox.clear()
         if self._credentials_changed and self.session.get_bind().dialect.name == "postgresql":
             for partner_id in sorted(self._credentials_changed):
                 # Delivered to listeners when (and only if) this transaction commits.
@@ -355,14 +354,27 @@ class SqlUnitOfWork:
                 )
         self._credentials_changed.clear()
         if self._owner is not None:
-            # The call's answer must commit with these changes: the owner commits both.
+            # The call's answer must commit with these changes: the owner commits both
+            # (finish), and the events are numbered there, last.
             await self.session.flush()
-            self._published += published
             self._owner.accept()
             return
         after, self._after_commit = self._after_commit, []
+        published = await self._number_events()
         await self.session.commit()
         self._committed(published, after)
+
+    async def _number_events(self) -> list[ChangeEvent]:
+        """Writes the outbox: the last statement before COMMIT. Numbering locks the
+        partner's sequence row (PostgreSQL) until the commit, so nothing else is done, or
+        waited for, while it is held: concurrent writers of one partner queue on it for a
+        statement and a commit only, and no transaction ever holds it while waiting for
+        another lock (no deadlock through it, whatever rows each took before)."""
+        if not self.outbox:
+            return []
+        numbered = await outbox.write(self.session, self.outbox)
+        self.outbox.clear()
+        return numbered
 
     def _committed(self, published: list[ChangeEvent], after: list[Callable[[], None]]) -> None:
         if published and self._on_commit is not None:
