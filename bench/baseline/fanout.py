@@ -75,7 +75,9 @@ async def serve(port: int, streams: int, rounds: int, interval: float) -> None:
     await asyncio.sleep(3)  # the last deliveries, as the real bench waits
     used = cpu_seconds() - before
     print(json.dumps({"server_us_per_delivery": used / (streams * rounds) * 1e6}), flush=True)
-    await server.stop(0)
+    # Serving on until the bench kills it, once its clients have hung up: stopping here would
+    # cancel their streams under them (and grpc logs every GOAWAY).
+    await asyncio.Event().wait()
 
 
 def main() -> None:
