@@ -34,6 +34,8 @@ class Receiver:
     delay: float = 0.0
     first_delay: float = 0.0
     secret: str | None = None  # set once the subscription is created
+    keep_alive: bool = False  # HTTP/1.1 with persistent connections, as real receivers
+    peers: set[tuple[str, int]] = field(default_factory=set)  # client ends of connections
     attempts: list[Attempt] = field(default_factory=list)
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # eventId -> body
     port: int = 0
@@ -91,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
     receiver: Receiver
 
     def do_POST(self) -> None:
+        with self.receiver._lock:
+            self.receiver.peers.add(self.client_address)
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -111,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def running_receiver(receiver: Receiver | None = None) -> Iterator[Receiver]:
     found = receiver or Receiver()
-    handler = type("Handler", (_Handler,), {"receiver": found})
+    protocol = "HTTP/1.1" if found.keep_alive else "HTTP/1.0"
+    handler = type("Handler", (_Handler,), {"receiver": found, "protocol_version": protocol})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.block_on_close = False

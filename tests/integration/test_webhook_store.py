@@ -329,6 +329,34 @@ async def test_the_worker_delivers_and_hands_back_unfinished_work_when_stopped(
     assert sorted(states.values()) == ["delivered", "pending"]  # handed back, due at once
 
 
+async def test_deliveries_to_a_receiver_reuse_its_connections(world: World) -> None:
+    """A receiver's short answer is read and dropped, so its connection serves the next
+    delivery: at most one connection per concurrent slot, not one per delivery."""
+    partner_id = await world.partner()
+    options = DeliveryOptions(poll=0.1)
+    with running_receiver(Receiver(keep_alive=True)) as receiver:
+        made = await world.service.put(
+            partner_id=partner_id,
+            subscription_id="",
+            callback_url=receiver.url,
+            types=["customer.updated"],
+        )
+        receiver.secret = made.subscription.secret
+        worker = WebhookWorker(world.store, world.clock, options)
+        running = asyncio.create_task(worker.run())
+        try:
+            for _ in range(10):
+                await world.customer(partner_id)
+            worker.wake()
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) >= 10, 15)
+        finally:
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+    assert len(receiver.deliveries) >= 10
+    assert len(receiver.peers) <= options.per_receiver_limit
+
+
 async def test_an_attempt_that_raises_anything_is_a_failed_attempt_backed_off(
     world: World,
 ) -> None:
