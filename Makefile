@@ -44,6 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway validate
+	$(PY) -m scripts.buf_check
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
