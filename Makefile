@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/customers/v1/*.proto)
 DESCRIPTOR := gen/customers.pb
 
-.PHONY: venv gen gen-check run test test-fast lint fmt bench clean browser
+.PHONY: venv gen gen-check run test test-fast lint fmt bench clean browser ts-client
 
 venv: $(STAMP)
 
@@ -30,8 +30,18 @@ run: $(STAMP)
 	$(PY) -m server migrate
 	$(PY) -m server dev
 
-test: $(STAMP)
+test: $(STAMP) ts-client
 	$(PY) -m pytest
+
+# The TypeScript client's packages (tests/e2e/test_typescript_client.py runs its end-to-end
+# script), exactly as package-lock.json pins them; again whenever the lock file changes.
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
+ts-client: $(TS_STAMP)
+
+$(TS_STAMP): $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $(TS_STAMP)
 
 # The /docs browser test drives Debian's chromium (playwright's own browser download needs
 # a host we do not reach). Installs it with apt when it is missing; CI runs this first.
@@ -44,6 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m gateway validate
+	$(PY) -m scripts.buf_check
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -55,4 +66,4 @@ bench: $(STAMP)
 	$(PY) -m bench.webhooks --receivers 4 --events 500
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(TS_CLIENT)/node_modules

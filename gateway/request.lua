@@ -21,7 +21,11 @@
 --      parse);
 --    - `grpc-*` and `*-bin` headers are dropped: they are gRPC protocol and binary metadata,
 --      meaningless on REST, and a bad value (`grpc-timeout: x`, non-base64 `-bin`) makes the
---      gRPC server fail the call.
+--      gRPC server fail the call;
+--    - so are headers gRPC metadata cannot carry: a name outside [0-9a-z-_.] (HTTP allows
+--      `!#$%&'*+^`|~`) or a value outside printable ASCII (HTTP allows obs-text), and `te`
+--      (gRPC's own hop-by-hop header). grpc-core refuses the whole call on one of those
+--      ("Illegal header key", found by the contract fuzz): a 500 instead of the answer.
 -- Native gRPC calls (content-type application/grpc*) get step 1's removal only: the server
 -- verifies them as native calls, over the serialized message.
 
@@ -95,9 +99,12 @@ end
 -- client may not send us, `x-gateway-*` always, and on REST also `grpc-*` and `*-bin`.
 local function drop_headers(headers, rest)
   local doomed = {}
-  for key, _ in pairs(headers) do
+  for key, value in pairs(headers) do
     if string.sub(key, 1, #PREFIX) == PREFIX
-        or (rest and (string.sub(key, 1, 5) == "grpc-" or string.sub(key, -4) == "-bin")) then
+        or (rest and (string.sub(key, 1, 5) == "grpc-" or string.sub(key, -4) == "-bin"
+          or key == "te"
+          or (string.sub(key, 1, 1) ~= ":"
+            and (string.find(key, "[^0-9a-z%-_%.]") or string.find(value, "[^\32-\126]"))))) then
       doomed[#doomed + 1] = key
     end
   end

@@ -174,7 +174,8 @@ class Operations:
             parameter: Json = {"name": field.json_name, "in": "query", "required": False}
             if description:
                 parameter["description"] = description
-            parameter["schema"] = schema
+            bounds = _QUERY_BOUNDS.get(f"{request.proto.name}.{field.name}")
+            parameter["schema"] = schema | (bounds or _QUERY_BOUNDS.get(field.name, {}))
             if schema.get("type") == "array":
                 parameter["style"] = "form"
                 parameter["explode"] = True
@@ -307,6 +308,16 @@ class Operations:
                 }
             ],
         }
+
+
+# What the server refuses with a 400 that the field's type alone allows (server/services/
+# paging.py, services/events.py): in the document, so a client and a fuzzer know the range
+# (0 means the default). Keyed by field name, or `Message.field` where one list differs.
+_QUERY_BOUNDS: dict[str, Json] = {
+    "page_size": {"minimum": 0, "maximum": 500},
+    "ListEventsRequest.page_size": {"minimum": 0, "maximum": 1000},
+    "ListEventsRequest.after": {"pattern": "^[0-9]+$"},
+}
 
 
 def _status_ref() -> Json:
