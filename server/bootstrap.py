@@ -32,6 +32,7 @@ from server.interceptors.errors import ErrorsInterceptor
 from server.interceptors.idempotency import IdempotencyInterceptor
 from server.interceptors.messages import MessagesInterceptor
 from server.interceptors.request_context import RequestContextInterceptor
+from server.interceptors.retry import RetryInterceptor
 from server.logging import access_log
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
@@ -229,6 +230,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         MessagesInterceptor(),
         # Modifying calls run once per Idempotency-Key (per partner, so after auth).
         IdempotencyInterceptor(idempotency, clock, POLICY.idempotent_methods()),
+        # Innermost: the other calls run again after a deadlock or a lost connection when
+        # none of their transactions reached COMMIT (modifying calls: the one above).
+        RetryInterceptor(POLICY.idempotent_methods()),
     ]
     return Container(
         settings,

@@ -224,7 +224,8 @@ class Operations:
         responses["default"] = {
             "description": (
                 "Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), "
-                "`UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same "
+                "`UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the "
+                "database was unreachable or kept refusing). Safe to retry with the same "
                 "Idempotency-Key: a failed call is not stored."
             ),
             "content": {"application/json": {"schema": _status_ref()}},

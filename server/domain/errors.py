@@ -158,6 +158,18 @@ class KycPartnerUnavailable(DomainError):
     reason = "KYC_PARTNER_UNAVAILABLE"
 
 
+class DatabaseUnavailable(DomainError):
+    """The database could not be reached, or kept refusing the transaction (a deadlock or a
+    lost connection, retried already): nothing of the call is known to have been kept; the
+    same request may be sent again (with the same Idempotency-Key)."""
+
+    kind = ErrorKind.UNAVAILABLE
+    reason = "DATABASE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; retry shortly")
+
+
 class IdempotencyKeyMissing(DomainError):
     reason = "IDEMPOTENCY_KEY_MISSING"
 

@@ -9,8 +9,9 @@ from typing import Any
 import grpc
 import structlog
 
-from server.domain.errors import DomainError
+from server.domain.errors import DatabaseUnavailable, DomainError
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.store.retry import is_retryable
 from server.transport import status
 from server.transport.context import request_id
 from server.transport.http_status import HEADER
@@ -19,6 +20,10 @@ log = structlog.get_logger(__name__)
 
 
 async def _abort(context: Context, error: BaseException) -> None:
+    if is_retryable(error):
+        # Retried already where safe (interceptors/retry.py): a 503 the client may retry.
+        log.warning("database unavailable", error=repr(error), request_id=request_id())
+        error = DatabaseUnavailable()
     if isinstance(error, DomainError):
         rich, http = status.for_error(error)
         if http is not None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+import structlog
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -23,10 +24,12 @@ from server.domain.errors import (
 )
 from server.domain.idempotency import Decision
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.interceptors.retry import run_again
 from server.services.ports import Clock
 from server.store.idempotency import (
     ClaimSettled,
     IdempotencyStore,
+    IdempotentWrite,
     Outcome,
     StoredAnswer,
     Ticket,
@@ -35,6 +38,8 @@ from server.transport import http_status, status
 from server.transport.context import current, partner
 
 HEADER = "idempotency-key"
+
+log = structlog.get_logger(__name__)
 
 
 def _key(context: Context) -> UUID:
@@ -74,12 +79,20 @@ class IdempotencyInterceptor(BehaviourInterceptor):
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
         ticket = Ticket(partner(), _key(context), fingerprint(method, request), self._clock.now())
+        # A deadlock or a lost connection rolls the whole call back, claim included; if the
+        # commit itself was lost, the rerun's lookup or claim finds the stored answer.
+        return await run_again(method, lambda: self._once(ticket, context, proceed), always=True)
+
+    async def _once(
+        self, ticket: Ticket, context: Context, proceed: Callable[[], Awaitable[Any]]
+    ) -> Any:
         known = await self._store.lookup(ticket)
         if not known.runs:
             return await _settled(context, known)
         write = self._store.write(ticket)
         scope = current()
         scope.answered_status = None
+        scope.holds_status = True
         refused: DomainError | None = None
         try:
             with write.bound():
@@ -90,14 +103,14 @@ class IdempotencyInterceptor(BehaviourInterceptor):
             return await _settled(context, settled.outcome)
         except DomainError as error:
             if status.http_status_of(error) >= 500:
-                await write.abort()
+                await _abort(write)
                 raise
             proto, override = status.error_status(error)
             answer, refused = StoredAnswer(proto.code, override, proto.SerializeToString()), error
         except BaseException:
             # A server error (or a cancelled call): everything rolls back, claim included,
             # and a retry runs again.
-            await write.abort()
+            await _abort(write)
             raise
         try:
             await write.complete(answer)
@@ -107,7 +120,19 @@ class IdempotencyInterceptor(BehaviourInterceptor):
             return await _settled(context, settled.outcome)
         if refused is not None:
             raise refused
+        if scope.answered_status is not None:
+            headers = ((http_status.HEADER, str(scope.answered_status)),)
+            await context.send_initial_metadata(headers)
         return response
+
+
+async def _abort(write: IdempotentWrite) -> None:
+    """Rolls the call back; a failure to (a dead connection) must not hide the call's own
+    error, and the transaction ends with the connection anyway."""
+    try:
+        await write.abort()
+    except Exception as error:  # noqa: BLE001
+        log.warning("rollback failed", error=repr(error))
 
 
 async def _settled(context: Context, outcome: Outcome) -> Any:

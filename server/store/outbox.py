@@ -55,7 +55,8 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
         by_partner[event.partner_id].append(event)
     bump = _BUMP_POSTGRES if is_postgres(session) else _BUMP_SQLITE
     numbered: list[ChangeEvent] = []
-    for partner_id, batch in by_partner.items():
+    # In partner order: two transactions bumping the same partners lock them in one order.
+    for partner_id, batch in sorted(by_partner.items(), key=lambda item: item[0]):
         count = len(batch)
         params = {"k_partner_id": partner_id, "k_count": count}
         last = int((await session.execute(bump, params)).one()[0])

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from server.domain.events import ChangeEvent, Shape
-from server.store import outbox
+from server.store import outbox, retry
 from server.store.outbox import SqlEventReader
 from server.store.repositories import (
     SqlAccountRepository,
@@ -333,6 +333,7 @@ class SqlUnitOfWork:
         try:
             if commit:
                 published = await self._number_events()
+                retry.committing()
                 await self.session.commit()
         finally:
             await self._release(rollback=not commit)
@@ -361,6 +362,7 @@ class SqlUnitOfWork:
             return
         after, self._after_commit = self._after_commit, []
         published = await self._number_events()
+        retry.committing()
         await self.session.commit()
         self._committed(published, after)
 

@@ -22,6 +22,9 @@ class CallScope:
     raw_request: bytes | None = None  # the request message's bytes as they arrived
     partner_id: UUID | None = None  # set only once token and signature verified
     answered_status: int | None = None  # REST status the handler answered with (201, ...)
+    # Set by the idempotency step: it sends that status itself once the answer is settled
+    # (a call run again after a lost commit must not have sent headers already).
+    holds_status: bool = False
 
 
 _scope: ContextVar[CallScope | None] = ContextVar("call_scope", default=None)

@@ -18,5 +18,7 @@ REPLAYED_HEADER = "idempotent-replayed"
 async def answer_with(context: Any, status: int) -> None:
     """`context` is a grpc.aio.ServicerContext (grpc ships no type hints). The status is
     also kept in the call scope, for the idempotency step to store with the answer."""
-    current().answered_status = status
-    await context.send_initial_metadata(((HEADER, str(status)),))
+    scope = current()
+    scope.answered_status = status
+    if not scope.holds_status:
+        await context.send_initial_metadata(((HEADER, str(status)),))
