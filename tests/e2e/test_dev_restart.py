@@ -159,7 +159,16 @@ def test_dev_stops_an_orphaned_envoy_its_pidfile_names_and_takes_the_ports(
                 time.sleep(0.1)
             assert parent_of(envoy_pid) is None, "the orphan was stopped"
             wait_answering(f"http://127.0.0.1:{http_port}", dev)
-            recorded = pathlib.Path(socket_dir, "envoy.pid").read_text().split()
+            # dev records its Envoy once start_envoy saw it ready, which may be just after
+            # our first answer from it.
+            pidfile = pathlib.Path(socket_dir, "envoy.pid")
+            deadline = time.monotonic() + 10
+            recorded: list[str] = []
+            while time.monotonic() < deadline:
+                recorded = pidfile.read_text().split() if pidfile.exists() else []
+                if recorded and recorded[1] == str(dev.pid):
+                    break
+                time.sleep(0.05)
             assert recorded[1] == str(dev.pid)  # the new Envoy, started by this dev
     finally:
         if parent_of(envoy_pid) is not None:
