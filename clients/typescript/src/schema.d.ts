@@ -1169,7 +1169,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1258,7 +1258,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1311,7 +1311,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1416,7 +1416,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1499,7 +1499,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1559,7 +1559,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1654,7 +1654,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1749,7 +1749,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1813,7 +1813,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1898,7 +1898,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -1983,7 +1983,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2047,7 +2047,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2123,7 +2123,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2235,7 +2235,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2302,7 +2302,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2413,7 +2413,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2498,7 +2498,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2583,7 +2583,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2650,7 +2650,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2757,7 +2757,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2842,7 +2842,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -2927,7 +2927,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3010,7 +3010,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3093,7 +3093,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3143,7 +3143,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3207,7 +3207,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3278,7 +3278,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3340,7 +3340,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3393,7 +3393,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3510,7 +3510,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3574,7 +3574,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
@@ -3657,7 +3657,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`. Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
                     [name: string]: unknown;
