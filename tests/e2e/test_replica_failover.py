@@ -11,17 +11,12 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 
 import httpx
 import pytest
 
 from client.signing import SigningAuth
-from gateway.process import start_envoy_sync, stop_envoy_sync
-from server.edge import render_gateway
-from tests.e2e.test_replicas import Replicas
-from tests.helpers.databases import postgres_database
-from tests.helpers.processes import free_port, running_server
+from tests.e2e.test_replicas import Replicas, running_replicas
 from tests.helpers.rest import RestPartner
 from tests.helpers.wallets import caip10, new_wallet
 
@@ -32,19 +27,8 @@ CONCURRENCY = 8
 @pytest.fixture
 def replicas(tmp_path: pathlib.Path) -> Iterator[Replicas]:
     """Its own pair: one of them does not survive the test."""
-    with ExitStack() as stack:
-        url = stack.enter_context(postgres_database())
-        servers = [stack.enter_context(running_server(url)) for _ in range(2)]
-        http_port, admin_port = free_port(), free_port()
-        config = render_gateway(
-            http_port=http_port,
-            admin_port=admin_port,
-            backends=[path for server in servers for path in server.sockets],
-            access_log=False,
-        )
-        envoy = start_envoy_sync(config, admin_port=admin_port, log_path=tmp_path / "envoy.log")
-        stack.callback(stop_envoy_sync, envoy)
-        yield Replicas(url, servers[0], f"http://127.0.0.1:{http_port}", servers)
+    with running_replicas(tmp_path) as running:
+        yield running
 
 
 def test_requests_after_a_replica_is_killed_are_served_by_the_other(replicas: Replicas) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -28,9 +28,9 @@ class Replicas(Stack):
     servers: list[ServerProcess] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
-    folder: pathlib.Path = tmp_path_factory.mktemp("replicas")
+@contextmanager
+def running_replicas(folder: pathlib.Path) -> Iterator[Replicas]:
+    """A fresh PostgreSQL database, two server processes on it, and Envoy in front."""
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
         servers = [stack.enter_context(running_server(url)) for _ in range(2)]
@@ -44,6 +44,12 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")
         stack.callback(stop_envoy_sync, envoy)
         yield Replicas(url, servers[0], f"http://127.0.0.1:{http_port}", servers)
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    with running_replicas(tmp_path_factory.mktemp("replicas")) as running:
+        yield running
 
 
 def test_fifty_identical_creates_across_two_replicas_make_one_customer(

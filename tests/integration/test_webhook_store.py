@@ -52,6 +52,16 @@ class World:
         )
         return str(created.customer.id)
 
+    async def subscribe(self, partner_id: UUID, receiver: Receiver) -> None:
+        """The receiver gets the partner's customer events and checks their signatures."""
+        made = await self.service.put(
+            partner_id=partner_id,
+            subscription_id="",
+            callback_url=receiver.url,
+            types=["customer.updated"],
+        )
+        receiver.secret = made.subscription.secret
+
     async def deliveries(self) -> list[WebhookDeliveryRow]:
         async with self.uow() as uow:
             rows = await uow.session.execute(
@@ -304,13 +314,7 @@ async def test_the_worker_delivers_and_hands_back_unfinished_work_when_stopped(
     )
     with running_receiver() as fast, running_receiver(Receiver(delay=3.0)) as slow:
         for receiver in (fast, slow):
-            made = await world.service.put(
-                partner_id=partner_id,
-                subscription_id="",
-                callback_url=receiver.url,
-                types=["customer.updated"],
-            )
-            receiver.secret = made.subscription.secret
+            await world.subscribe(partner_id, receiver)
         worker = WebhookWorker(world.store, world.clock, options)
         running = asyncio.create_task(worker.run())
         customer = await world.customer(partner_id)
@@ -335,13 +339,7 @@ async def test_deliveries_to_a_receiver_reuse_its_connections(world: World) -> N
     partner_id = await world.partner()
     options = DeliveryOptions(poll=0.1)
     with running_receiver(Receiver(keep_alive=True)) as receiver:
-        made = await world.service.put(
-            partner_id=partner_id,
-            subscription_id="",
-            callback_url=receiver.url,
-            types=["customer.updated"],
-        )
-        receiver.secret = made.subscription.secret
+        await world.subscribe(partner_id, receiver)
         worker = WebhookWorker(world.store, world.clock, options)
         running = asyncio.create_task(worker.run())
         try:
