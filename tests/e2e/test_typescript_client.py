@@ -25,30 +25,28 @@ def _require_packages() -> None:
         pytest.fail("clients/typescript has no node_modules: run `make ts-client` (npm ci)")
 
 
-def test_the_typescript_client_types_are_current_and_check(tmp_path: pathlib.Path) -> None:
-    _require_packages()
-    fresh = tmp_path / "schema.d.ts"
-    generated = subprocess.run(
-        [str(BIN / "openapi-typescript"), "../../gen/openapi.json", "-o", str(fresh)],
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of the client's installed npm tools, run in its folder."""
+    return subprocess.run(
+        [str(BIN / name), *args],
         cwd=CLIENT,
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
+
+
+def test_the_typescript_client_types_are_current_and_check(tmp_path: pathlib.Path) -> None:
+    _require_packages()
+    fresh = tmp_path / "schema.d.ts"
+    generated = _tool("openapi-typescript", "../../gen/openapi.json", "-o", str(fresh))
     assert generated.returncode == 0, generated.stdout + generated.stderr
     committed = (CLIENT / "src" / "schema.d.ts").read_text()
     assert fresh.read_text() == committed, (
         "src/schema.d.ts is stale: cd clients/typescript && npm run gen"
     )
-    run = subprocess.run(
-        [str(BIN / "tsc"), "--noEmit", "-p", "."],
-        cwd=CLIENT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    run = _tool("tsc", "--noEmit", "-p", ".")
     assert run.returncode == 0, run.stdout + run.stderr
 
 

@@ -204,17 +204,23 @@ def test_a_failed_attempt_is_retried_with_the_same_id_and_a_fresh_timestamp(
     assert delivered["id"] == created.json()["id"]
 
 
+def rows_once_failed(database_url: str, subscription_id: str) -> list[dict[str, Any]]:
+    """The subscription's delivery rows once the first has ended `failed` (or after 20 s)."""
+    deadline = time.monotonic() + 20
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = delivery_rows(database_url, subscription_id)
+        if rows and rows[0]["state"] == "failed":
+            break
+        time.sleep(0.2)
+    return rows
+
+
 def test_a_dead_receiver_ends_failed_after_the_schedule(stack: Stack, partner: RestPartner) -> None:
     dead = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
     subscription = subscribe(partner, dead, ["customer.updated"])
     assert partner.create_customer().status_code == 201
-    deadline = time.monotonic() + 20
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        rows = delivery_rows(stack.database_url, subscription["id"])
-        if rows and rows[0]["state"] == "failed":
-            break
-        time.sleep(0.2)
+    rows = rows_once_failed(stack.database_url, subscription["id"])
     assert len(rows) == 1 and rows[0]["state"] == "failed", rows
     assert rows[0]["attempts"] >= 3  # 0.2 s base, 3 s max age: about five tries
     assert rows[0]["last_status"] is None and rows[0]["last_error"] == "could not connect"
@@ -227,13 +233,7 @@ def test_a_callback_host_that_does_not_resolve_is_retried_then_failed(
     max age; not an exception that leaves the row `delivering` until its lease runs out."""
     subscription = subscribe(partner, "http://hooks.nowhere.invalid/hooks", ["customer.updated"])
     assert partner.create_customer().status_code == 201
-    deadline = time.monotonic() + 20
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        rows = delivery_rows(stack.database_url, subscription["id"])
-        if rows and rows[0]["state"] == "failed":
-            break
-        time.sleep(0.2)
+    rows = rows_once_failed(stack.database_url, subscription["id"])
     assert len(rows) == 1 and rows[0]["state"] == "failed", rows
     assert rows[0]["attempts"] >= 3  # 0.2 s base, 3 s max age: about five tries
     assert rows[0]["last_status"] is None
