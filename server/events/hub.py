@@ -22,6 +22,7 @@ from uuid import UUID
 import structlog
 
 from server.domain.events import ChangeEvent, EventType
+from server.events.failures import round_failed
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -116,8 +117,8 @@ class EventHub:
             for partner_id in partners:
                 try:
                     await self._fan_out(partner_id)
-                except Exception:  # a failed read is retried on the next wake-up
-                    log.exception("event fan-out failed", partner_id=str(partner_id))
+                except Exception as error:  # noqa: BLE001 (logged by round_failed) retried on the next wake-up
+                    round_failed("event fan-out failed", error, partner_id=str(partner_id))
                     self._pending.add(partner_id)
                     await asyncio.sleep(0.5)
                     self._woken.set()

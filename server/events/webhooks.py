@@ -37,6 +37,7 @@ import structlog
 from standardwebhooks import Webhook
 
 from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed, receiver
+from server.events.failures import round_failed
 from server.services.ports import Clock
 from server.store.webhooks import CANDIDATES_PER_SLOT, Claimed, Outcome, SqlWebhookStore
 
@@ -307,8 +308,8 @@ class WebhookWorker:
             self._relay_wanted.clear()
             try:
                 await self.relay_once()
-            except Exception:
-                log.exception("webhook relay failed")  # tried again on the next round
+            except Exception as error:  # noqa: BLE001 (round_failed logs it)
+                round_failed("webhook relay failed", error)  # tried again on the next round
             await _wait(self._relay_wanted, self._options.poll)
 
     async def relay_once(self) -> int:
@@ -333,8 +334,8 @@ class WebhookWorker:
             started = 0
             try:
                 started = await self.dispatch_once()
-            except Exception:
-                log.exception("webhook dispatch failed")
+            except Exception as error:  # noqa: BLE001 (round_failed logs it)
+                round_failed("webhook dispatch failed", error)
             if started and len(self._in_flight) < self._options.global_limit:
                 continue  # more may be due
             await _wait(self._dispatch_wanted, self._until_next_retry())
@@ -402,8 +403,8 @@ class WebhookWorker:
             return
         try:
             await self._transaction(self._store.finish_all(batch))
-        except Exception:  # the leases run out and these deliveries are tried again
-            log.exception("webhook outcomes not recorded", deliveries=len(batch))
+        except Exception as error:  # noqa: BLE001 the leases run out, deliveries tried again
+            round_failed("webhook outcomes not recorded", error, deliveries=len(batch))
 
     def _until_next_retry(self) -> float:
         now = self._clock.now()
@@ -420,8 +421,8 @@ class WebhookWorker:
             status, error = await self._attempt(claimed)
             item.posting = False
             self._record(claimed, status, error)
-        except Exception:  # bookkeeping failed: the lease runs out and it is tried again
-            log.exception("webhook delivery bookkeeping failed", delivery=claimed.delivery_id)
+        except Exception as error:  # noqa: BLE001 bookkeeping failed: the lease runs out
+            round_failed("webhook delivery bookkeeping failed", error, delivery=claimed.delivery_id)
         finally:
             self._in_flight.pop(claimed.delivery_id, None)
             self._per_receiver[item.receiver] -= 1

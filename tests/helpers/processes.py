@@ -76,6 +76,19 @@ class ServerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        self.process.kill()
+        self.process.wait()
+
+    def start_again(self) -> None:
+        """The same command on the same ports and sockets, as a supervisor restarts it."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve"], env=self.env, cwd=ROOT
+        )
+        for path in self.sockets:
+            wait_serving(f"unix:{path}")
+
 
 @contextmanager
 def running_server(
@@ -93,11 +106,13 @@ def running_server(
     )
     sockets = [os.path.join(socket_dir, f"worker-{index}.sock") for index in range(workers)]
     process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=ROOT)
+    server = ServerProcess(process, port, sockets, env)
     try:
         for path in sockets:
             wait_serving(f"unix:{path}")
-        yield ServerProcess(process, port, sockets, env)
+        yield server
     finally:
+        process = server.process  # a test may have killed and started it again
         process.terminate()
         try:
             process.wait(10)
