@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/customers/v1/*.proto)
 DESCRIPTOR := gen/customers.pb
 
-.PHONY: venv gen gen-check run test test-fast lint fmt bench clean browser ts-client
+.PHONY: venv gen gen-check run test test-fast lint fmt bench soak clean browser ts-client
 
 venv: $(STAMP)
 
@@ -64,6 +64,9 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.streams
 	$(PY) -m bench.webhooks --receivers 4 --events 500
+
+soak: $(STAMP)
+	$(PY) -m bench.soak --minutes 10
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(TS_CLIENT)/node_modules
