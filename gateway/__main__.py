@@ -11,32 +11,21 @@ import subprocess
 import sys
 import tempfile
 
-from gateway.config import render
 from gateway.process import envoy_binary
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DESCRIPTOR = ROOT / "gen" / "customers.pb"
-SERVICES = (
-    "customers.v1.AuthService",
-    "customers.v1.CustomerService",
-    "customers.v1.AccountService",
-    "customers.v1.CardService",
-    "customers.v1.SimulatorService",
-    "customers.v1.KycPortalService",
-    "customers.v1.KycCallbackService",
-    "customers.v1.EventService",
-    "customers.v1.WebhookService",
-)
 
 
 def default_config() -> str:
-    """The config for the documented default ports (SPEC section 10) and one local server."""
-    return render(
+    """The config for the documented default ports (SPEC section 10) and one local server,
+    rendered as the server renders it (services, public paths and all, from the proto)."""
+    from server.edge import render_gateway  # the server knows its services and policies
+
+    return render_gateway(
         http_port=8080,
         admin_port=9901,
         backends=[str(ROOT / "var" / "run" / "worker-0.sock")],
-        descriptor_path=str(DEFAULT_DESCRIPTOR),
-        services=list(SERVICES),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,12 @@ STREAM_IDLE_TIMEOUT = "300s"
 # Envoy's JSON 431 here, not a gRPC error there.
 MAX_REQUEST_HEADERS_KB = 32
 MAX_REQUEST_HEADERS_COUNT = 80  # Envoy's own limit is 100; ours leaves room for the forwarded
+# A slow or stalled upload cannot hold Envoy's memory for long (issue 13 row 4): the whole
+# request must have arrived within this time, one connection buffers about one request, and
+# Envoy as a whole stays under its heap cap (the overload manager).
+REQUEST_TIMEOUT_SECONDS = 30.0
+PER_CONNECTION_BUFFER_BYTES = 128 * 1024
+MAX_HEAP_BYTES = 512 * 1024 * 1024
 
 _API = "type.googleapis.com/envoy."
 _TRANSCODER = _API + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
@@ -45,6 +52,7 @@ _HCM = _API + "extensions.filters.network.http_connection_manager.v3.HttpConnect
 _HTTP_OPTIONS = _API + "extensions.upstreams.http.v3.HttpProtocolOptions"
 _STDOUT_LOG = _API + "extensions.access_loggers.stream.v3.StdoutAccessLog"
 _PREVIOUS_HOSTS = _API + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+_FIXED_HEAP = _API + "extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
 _MAX_CONNECTIONS = (
     _API + "extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
@@ -95,6 +103,8 @@ def render(
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
     openapi_path: str | None = None,
+    token_bindings: Sequence[tuple[str, str]] = (),
+    request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
 ) -> str:
     """The Envoy bootstrap as text (JSON, which is also valid YAML)."""
     return json.dumps(
@@ -107,6 +117,8 @@ def render(
             bind_address=bind_address,
             access_log=access_log,
             openapi_path=openapi_path,
+            token_bindings=token_bindings,
+            request_timeout_seconds=request_timeout_seconds,
         ),
         indent=2,
     )
@@ -122,6 +134,8 @@ def bootstrap(
     bind_address: str = "127.0.0.1",
     access_log: bool = True,
     openapi_path: str | None = None,
+    token_bindings: Sequence[tuple[str, str]] = (),
+    request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
 ) -> Json:
     """The Envoy bootstrap as a dict, for callers and tests that want the structure.
 
@@ -130,6 +144,10 @@ def bootstrap(
     verify; the server's TCP port is for native gRPC callers (docs/DECISIONS.md).
     `openapi_path`: the document `GET /openapi.json` serves; by default the openapi.json
     generated beside the descriptor set.
+    `token_bindings`: (HTTP verb, google.api.http path template) of every REST binding of
+    a method that needs a token (from the proto's access option): such a request that has a
+    body but no Authorization header is refused before its body is read (early.lua).
+    `request_timeout_seconds`: the whole request, body included, must have arrived by then.
     """
     openapi = pathlib.Path(openapi_path or pathlib.Path(descriptor_path).with_name("openapi.json"))
     if not backends:
@@ -154,22 +172,53 @@ def bootstrap(
                     services=services,
                     access_log=access_log,
                     openapi=openapi.resolve(),
+                    token_bindings=token_bindings,
+                    request_timeout_seconds=request_timeout_seconds,
                 )
             ],
             "clusters": [_cluster(backends)],
         },
-        # Without a connection limit Envoy warns at start; the value only caps runaway clients.
-        "overload_manager": {
-            "resource_monitors": [
-                {
-                    "name": "envoy.resource_monitors.global_downstream_max_connections",
-                    "typed_config": {
-                        "@type": _MAX_CONNECTIONS,
-                        "max_active_downstream_connections": 50_000,
-                    },
-                }
-            ]
-        },
+        "overload_manager": _overload_manager(),
+    }
+
+
+def _overload_manager() -> Json:
+    """The overall budget: a cap on connections (without one Envoy warns at start) and on
+    Envoy's heap, under which it first resets the streams holding the most buffered bytes
+    (buffer accounting tracks those of 64 KiB and more: a full request body), then stops
+    taking new requests until memory is back below the threshold."""
+    heap = "envoy.resource_monitors.fixed_heap"
+    return {
+        "refresh_interval": "0.25s",
+        "buffer_factory_config": {"minimum_account_to_track_power_of_two": 16},
+        "resource_monitors": [
+            {
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": _MAX_CONNECTIONS,
+                    "max_active_downstream_connections": 50_000,
+                },
+            },
+            {
+                "name": heap,
+                "typed_config": {"@type": _FIXED_HEAP, "max_heap_size_bytes": MAX_HEAP_BYTES},
+            },
+        ],
+        "actions": [
+            {
+                "name": "envoy.overload_actions.reset_high_memory_stream",
+                "triggers": [
+                    {
+                        "name": heap,
+                        "scaled": {"scaling_threshold": 0.80, "saturation_threshold": 0.95},
+                    }
+                ],
+            },
+            {
+                "name": "envoy.overload_actions.stop_accepting_requests",
+                "triggers": [{"name": heap, "threshold": {"value": 0.95}}],
+            },
+        ],
     }
 
 
@@ -185,10 +234,15 @@ def _listener(
     services: Sequence[str],
     access_log: bool,
     openapi: pathlib.Path,
+    token_bindings: Sequence[tuple[str, str]],
+    request_timeout_seconds: float,
 ) -> Json:
     return {
         "name": "rest",
         "address": _socket_address(bind_address, port),
+        # What one connection may hold in Envoy's buffers before it stops reading from it:
+        # a whole request (headers and the largest body) and some, not the default 1 MiB.
+        "per_connection_buffer_limit_bytes": PER_CONNECTION_BUFFER_BYTES,
         # Envoy defaults to SO_REUSEPORT on Linux: a second Envoy on a busy port would then
         # start "fine" and share the traffic. Fail loudly instead.
         "enable_reuse_port": False,
@@ -202,6 +256,8 @@ def _listener(
                             services=services,
                             access_log=access_log,
                             openapi=openapi,
+                            token_bindings=token_bindings,
+                            request_timeout_seconds=request_timeout_seconds,
                         ),
                     }
                 ]
@@ -211,7 +267,13 @@ def _listener(
 
 
 def _http_connection_manager(
-    *, descriptor_path: str, services: Sequence[str], access_log: bool, openapi: pathlib.Path
+    *,
+    descriptor_path: str,
+    services: Sequence[str],
+    access_log: bool,
+    openapi: pathlib.Path,
+    token_bindings: Sequence[tuple[str, str]],
+    request_timeout_seconds: float,
 ) -> Json:
     hcm: Json = {
         "@type": _HCM,
@@ -226,10 +288,16 @@ def _http_connection_manager(
         "always_set_request_id_in_response": True,
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "request_headers_timeout": "10s",
+        # The whole request, body included (a body trickled a byte at a time resets the idle
+        # timeout forever): 408 past it. Disarmed once the answer starts, so it never cuts
+        # a server stream (GET /customers:watch), which has no request body anyway.
+        "request_timeout": f"{request_timeout_seconds:g}s",
         "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "common_http_protocol_options": {"max_headers_count": MAX_REQUEST_HEADERS_COUNT},
         "route_config": _route_config(openapi),
-        "http_filters": _http_filters(descriptor_path=descriptor_path, services=services),
+        "http_filters": _http_filters(
+            descriptor_path=descriptor_path, services=services, token_bindings=token_bindings
+        ),
         "local_reply_config": _local_reply_config(openapi),
     }
     if access_log:
@@ -323,14 +391,17 @@ def _route_action(*, retry: bool) -> Json:
     return action
 
 
-def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json]:
+def _http_filters(
+    *, descriptor_path: str, services: Sequence[str], token_bindings: Sequence[tuple[str, str]]
+) -> list[Json]:
     # Order matters. Requests pass the filters top to bottom, responses bottom to top.
     filters: list[Json] = [
         # 1. Status rewrite. FIRST, so on the way back it sees the transcoder's JSON answer.
         _lua("customers.status", STATUS_LUA),
         # 2. Refusals that cannot wait for the body (early.lua): CONNECT, whose body is a
-        #    tunnel that never ends, would otherwise hang in the buffer filter unanswered.
-        _lua("customers.early", EARLY_LUA),
+        #    tunnel that never ends, would otherwise hang in the buffer filter unanswered;
+        #    a body without any Authorization header, for a method that needs a token.
+        _lua("customers.early", EARLY_LUA, prelude=_token_bindings_lua(token_bindings)),
         # 3. Body size cap. The transcoder's own max_request_body_size is only enforced when
         #    a body arrives in one piece: over HTTP/2 (16 KiB DATA frames) a 10 MiB body
         #    went through to the server. The buffer filter counts every byte: 413.
@@ -358,14 +429,37 @@ def _http_filters(*, descriptor_path: str, services: Sequence[str]) -> list[Json
     return filters
 
 
-def _lua(name: str, source: pathlib.Path) -> Json:
+def _lua(name: str, source: pathlib.Path, *, prelude: str = "") -> Json:
+    """`prelude`: generated Lua put before the file's code (tables the script reads)."""
+    code = prelude + source.read_text(encoding="utf-8")
     return {
         "name": name,
-        "typed_config": {
-            "@type": _LUA,
-            "default_source_code": {"inline_string": source.read_text(encoding="utf-8")},
-        },
+        "typed_config": {"@type": _LUA, "default_source_code": {"inline_string": code}},
     }
+
+
+_LUA_MAGIC = re.compile(r"([\^$()%.\[\]*+\-?])")
+
+
+def path_pattern(template: str) -> str:
+    """A google.api.http path template as an anchored Lua pattern: `{var}` is one segment,
+    `{var=**}` the rest of the path; Lua's magic characters in literal text are escaped."""
+    pattern = ""
+    for literal, variable in re.findall(r"([^{]*)(\{[^}]*\}|$)", template):
+        pattern += _LUA_MAGIC.sub(r"%\1", literal)
+        if variable:
+            pattern += ".+" if variable.endswith("**}") else "[^/]+"
+    return f"^{pattern}$"
+
+
+def _token_bindings_lua(bindings: Sequence[tuple[str, str]]) -> str:
+    """TOKEN_BINDINGS = { {"POST", "^/customers$"}, ... } for early.lua."""
+    entries = ", ".join(
+        f"{{ {json.dumps(verb)}, {json.dumps(path_pattern(template))} }}"
+        for verb, template in sorted(set(bindings))
+    )
+    header = "-- Generated by gateway/config.py: the REST bindings of methods needing a token.\n"
+    return f"{header}TOKEN_BINDINGS = {{ {entries} }}\n\n"
 
 
 def _transcoder(descriptor_path: str, services: Sequence[str]) -> Json:

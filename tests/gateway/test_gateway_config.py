@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from gateway.__main__ import DEFAULT_DESCRIPTOR, SERVICES
-from gateway.config import render
+from gateway.__main__ import DEFAULT_DESCRIPTOR
+from gateway.config import path_pattern, render
 from gateway.process import envoy_binary
+from server.transport.services import SERVICE_NAMES as SERVICES
 
 HTTP_PORT = 18_123
 ADMIN_PORT = 19_123
@@ -153,3 +154,35 @@ def test_only_reads_and_idempotency_keyed_calls_are_retried_and_never_after_a_pl
         # A reset request may have burned its signature nonce: a retry would be a 401.
         assert "reset" not in route["route"]["retry_policy"]["retry_on"].split(",")
     assert routes[-1]["match"] == {"prefix": "/"} and "retry_policy" not in routes[-1]["route"]
+
+
+def test_envoy_memory_is_bounded_per_connection_per_request_and_overall() -> None:
+    """Issue 13 row 4: the budgets a flood of stalled uploads runs into (the uploads
+    themselves are tests/e2e/test_rest_uploads.py; a real heap exhaustion is not provoked)."""
+    config = json.loads(_render())
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["per_connection_buffer_limit_bytes"] == 128 * 1024
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["request_timeout"] == "30s"
+    overload = config["overload_manager"]
+    monitors = {m["name"]: m["typed_config"] for m in overload["resource_monitors"]}
+    assert monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"] == 512 << 20
+    actions = {a["name"]: a["triggers"][0] for a in overload["actions"]}
+    assert set(actions) == {
+        "envoy.overload_actions.reset_high_memory_stream",
+        "envoy.overload_actions.stop_accepting_requests",
+    }
+    assert all(t["name"] == "envoy.resource_monitors.fixed_heap" for t in actions.values())
+
+
+def test_token_bindings_become_anchored_lua_patterns_before_the_early_filter() -> None:
+    bindings = [("POST", "/customers"), ("PATCH", "/customers/{customer_id}/activate")]
+    config = json.loads(_render(token_bindings=bindings))
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    early = next(f for f in hcm["http_filters"] if f["name"] == "customers.early")
+    code = early["typed_config"]["default_source_code"]["inline_string"]
+    assert code.startswith("-- Generated")
+    expected = '{ "PATCH", "^/customers/[^/]+/activate$" }, { "POST", "^/customers$" }'
+    assert f"TOKEN_BINDINGS = {{ {expected} }}" in code
+    assert path_pattern("/a.b/{x=**}") == "^/a%.b/.+$"
