@@ -3,6 +3,8 @@ unauthenticated caller learns nothing) and before anything runs or is recorded (
 request changes nothing, idempotency records included):
 
 - bytes that do not parse are INVALID_ARGUMENT (MALFORMED_REQUEST);
+- a field the proto marks REQUIRED (google.api.field_behavior) left empty is INVALID_FIELD
+  naming it, over REST and gRPC (transport/required.py; the document's `required`);
 - a REST call's raw JSON body and query, as gateway/request.lua forwards them, must have the
   JSON types of gen/openapi.json, not merely what proto3 JSON parsing accepts
   (transport/rest_json.py): 400 INVALID_REQUEST naming the field.
@@ -25,6 +27,7 @@ from server.interceptors.handlers import BehaviourInterceptor, Context, Undecoda
 from server.transport import rest_json
 from server.transport.context import current
 from server.transport.policy import MethodPolicies
+from server.transport.required import check_required
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class MessagesInterceptor(BehaviourInterceptor):
         headers = current().headers
         if GATEWAY_METHOD in headers and via_gateway(context):
             self._check_rest(method, request, headers)
+        if hasattr(request, "DESCRIPTOR"):  # health and reflection pass their own types
+            check_required(request)
         return await proceed()
 
     def _check_rest(self, method: str, request: Any, headers: dict[str, str]) -> None:

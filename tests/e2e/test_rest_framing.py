@@ -1,7 +1,8 @@
-"""HTTP the gateway does not serve (tunnels, transfer codings, undeclared methods) is refused at once with the
-same google.rpc.Status JSON as every other gateway error: a 4xx naming the problem
-(SPEC section 9), never a hang or a 5xx. Sent over raw sockets, since an HTTP client
-library will not send these requests as a careless or hostile client can."""
+"""HTTP the gateway does not serve (tunnels, transfer codings, undeclared methods) is
+refused at once with the same google.rpc.Status JSON as every other gateway error: a 4xx
+naming the problem (SPEC section 9), never a hang or a 5xx. Tunnels and transfer codings are
+sent over raw sockets, since an HTTP client library will not send those requests as a
+careless or hostile client can."""
 
 from __future__ import annotations
 
