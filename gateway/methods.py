@@ -10,8 +10,11 @@ fall through to the transcoder as before. A path no template matches stays the
 transcoder's 404.
 
 Where one concrete path matches two templates (`/kyc/callbacks` is also `/kyc/{session_id}`),
-the template with fewer variables wins, as a partner reads the document: `GET /kyc/callbacks`
-is a 405 naming POST, not the portal page of a session called "callbacks".
+the template with fewer variables is tried first and wins, as a partner reads the document:
+`GET /kyc/callbacks` is a 405 naming POST, not the portal page of a session called
+"callbacks". Its declared methods fall through to the wider template's route, which lets
+them pass too (so `POST /kyc/callbacks` reaches the transcoder, and `POST /kyc/x` is the
+transcoder's 404 rather than a 405: a small gap, on a path no partner calls).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ _VERBS = ("get", "put", "post", "delete", "patch")
 class PathMethods:
     template: str  # "/customers/{customer_id}"
     methods: tuple[str, ...]  # declared, upper case, in a stable order: ("GET", "PUT")
+    # Methods the route lets through besides those: a more specific template's (tried
+    # first) on the paths both match, which would otherwise fall through to this route.
+    also_passes: tuple[str, ...] = ()
 
     @property
     def regex(self) -> str:
@@ -93,14 +99,32 @@ def path_methods(descriptor_set: bytes, services: Iterable[str]) -> list[PathMet
                 for verb, template in _rules(rule):
                     by_template.setdefault(template, set()).add(verb)
     order = {verb.upper(): n for n, verb in enumerate(_VERBS)}
-    found = [
-        PathMethods(template, tuple(sorted(verbs, key=lambda v: (order.get(v, 99), v))))
-        for template, verbs in by_template.items()
-    ]
-    return sorted(
-        found,
-        key=lambda p: (p.template.count("{") + p.template.count("*"), -len(p.template), p.template),
+
+    def ordered(verbs: Iterable[str]) -> tuple[str, ...]:
+        return tuple(sorted(set(verbs), key=lambda v: (order.get(v, 99), v)))
+
+    templates = sorted(
+        by_template,
+        key=lambda t: (t.count("{") + t.count("*"), -len(t), t),
     )
+    found = []
+    for n, template in enumerate(templates):
+        regex = re.compile(template_regex(template))
+        before = [t for t in templates[:n] if regex.fullmatch(_sample(t))]
+        passes = [verb for t in before for verb in by_template[t]]
+        found.append(
+            PathMethods(
+                template,
+                ordered(by_template[template]),
+                ordered(set(passes) - by_template[template]),
+            )
+        )
+    return found
+
+
+def _sample(template: str) -> str:
+    """A concrete path the template matches (each variable or wildcard one segment)."""
+    return re.sub(r"{[^}]*}|\*\*|\*", "sample", template)
 
 
 def table(
@@ -134,7 +158,9 @@ def routes(paths: Sequence[PathMethods], *, disabled: Json) -> list[Json]:
                 "headers": [
                     {
                         "name": ":method",
-                        "string_match": {"safe_regex": {"regex": "|".join(item.methods)}},
+                        "string_match": {
+                            "safe_regex": {"regex": "|".join(item.methods + item.also_passes)}
+                        },
                         "invert_match": True,
                     }
                 ],

@@ -18,6 +18,9 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from scripts.openapi.descriptors import DescriptorIndex, Enum, Message
+from server.domain.events import EventType
+from server.domain.identifiers import MAX_EXTERNAL_ID_LENGTH
+from server.services.accounts import MAX_CURRENCIES
 
 Json = dict[str, Any]
 _F = descriptor_pb2.FieldDescriptorProto
@@ -63,6 +66,24 @@ WELL_KNOWN: dict[str, Json] = {
 }
 
 _EXAMPLE = re.compile(r'e\.g\. "([^"]+)"')
+
+# What the server refuses in a request field that the field's type alone allows, where JSON
+# Schema can say it exactly (so clients and the fuzzer know): keyed `Message.field`.
+# Rules it cannot say exactly (CAIP-10 with EIP-55 checksums, a wallet signature, a public
+# key, the callback URL rules) stay in the field's description and the server's answer.
+BODY_RULES: dict[str, Json] = {
+    # server/services/accounts.py: 1-10 codes, each three capital letters.
+    "CreateAccountRequest.currencies": {
+        "maxItems": MAX_CURRENCIES,
+        "items": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    },
+    # server/domain/webhooks.py parse_types: known types, none twice.
+    "PutWebhookRequest.types": {
+        "uniqueItems": True,
+        "items": {"type": "string", "enum": [kind.value for kind in EventType]},
+    },
+    "CreateCustomerRequest.external_id": {"maxLength": MAX_EXTERNAL_ID_LENGTH},
+}
 
 
 def component_name(full_name: str, package: str) -> str:
@@ -111,6 +132,8 @@ class Schemas:
             elif not output and is_required(field):
                 required.append(field.json_name)
                 property_schema = self._non_empty(field, property_schema)
+            if not output:
+                property_schema |= BODY_RULES.get(f"{message.proto.name}.{field.name}", {})
             properties[field.json_name] = property_schema
         schema: Json = {"type": "object"}
         if message.comments.text:
@@ -118,6 +141,10 @@ class Schemas:
         schema["properties"] = properties
         if required:
             schema["required"] = required
+        if not output:
+            # Other names are ignored, but the transcoder refuses an empty one ("Proto fields
+            # must have a name"), found by the contract fuzz.
+            schema["propertyNames"] = {"minLength": 1}
         return schema
 
     def field(self, message: Message, field: _F, *, output: bool) -> Json:

@@ -134,3 +134,11 @@ def test_a_405_runs_nothing_and_declared_methods_still_work(partner: RestPartner
     still = partner.call("GET", f"/customers/{customer['id']}")
     assert still.status_code == 200, still.text
     assert still.json()["status"] == customer["status"]
+
+
+def test_a_path_two_templates_match_still_serves_its_own_method(http: httpx.Client) -> None:
+    # /kyc/callbacks is also /kyc/{session_id} (GET only): its POST must reach the server,
+    # which refuses the unsigned callback itself.
+    answer = http.post("/kyc/callbacks", json={"sessionId": "x"})
+    assert answer.status_code == 401, answer.text
+    assert error_reason(answer) == "INVALID_CALLBACK_SIGNATURE"

@@ -44,3 +44,11 @@ def test_every_rest_path_lists_exactly_its_declared_methods() -> None:
 def test_literal_paths_come_before_templates_that_also_match_them() -> None:
     order = list(table())
     assert order.index("/kyc/callbacks") < order.index("/kyc/{session_id}")
+
+
+def test_a_wider_template_lets_the_narrower_ones_methods_through() -> None:
+    services = [service.full_name for service in SERVICES]
+    by_template = {p.template: p for p in path_methods(DESCRIPTOR.read_bytes(), services)}
+    assert by_template["/kyc/{session_id}"].also_passes == ("POST",)
+    assert by_template["/kyc/{session_id}"].allow == "GET"
+    assert by_template["/customers/{customer_id}"].also_passes == ()

@@ -869,7 +869,7 @@ export interface components {
             /** @description http(s), at most 2048 characters, no user:password@ */
             callbackUrl: string;
             /** @description customer.updated | account.updated | card.updated (at least one) */
-            types: string[];
+            types: ("customer.updated" | "account.updated" | "card.updated")[];
         };
         RegisterSigningKeyRequest: {
             /** @description base64 of a PEM SubjectPublicKeyInfo */
