@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gateway import docs
+from gateway import docs, methods
 
 Json = dict[str, Any]
 
@@ -77,6 +77,9 @@ LOCAL_REPLY_CODES: dict[int, tuple[int, str]] = {
 _FALLBACK_CODE = (2, "GATEWAY_ERROR")  # UNKNOWN, for any other local reply
 _TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 _REQUEST_FILTER = "customers.request"
+# Filters that must not run on routes Envoy answers itself (the transcoder would refuse a
+# path or method no rpc is bound to; request.lua would forward a body nobody reads).
+_LOCAL_ONLY = [_TRANSCODER_FILTER, _REQUEST_FILTER]
 
 # Envoy's own replies whose status the contract does not allow (SPEC 9: malformed input is a
 # 4xx naming the problem): HTTP status -> (status sent instead, gRPC code, reason, message).
@@ -275,6 +278,12 @@ def _http_connection_manager(
     token_bindings: Sequence[tuple[str, str]],
     request_timeout_seconds: float,
 ) -> Json:
+    # Every REST path with the methods it declares (the 405s), the published files included.
+    paths = methods.table(
+        descriptor_path,
+        services,
+        extra=[methods.PathMethods(path, ("GET", "HEAD")) for path in docs.files(openapi)],
+    )
     hcm: Json = {
         "@type": _HCM,
         "stat_prefix": "rest",
@@ -294,11 +303,11 @@ def _http_connection_manager(
         "request_timeout": f"{request_timeout_seconds:g}s",
         "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "common_http_protocol_options": {"max_headers_count": MAX_REQUEST_HEADERS_COUNT},
-        "route_config": _route_config(openapi),
+        "route_config": _route_config(openapi, paths),
         "http_filters": _http_filters(
             descriptor_path=descriptor_path, services=services, token_bindings=token_bindings
         ),
-        "local_reply_config": _local_reply_config(openapi),
+        "local_reply_config": _local_reply_config(openapi, paths),
     }
     if access_log:
         hcm["access_log"] = [_access_log()]
@@ -316,10 +325,12 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
-def _route_config(openapi: pathlib.Path) -> Json:
+def _route_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -> Json:
     # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
-    # gateway/docs.py), then catch-all routes: by the time the router runs, the transcoder
-    # has rewritten the path to /customers.v1.Service/Method (and the method to POST), and
+    # gateway/docs.py), then a 405 with `Allow` for a method a REST path does not declare
+    # (gateway/methods.py; the transcoder would answer 400 or 404), then catch-all routes:
+    # by the time the router runs, the transcoder has rewritten the path to
+    # /customers.v1.Service/Method (and the method to POST), and
     # native gRPC calls arrive in that form anyway. What tells the routes apart is the REST
     # request as received: request.lua's x-gateway-method (a client cannot send its own; it
     # is removed first), and the Idempotency-Key that makes a modifying call safe to send
@@ -333,7 +344,8 @@ def _route_config(openapi: pathlib.Path) -> Json:
                 "name": "customers",
                 "domains": ["*"],
                 "routes": [
-                    *docs.routes(openapi, disabled_filters=[_TRANSCODER_FILTER, _REQUEST_FILTER]),
+                    *docs.routes(openapi, disabled_filters=_LOCAL_ONLY),
+                    *methods.routes(paths, disabled=docs.disabled_config(_LOCAL_ONLY)),
                     {
                         "name": "safe",
                         "match": {
@@ -514,7 +526,7 @@ def _error_body(code: int, reason: str, message: str = "%LOCAL_REPLY_BODY%") -> 
     }
 
 
-def _local_reply_config(openapi: pathlib.Path) -> Json:
+def _local_reply_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -> Json:
     # Applies only to replies Envoy makes itself (transcoder rejections, 413, no upstream);
     # errors that came from the server through the transcoder are left alone.
     mappers = [
@@ -550,8 +562,17 @@ def _local_reply_config(openapi: pathlib.Path) -> Json:
         },
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
+    queries = methods.query_mappers(
+        paths, _error_body(*LOCAL_REPLY_CODES[405]), _error_body(*LOCAL_REPLY_CODES[404])
+    )
     return {
-        "mappers": [*docs.local_reply_mappers(openapi), grpc_passthrough, *rewrites, *mappers],
+        "mappers": [
+            *docs.local_reply_mappers(openapi),
+            grpc_passthrough,
+            *queries,
+            *rewrites,
+            *mappers,
+        ],
         "body_format": _error_body(*_FALLBACK_CODE),
     }
 

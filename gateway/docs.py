@@ -69,7 +69,7 @@ def routes(openapi_path: pathlib.Path, *, disabled_filters: list[str]) -> list[J
             raise FileNotFoundError(f"{path}: {file} is missing (run make gen / make venv)")
         if file.stat().st_size > MAX_BODY_BYTES:
             raise ValueError(f"{file} is larger than Envoy's direct response limit")
-    disabled = {name: {"@type": _FILTER_CONFIG, "disabled": True} for name in disabled_filters}
+    disabled = disabled_config(disabled_filters)
     return [
         {
             "match": {
@@ -89,6 +89,11 @@ def routes(openapi_path: pathlib.Path, *, disabled_filters: list[str]) -> list[J
         }
         for path, (file, _) in served.items()
     ]
+
+
+def disabled_config(filters: list[str]) -> Json:
+    """typed_per_filter_config that turns the named http filters off on a route."""
+    return {name: {"@type": _FILTER_CONFIG, "disabled": True} for name in filters}
 
 
 def local_reply_mappers(openapi_path: pathlib.Path) -> list[Json]:

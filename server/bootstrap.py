@@ -226,8 +226,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             public_authority=settings.public_authority,
             public_scheme=settings.public_scheme,
         ),
-        # Undecodable request bytes: INVALID_ARGUMENT, once the caller is known.
-        MessagesInterceptor(),
+        # Undecodable request bytes, and REST JSON the published contract does not allow
+        # (null, a bare value for a list, enum numbers): 400, once the caller is known.
+        MessagesInterceptor(POLICY),
         # Modifying calls run once per Idempotency-Key (per partner, so after auth).
         IdempotencyInterceptor(idempotency, clock, POLICY.idempotent_methods()),
         # Innermost: the other calls run again after a deadlock or a lost connection when

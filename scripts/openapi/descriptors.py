@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from google.api import annotations_pb2 as _annotations  # noqa: F401  (registers the extension)
+from google.api import field_behavior_pb2 as _behavior  # noqa: F401  (registers the extension)
 from google.protobuf import descriptor_pb2
 
 from customers.v1 import options_pb2 as _options  # noqa: F401  (registers the extensions)

@@ -18,7 +18,7 @@ from google.api import annotations_pb2, http_pb2
 from customers.v1 import options_pb2
 from scripts.openapi.descriptors import DescriptorIndex, Method
 from scripts.openapi.reasons import Reason
-from scripts.openapi.schemas import Schemas
+from scripts.openapi.schemas import Schemas, is_required
 
 Json = dict[str, Any]
 
@@ -271,6 +271,9 @@ class Operations:
                 "IDEMPOTENCY_KEY_IN_FLIGHT",
                 "IDEMPOTENCY_KEY_REUSED",
             ]
+        request = self._index.messages.get(method.input_type)
+        if request is not None and any(is_required(f) for f in request.proto.field):
+            wanted.append("INVALID_FIELD")  # a REQUIRED field missing (interceptors/messages.py)
         declared = _declared(method)
         wanted += list(declared.errors)
         by_status: dict[int, list[str]] = {}

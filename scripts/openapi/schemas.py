@@ -5,6 +5,8 @@ enum value names as strings (ours are lowercase on purpose), 64-bit integers as 
 (proto3 JSON), Timestamps as RFC 3339 strings, and every field without presence printed
 (`always_print_primitive_fields`), so those are `required` in what the gateway answers.
 Fields with presence (proto3 `optional`, oneof members, messages) appear only when set.
+Request messages mark as `required` the fields annotated `(google.api.field_behavior) =
+REQUIRED`, which must also hold a value (not "", [] or the zero enum value).
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from scripts.openapi.descriptors import DescriptorIndex, Enum, Message
+from server.domain.events import EventType
+from server.domain.identifiers import MAX_EXTERNAL_ID_LENGTH
+from server.services.accounts import MAX_CURRENCIES
 
 Json = dict[str, Any]
 _F = descriptor_pb2.FieldDescriptorProto
@@ -61,6 +67,24 @@ WELL_KNOWN: dict[str, Json] = {
 
 _EXAMPLE = re.compile(r'e\.g\. "([^"]+)"')
 
+# What the server refuses in a request field that the field's type alone allows, where JSON
+# Schema can say it exactly (so clients and the fuzzer know): keyed `Message.field`.
+# Rules it cannot say exactly (CAIP-10 with EIP-55 checksums, a wallet signature, a public
+# key, the callback URL rules) stay in the field's description and the server's answer.
+BODY_RULES: dict[str, Json] = {
+    # server/services/accounts.py: 1-10 codes, each three capital letters.
+    "CreateAccountRequest.currencies": {
+        "maxItems": MAX_CURRENCIES,
+        "items": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    },
+    # server/domain/webhooks.py parse_types: known types, none twice.
+    "PutWebhookRequest.types": {
+        "uniqueItems": True,
+        "items": {"type": "string", "enum": [kind.value for kind in EventType]},
+    },
+    "CreateCustomerRequest.external_id": {"maxLength": MAX_EXTERNAL_ID_LENGTH},
+}
+
 
 def component_name(full_name: str, package: str) -> str:
     """`customers.v1.Customer.Status` -> `Customer.Status`; other packages keep theirs."""
@@ -70,7 +94,7 @@ def component_name(full_name: str, package: str) -> str:
 class Schemas:
     """Builds components on demand: `ref()` a message or enum and it (and what it uses)
     lands in `components`. Output messages mark what the gateway always prints required;
-    request messages mark nothing (the transcoder accepts any subset of fields)."""
+    request messages what the proto annotates REQUIRED (the server's own rule)."""
 
     def __init__(self, index: DescriptorIndex, package: str) -> None:
         self._index = index
@@ -102,15 +126,25 @@ class Schemas:
         for field in message.proto.field:
             if field.name in exclude:
                 continue
-            properties[field.json_name] = self.field(message, field, output=output)
+            property_schema = self.field(message, field, output=output)
             if output and always_printed(field):
                 required.append(field.json_name)
+            elif not output and is_required(field):
+                required.append(field.json_name)
+                property_schema = self._non_empty(field, property_schema)
+            if not output:
+                property_schema |= BODY_RULES.get(f"{message.proto.name}.{field.name}", {})
+            properties[field.json_name] = property_schema
         schema: Json = {"type": "object"}
         if message.comments.text:
             schema["description"] = message.comments.text
         schema["properties"] = properties
         if required:
             schema["required"] = required
+        if not output:
+            # Other names are ignored, but the transcoder refuses an empty one ("Proto fields
+            # must have a name"), found by the contract fuzz.
+            schema["propertyNames"] = {"minLength": 1}
         return schema
 
     def field(self, message: Message, field: _F, *, output: bool) -> Json:
@@ -129,6 +163,19 @@ class Schemas:
             example = _EXAMPLE.search(text)
             if example is not None and schema.get("type") == "string":
                 schema["examples"] = [example.group(1)]
+        return schema
+
+    def _non_empty(self, field: _F, schema: Json) -> Json:
+        """A REQUIRED request field must hold a value, not its default (google.aip.dev/203):
+        the server refuses "" and [] and the zero enum value as missing, so does the
+        document."""
+        if field.label == _F.LABEL_REPEATED:
+            return {**schema, "minItems": 1}
+        if field.type == _F.TYPE_ENUM:
+            zero = self._index.enums[field.type_name.lstrip(".")].proto.value[0].name
+            return {**schema, "not": {"const": zero}}
+        if field.type in (_F.TYPE_STRING, _F.TYPE_BYTES):
+            return {**schema, "minLength": 1}
         return schema
 
     def _single(self, field: _F, output: bool) -> Json:
@@ -154,6 +201,13 @@ class Schemas:
         if description:
             schema["description"] = description
         return schema
+
+
+def is_required(field: _F) -> bool:
+    """`[(google.api.field_behavior) = REQUIRED]`: the request must set the field; the server
+    refuses it missing (server/interceptors/messages.py reads the same annotation)."""
+    behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
 
 
 def always_printed(field: _F) -> bool:

@@ -41,6 +41,14 @@ class InvalidField(DomainError):
         self.field = field
 
 
+class InvalidJson(InvalidField):
+    """A REST request's JSON that proto3 parsing would take but the published contract does
+    not allow (`null`, a bare value for a list, an enum number): the same reason as the
+    gateway's own refusal of wrong JSON types, since to a partner it is the same mistake."""
+
+    reason = "INVALID_REQUEST"
+
+
 class MalformedRequest(DomainError):
     """The request message itself cannot be read (undecodable protobuf bytes)."""
 

@@ -41,11 +41,14 @@ def test_openapi_json_and_docs_answer_without_a_token(http: httpx.Client) -> Non
 
 
 def test_the_docs_routes_serve_files_only(http: httpx.Client) -> None:
-    # Other methods fall through to the API's routes, which bind no rpc there.
+    # Other methods are a 405 naming the two served (gateway/methods.py); other files 404.
     refused = http.post("/docs", content=b"{}")
-    assert refused.status_code == 404
-    assert refused.json()["details"][0]["reason"] == "ROUTE_NOT_FOUND"
-    assert http.get("/docs/swagger-ui-bundle.js.map").status_code == 404
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    assert refused.json()["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
+    missing = http.get("/docs/swagger-ui-bundle.js.map")
+    assert missing.status_code == 404
+    assert missing.json()["details"][0]["reason"] == "ROUTE_NOT_FOUND"
 
 
 def test_an_onboarding_answers_the_documented_statuses_and_bodies(partner: RestPartner) -> None:

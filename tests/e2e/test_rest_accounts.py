@@ -109,15 +109,17 @@ def test_invalid_account_and_card_bodies_answer_400(partner: RestPartner) -> Non
     assert [a["id"] for a in listed["accounts"]] == [account["id"]]
 
 
-def test_a_single_currency_string_is_read_as_a_one_item_list(partner: RestPartner) -> None:
-    """The transcoder's JSON parser accepts a scalar for a repeated field (documented)."""
+def test_a_single_currency_string_is_a_400_not_a_one_item_list(partner: RestPartner) -> None:
+    """proto3 JSON parsing would read a scalar as a one-item list; the contract says array
+    (server/transport/rest_json.py; tests/e2e/test_rest_strict_json.py has the rest)."""
     customer = partner.active_customer()
     answer = partner.call(
         "POST",
         f"/customers/{customer['id']}/accounts",
         json={"type": "card_account", "currencies": "EUR"},
     )
-    assert answer.status_code == 201 and answer.json()["currencies"] == ["EUR"]
+    assert answer.status_code == 400, answer.text
+    assert error_reason(answer) == "INVALID_REQUEST"
 
 
 def test_cascade_deactivates_everything_and_restores_only_what_it_changed(

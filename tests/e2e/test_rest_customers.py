@@ -183,10 +183,16 @@ def test_malformed_requests_get_json_4xx_and_write_nothing(partner: RestPartner)
     assert partner.call("GET", "/customers").json()["customers"] == []
 
 
-def test_unknown_paths_and_methods_answer_json_404(partner: RestPartner) -> None:
-    for method, path in [("GET", "/nope"), ("DELETE", "/customers"), ("PUT", "/customers/x")]:
+def test_unknown_paths_answer_json_404_and_unknown_methods_json_405(
+    partner: RestPartner,
+) -> None:
+    for method, path, status in [
+        ("GET", "/nope", 404),
+        ("DELETE", "/customers", 405),
+        ("PUT", "/customers/x", 405),
+    ]:
         answer = partner.call(method, path)
-        assert answer.status_code == 404, (method, path, answer.status_code)
+        assert answer.status_code == status, (method, path, answer.status_code)
         assert set(answer.json()) >= {"code", "message"}
 
 

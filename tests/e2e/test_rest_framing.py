@@ -1,7 +1,8 @@
-"""HTTP the gateway does not serve (tunnels, transfer codings) is refused at once with the
-same google.rpc.Status JSON as every other gateway error: a 4xx naming the problem
-(SPEC section 9), never a hang or a 5xx. Sent over raw sockets, since an HTTP client
-library will not send these requests as a careless or hostile client can."""
+"""HTTP the gateway does not serve (tunnels, transfer codings, undeclared methods) is
+refused at once with the same google.rpc.Status JSON as every other gateway error: a 4xx
+naming the problem (SPEC section 9), never a hang or a 5xx. Tunnels and transfer codings are
+sent over raw sockets, since an HTTP client library will not send those requests as a
+careless or hostile client can."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from tests.e2e.conftest import Stack
+import httpx
+import pytest
+
+from tests.e2e.conftest import Stack, error_reason
+from tests.helpers.rest import RestPartner
 
 
 @dataclass(frozen=True)
@@ -75,3 +80,65 @@ def test_a_transfer_coding_other_than_chunked_is_a_json_400(stack: Stack) -> Non
     assert answer.headers["content-type"] == "application/json"
     assert answer.reason() == "UNSUPPORTED_TRANSFER_ENCODING"
     assert b"Transfer-Encoding" in answer.body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("QUERY", "/customers/0b0c2a3e-4c1e-4b59-9a57-54b2a6f5d0e1", "GET"),
+        ("PATCH", "/customers", "GET, POST"),
+        ("TRACE", "/v1/auth/signing", "GET, PUT"),
+        ("OPTIONS", "/webhooks/some-id", "GET, DELETE"),
+        ("PUT", "/accounts/some-id/activate", "PATCH"),
+        ("GET", "/kyc/callbacks", "POST"),
+        ("POST", "/openapi.json", "GET, HEAD"),
+    ],
+)
+def test_an_undeclared_method_on_a_known_path_is_a_json_405_with_allow(
+    http: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    # No body, so no Content-Type: a QUERY like that Envoy refuses before routing (RFC
+    # 10008); it is the same 405 all the same (gateway/methods.py).
+    answer = http.request(method, path)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == allow
+    assert answer.headers["content-type"] == "application/json"
+    assert error_reason(answer) == "METHOD_NOT_ALLOWED"
+    assert allow in answer.json()["message"]
+
+
+def test_a_query_with_a_body_is_the_same_405(http: httpx.Client) -> None:
+    answer = http.request("QUERY", "/customers", json={"status": "active"})
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == "GET, POST"
+    assert error_reason(answer) == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("QUERY", "/nowhere"), ("TRACE", "/nowhere"), ("GET", "/customers/a/b")]
+)
+def test_an_undocumented_path_is_a_json_404_whatever_the_method(
+    http: httpx.Client, method: str, path: str
+) -> None:
+    answer = http.request(method, path)
+    assert answer.status_code == 404, answer.text
+    assert "allow" not in answer.headers
+    assert error_reason(answer) == "ROUTE_NOT_FOUND"
+
+
+def test_a_405_runs_nothing_and_declared_methods_still_work(partner: RestPartner) -> None:
+    customer = partner.create_customer().json()
+    refused = partner.call("DELETE", f"/customers/{customer['id']}")
+    assert refused.status_code == 405, refused.text
+    assert refused.headers["allow"] == "GET"
+    still = partner.call("GET", f"/customers/{customer['id']}")
+    assert still.status_code == 200, still.text
+    assert still.json()["status"] == customer["status"]
+
+
+def test_a_path_two_templates_match_still_serves_its_own_method(http: httpx.Client) -> None:
+    # /kyc/callbacks is also /kyc/{session_id} (GET only): its POST must reach the server,
+    # which refuses the unsigned callback itself.
+    answer = http.post("/kyc/callbacks", json={"sessionId": "x"})
+    assert answer.status_code == 401, answer.text
+    assert error_reason(answer) == "INVALID_CALLBACK_SIGNATURE"

@@ -116,7 +116,7 @@ def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_the_contract_is_served_from_files_before_the_catch_all_route() -> None:
     routes = _routes(json.loads(_render()))
-    direct = [r for r in routes if "direct_response" in r]
+    direct = [r for r in routes if "direct_response" in r and "path" in r["match"]]
     assert {r["match"]["path"] for r in direct} >= {"/openapi.json", "/docs"}
     assert routes[-1]["match"] == {"prefix": "/"}  # the API's catch-all stays last
     by_path = {r["match"]["path"]: r for r in direct}
@@ -186,3 +186,23 @@ def test_token_bindings_become_anchored_lua_patterns_before_the_early_filter() -
     expected = '{ "PATCH", "^/customers/[^/]+/activate$" }, { "POST", "^/customers$" }'
     assert f"TOKEN_BINDINGS = {{ {expected} }}" in code
     assert path_pattern("/a.b/{x=**}") == "^/a%.b/.+$"
+
+
+def test_undeclared_methods_are_405_routes_before_the_catch_all() -> None:
+    routes = _routes(json.loads(_render()))
+    refusing = [r for r in routes if r.get("direct_response", {}).get("status") == 405]
+    assert refusing, "no 405 routes"
+    first_api_route = next(n for n, r in enumerate(routes) if "route" in r)
+    assert all(routes.index(r) < first_api_route for r in refusing)
+    by_name = {r["name"]: r for r in refusing}
+    customers = by_name["405 /customers"]
+    assert customers["match"]["safe_regex"]["regex"] == "(/v1)?/customers"
+    assert customers["match"]["headers"][0]["invert_match"] is True
+    assert customers["response_headers_to_add"][0]["header"] == {
+        "key": "allow",
+        "value": "GET, POST",
+    }
+    assert set(customers["typed_per_filter_config"]) == {
+        "envoy.filters.http.grpc_json_transcoder",
+        "customers.request",
+    }

@@ -205,3 +205,31 @@ def test_descriptions_and_examples_come_from_the_proto_comments(
     signing = document["info"]["description"]
     for words in ("@authority", "content-digest", "ecdsa-p384-sha384", "ed25519", "nonce"):
         assert words in signing
+
+
+def test_request_fields_are_required_in_the_document_exactly_where_the_server_requires_them(
+    document: dict[str, Any],
+) -> None:
+    # The server's check (transport/required.py) and the document read one annotation; this
+    # holds the two readings together, operation by operation.
+    from server.transport.required import required_fields
+    from server.transport.services import SERVICES
+
+    inputs = {
+        f"/{service.full_name}/{method.name}": method.input_type
+        for service in SERVICES
+        for method in service.methods
+    }
+    schemas = document["components"]["schemas"]
+    checked = 0
+    for _, _, operation in _operations(document):
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is None:
+            continue
+        schema = body["schema"]
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+        expected = sorted(f.json_name for f in required_fields(inputs[operation["x-grpc-method"]]))
+        assert sorted(schema.get("required", [])) == expected, operation["x-grpc-method"]
+        checked += 1
+    assert checked >= 7

@@ -754,8 +754,8 @@ export interface components {
             expiresAt?: string;
         };
         CreateCustomerRequest: {
-            chainId?: string;
-            externalId?: string;
+            chainId: string;
+            externalId: string;
         };
         CreateTokenRequest: {
             apiKey?: string;
@@ -867,13 +867,13 @@ export interface components {
             /** @description empty: create; a subscription's id: update it */
             id?: string;
             /** @description http(s), at most 2048 characters, no user:password@ */
-            callbackUrl?: string;
-            /** @description customer.updated | account.updated | card.updated */
-            types?: string[];
+            callbackUrl: string;
+            /** @description customer.updated | account.updated | card.updated (at least one) */
+            types: ("customer.updated" | "account.updated" | "card.updated")[];
         };
         RegisterSigningKeyRequest: {
             /** @description base64 of a PEM SubjectPublicKeyInfo */
-            publicKey?: string;
+            publicKey: string;
         };
         RotateCredentialsRequest: Record<string, never>;
         SigningKey: {
@@ -1371,7 +1371,7 @@ export interface operations {
                     "application/json": components["schemas"]["SigningKey"];
                 };
             };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_SIGNING_KEY`. */
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`, `INVALID_SIGNING_KEY`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2163,11 +2163,11 @@ export interface operations {
                  */
                 "application/json": {
                     /** @description base64 of the 65-byte r||s||v personal_sign signature */
-                    signature?: string;
+                    signature: string;
                     /** @description CAIP-10 id of the signing wallet */
-                    signer?: string;
+                    signer: string;
                     /** @description the base64 challenge being answered */
-                    challenge?: string;
+                    challenge: string;
                 };
             };
         };
@@ -2342,8 +2342,8 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    type?: components["schemas"]["Account.Type"];
-                    currencies?: string[];
+                    type: components["schemas"]["Account.Type"];
+                    currencies: string[];
                 };
             };
         };
@@ -2687,7 +2687,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    type?: components["schemas"]["Card.Type"];
+                    type: components["schemas"]["Card.Type"];
                 };
             };
         };

@@ -23,17 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from customers.v1 import resources_pb2 as customers_dot_v1_dot_resources__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/accounts.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1a\x63ustomers/v1/options.proto\"i\n\x14\x43reateAccountRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.customers.v1.Account.Type\x12\x12\n\ncurrencies\x18\x03 \x03(\t\"Q\n\x13ListAccountsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x14ListAccountsResponse\x12\'\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x15.customers.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x18\x44\x65\x61\x63tivateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\",\n\x16\x41\x63tivateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"N\n\x11\x43reateCardRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.customers.v1.Card.Type\"M\n\x10ListCardsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListCardsResponse\x12!\n\x05\x63\x61rds\x18\x01 \x03(\x0b\x32\x12.customers.v1.Card\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44\x65\x61\x63tivateCardRequest\x12\x0f\n\x07\x63\x61rd_id\x18\x01 \x01(\t\"&\n\x13\x41\x63tivateCardRequest\x12\x0f\n\x07\x63\x61rd_id\x18\x01 \x01(\t2\xd6\x05\n\x0e\x41\x63\x63ountService\x12\xbd\x01\n\rCreateAccount\x12\".customers.v1.CreateAccountRequest\x1a\x15.customers.v1.Account\"q\x92\xb5\x18\x41\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02&\"!/customers/{customer_id}/accounts:\x01*\x12\xa7\x01\n\x0cListAccounts\x12!.customers.v1.ListAccountsRequest\x1a\".customers.v1.ListAccountsResponse\"P\x92\xb5\x18#\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x82\xd3\xe4\x93\x02#\x12!/customers/{customer_id}/accounts\x12\xae\x01\n\x11\x44\x65\x61\x63tivateAccount\x12&.customers.v1.DeactivateAccountRequest\x1a\x15.customers.v1.Account\"Z\x92\xb5\x18-\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02#2!/accounts/{account_id}/deactivate\x12\xa8\x01\n\x0f\x41\x63tivateAccount\x12$.customers.v1.ActivateAccountRequest\x1a\x15.customers.v1.Account\"X\x92\xb5\x18-\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02!2\x1f/accounts/{account_id}/activate2\x91\x05\n\x0b\x43\x61rdService\x12\xae\x01\n\nCreateCard\x12\x1f.customers.v1.CreateCardRequest\x1a\x12.customers.v1.Card\"k\x92\xb5\x18@\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02!\"\x1c/accounts/{account_id}/cards:\x01*\x12\x98\x01\n\tListCards\x12\x1e.customers.v1.ListCardsRequest\x1a\x1f.customers.v1.ListCardsResponse\"J\x92\xb5\x18\"\x12\rINVALID_FIELD\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x82\xd3\xe4\x93\x02\x1e\x12\x1c/accounts/{account_id}/cards\x12\x9c\x01\n\x0e\x44\x65\x61\x63tivateCard\x12#.customers.v1.DeactivateCardRequest\x1a\x12.customers.v1.Card\"Q\x92\xb5\x18*\x12\x0e\x43\x41RD_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02\x1d\x32\x1b/cards/{card_id}/deactivate\x12\x96\x01\n\x0c\x41\x63tivateCard\x12!.customers.v1.ActivateCardRequest\x1a\x12.customers.v1.Card\"O\x92\xb5\x18*\x12\x0e\x43\x41RD_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02\x1b\x32\x19/cards/{card_id}/activateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/accounts.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1a\x63ustomers/v1/options.proto\"u\n\x14\x43reateAccountRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32\x1a.customers.v1.Account.TypeB\x04\xe2\x41\x01\x02\x12\x18\n\ncurrencies\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"Q\n\x13ListAccountsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x14ListAccountsResponse\x12\'\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x15.customers.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x18\x44\x65\x61\x63tivateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\",\n\x16\x41\x63tivateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"T\n\x11\x43reateCardRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x17.customers.v1.Card.TypeB\x04\xe2\x41\x01\x02\"M\n\x10ListCardsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListCardsResponse\x12!\n\x05\x63\x61rds\x18\x01 \x03(\x0b\x32\x12.customers.v1.Card\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44\x65\x61\x63tivateCardRequest\x12\x0f\n\x07\x63\x61rd_id\x18\x01 \x01(\t\"&\n\x13\x41\x63tivateCardRequest\x12\x0f\n\x07\x63\x61rd_id\x18\x01 \x01(\t2\xd6\x05\n\x0e\x41\x63\x63ountService\x12\xbd\x01\n\rCreateAccount\x12\".customers.v1.CreateAccountRequest\x1a\x15.customers.v1.Account\"q\x92\xb5\x18\x41\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02&\"!/customers/{customer_id}/accounts:\x01*\x12\xa7\x01\n\x0cListAccounts\x12!.customers.v1.ListAccountsRequest\x1a\".customers.v1.ListAccountsResponse\"P\x92\xb5\x18#\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x82\xd3\xe4\x93\x02#\x12!/customers/{customer_id}/accounts\x12\xae\x01\n\x11\x44\x65\x61\x63tivateAccount\x12&.customers.v1.DeactivateAccountRequest\x1a\x15.customers.v1.Account\"Z\x92\xb5\x18-\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02#2!/accounts/{account_id}/deactivate\x12\xa8\x01\n\x0f\x41\x63tivateAccount\x12$.customers.v1.ActivateAccountRequest\x1a\x15.customers.v1.Account\"X\x92\xb5\x18-\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02!2\x1f/accounts/{account_id}/activate2\x91\x05\n\x0b\x43\x61rdService\x12\xae\x01\n\nCreateCard\x12\x1f.customers.v1.CreateCardRequest\x1a\x12.customers.v1.Card\"k\x92\xb5\x18@\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02!\"\x1c/accounts/{account_id}/cards:\x01*\x12\x98\x01\n\tListCards\x12\x1e.customers.v1.ListCardsRequest\x1a\x1f.customers.v1.ListCardsResponse\"J\x92\xb5\x18\"\x12\rINVALID_FIELD\x12\x11\x41\x43\x43OUNT_NOT_FOUND\x82\xd3\xe4\x93\x02\x1e\x12\x1c/accounts/{account_id}/cards\x12\x9c\x01\n\x0e\x44\x65\x61\x63tivateCard\x12#.customers.v1.DeactivateCardRequest\x1a\x12.customers.v1.Card\"Q\x92\xb5\x18*\x12\x0e\x43\x41RD_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02\x1d\x32\x1b/cards/{card_id}/deactivate\x12\x96\x01\n\x0c\x41\x63tivateCard\x12!.customers.v1.ActivateCardRequest\x1a\x12.customers.v1.Card\"O\x92\xb5\x18*\x12\x0e\x43\x41RD_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02\x1b\x32\x19/cards/{card_id}/activateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['currencies']._loaded_options = None
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['currencies']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECARDREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_CREATECARDREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002'
   _globals['_ACCOUNTSERVICE'].methods_by_name['CreateAccount']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['CreateAccount']._serialized_options = b'\222\265\030A\n\002\311\001\022\rINVALID_FIELD\022\022CUSTOMER_NOT_FOUND\022\030INVALID_STATE_TRANSITION\202\323\344\223\002&\"!/customers/{customer_id}/accounts:\001*'
   _globals['_ACCOUNTSERVICE'].methods_by_name['ListAccounts']._loaded_options = None
@@ -50,28 +57,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CARDSERVICE'].methods_by_name['DeactivateCard']._serialized_options = b'\222\265\030*\022\016CARD_NOT_FOUND\022\030INVALID_STATE_TRANSITION\202\323\344\223\002\0352\033/cards/{card_id}/deactivate'
   _globals['_CARDSERVICE'].methods_by_name['ActivateCard']._loaded_options = None
   _globals['_CARDSERVICE'].methods_by_name['ActivateCard']._serialized_options = b'\222\265\030*\022\016CARD_NOT_FOUND\022\030INVALID_STATE_TRANSITION\202\323\344\223\002\0332\031/cards/{card_id}/activate'
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=133
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=238
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=240
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=321
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=323
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=411
-  _globals['_DEACTIVATEACCOUNTREQUEST']._serialized_start=413
-  _globals['_DEACTIVATEACCOUNTREQUEST']._serialized_end=459
-  _globals['_ACTIVATEACCOUNTREQUEST']._serialized_start=461
-  _globals['_ACTIVATEACCOUNTREQUEST']._serialized_end=505
-  _globals['_CREATECARDREQUEST']._serialized_start=507
-  _globals['_CREATECARDREQUEST']._serialized_end=585
-  _globals['_LISTCARDSREQUEST']._serialized_start=587
-  _globals['_LISTCARDSREQUEST']._serialized_end=664
-  _globals['_LISTCARDSRESPONSE']._serialized_start=666
-  _globals['_LISTCARDSRESPONSE']._serialized_end=745
-  _globals['_DEACTIVATECARDREQUEST']._serialized_start=747
-  _globals['_DEACTIVATECARDREQUEST']._serialized_end=787
-  _globals['_ACTIVATECARDREQUEST']._serialized_start=789
-  _globals['_ACTIVATECARDREQUEST']._serialized_end=827
-  _globals['_ACCOUNTSERVICE']._serialized_start=830
-  _globals['_ACCOUNTSERVICE']._serialized_end=1556
-  _globals['_CARDSERVICE']._serialized_start=1559
-  _globals['_CARDSERVICE']._serialized_end=2216
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=166
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=283
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=285
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=366
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=368
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=456
+  _globals['_DEACTIVATEACCOUNTREQUEST']._serialized_start=458
+  _globals['_DEACTIVATEACCOUNTREQUEST']._serialized_end=504
+  _globals['_ACTIVATEACCOUNTREQUEST']._serialized_start=506
+  _globals['_ACTIVATEACCOUNTREQUEST']._serialized_end=550
+  _globals['_CREATECARDREQUEST']._serialized_start=552
+  _globals['_CREATECARDREQUEST']._serialized_end=636
+  _globals['_LISTCARDSREQUEST']._serialized_start=638
+  _globals['_LISTCARDSREQUEST']._serialized_end=715
+  _globals['_LISTCARDSRESPONSE']._serialized_start=717
+  _globals['_LISTCARDSRESPONSE']._serialized_end=796
+  _globals['_DEACTIVATECARDREQUEST']._serialized_start=798
+  _globals['_DEACTIVATECARDREQUEST']._serialized_end=838
+  _globals['_ACTIVATECARDREQUEST']._serialized_start=840
+  _globals['_ACTIVATECARDREQUEST']._serialized_end=878
+  _globals['_ACCOUNTSERVICE']._serialized_start=881
+  _globals['_ACCOUNTSERVICE']._serialized_end=1607
+  _globals['_CARDSERVICE']._serialized_start=1610
+  _globals['_CARDSERVICE']._serialized_end=2267
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from customers.v1 import resources_pb2 as _resources_pb2
 from customers.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers

@@ -23,18 +23,21 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ustomers/v1/auth.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"9\n\x12\x43reateTokenRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\">\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\r\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x1a\n\x18RotateCredentialsRequest\"2\n\x0b\x43redentials\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\"/\n\x19RegisterSigningKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\"_\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16ListSigningKeysRequest\"A\n\x17ListSigningKeysResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.customers.v1.SigningKey\")\n\x17\x44\x65leteSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\xba\x05\n\x0b\x41uthService\x12y\n\x0b\x43reateToken\x12 .customers.v1.CreateTokenRequest\x1a\x13.customers.v1.Token\"3\x88\xb5\x18\x02\x92\xb5\x18\x15\x12\x13INVALID_CREDENTIALS\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/token:\x01*\x12t\n\x11RotateCredentials\x12&.customers.v1.RotateCredentialsRequest\x1a\x19.customers.v1.Credentials\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/auth/credentials:\x01*\x12\xaf\x01\n\x12RegisterSigningKey\x12\'.customers.v1.RegisterSigningKeyRequest\x1a\x18.customers.v1.SigningKey\"V\x88\xb5\x18\x03\x92\xb5\x18\x36\n\x04\xc9\x01\xc8\x01\x12\x13INVALID_SIGNING_KEY\x12\x19SIGNING_KEY_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x12\x1a\r/auth/signing:\x01*\x12u\n\x0fListSigningKeys\x12$.customers.v1.ListSigningKeysRequest\x1a%.customers.v1.ListSigningKeysResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/auth/signing\x12\x90\x01\n\x10\x44\x65leteSigningKey\x12%.customers.v1.DeleteSigningKeyRequest\x1a\x16.google.protobuf.Empty\"=\x92\xb5\x18\x1b\n\x02\xcc\x01\x12\x15SIGNING_KEY_NOT_FOUND\x82\xd3\xe4\x93\x02\x18*\x16/auth/signing/{key_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ustomers/v1/auth.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"9\n\x12\x43reateTokenRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\">\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\r\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x1a\n\x18RotateCredentialsRequest\"2\n\x0b\x43redentials\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\"5\n\x19RegisterSigningKeyRequest\x12\x18\n\npublic_key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"_\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16ListSigningKeysRequest\"A\n\x17ListSigningKeysResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.customers.v1.SigningKey\")\n\x17\x44\x65leteSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\xba\x05\n\x0b\x41uthService\x12y\n\x0b\x43reateToken\x12 .customers.v1.CreateTokenRequest\x1a\x13.customers.v1.Token\"3\x88\xb5\x18\x02\x92\xb5\x18\x15\x12\x13INVALID_CREDENTIALS\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/token:\x01*\x12t\n\x11RotateCredentials\x12&.customers.v1.RotateCredentialsRequest\x1a\x19.customers.v1.Credentials\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/auth/credentials:\x01*\x12\xaf\x01\n\x12RegisterSigningKey\x12\'.customers.v1.RegisterSigningKeyRequest\x1a\x18.customers.v1.SigningKey\"V\x88\xb5\x18\x03\x92\xb5\x18\x36\n\x04\xc9\x01\xc8\x01\x12\x13INVALID_SIGNING_KEY\x12\x19SIGNING_KEY_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x12\x1a\r/auth/signing:\x01*\x12u\n\x0fListSigningKeys\x12$.customers.v1.ListSigningKeysRequest\x1a%.customers.v1.ListSigningKeysResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/auth/signing\x12\x90\x01\n\x10\x44\x65leteSigningKey\x12%.customers.v1.DeleteSigningKeyRequest\x1a\x16.google.protobuf.Empty\"=\x92\xb5\x18\x1b\n\x02\xcc\x01\x12\x15SIGNING_KEY_NOT_FOUND\x82\xd3\xe4\x93\x02\x18*\x16/auth/signing/{key_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REGISTERSIGNINGKEYREQUEST'].fields_by_name['public_key']._loaded_options = None
+  _globals['_REGISTERSIGNINGKEYREQUEST'].fields_by_name['public_key']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\210\265\030\002\222\265\030\025\022\023INVALID_CREDENTIALS\202\323\344\223\002\020\"\013/auth/token:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['RotateCredentials']._loaded_options = None
@@ -45,24 +48,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['ListSigningKeys']._serialized_options = b'\202\323\344\223\002\017\022\r/auth/signing'
   _globals['_AUTHSERVICE'].methods_by_name['DeleteSigningKey']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['DeleteSigningKey']._serialized_options = b'\222\265\030\033\n\002\314\001\022\025SIGNING_KEY_NOT_FOUND\202\323\344\223\002\030*\026/auth/signing/{key_id}'
-  _globals['_CREATETOKENREQUEST']._serialized_start=161
-  _globals['_CREATETOKENREQUEST']._serialized_end=218
-  _globals['_TOKEN']._serialized_start=220
-  _globals['_TOKEN']._serialized_end=282
-  _globals['_ROTATECREDENTIALSREQUEST']._serialized_start=284
-  _globals['_ROTATECREDENTIALSREQUEST']._serialized_end=310
-  _globals['_CREDENTIALS']._serialized_start=312
-  _globals['_CREDENTIALS']._serialized_end=362
-  _globals['_REGISTERSIGNINGKEYREQUEST']._serialized_start=364
-  _globals['_REGISTERSIGNINGKEYREQUEST']._serialized_end=411
-  _globals['_SIGNINGKEY']._serialized_start=413
-  _globals['_SIGNINGKEY']._serialized_end=508
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=510
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=534
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=536
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=601
-  _globals['_DELETESIGNINGKEYREQUEST']._serialized_start=603
-  _globals['_DELETESIGNINGKEYREQUEST']._serialized_end=644
-  _globals['_AUTHSERVICE']._serialized_start=647
-  _globals['_AUTHSERVICE']._serialized_end=1345
+  _globals['_CREATETOKENREQUEST']._serialized_start=194
+  _globals['_CREATETOKENREQUEST']._serialized_end=251
+  _globals['_TOKEN']._serialized_start=253
+  _globals['_TOKEN']._serialized_end=315
+  _globals['_ROTATECREDENTIALSREQUEST']._serialized_start=317
+  _globals['_ROTATECREDENTIALSREQUEST']._serialized_end=343
+  _globals['_CREDENTIALS']._serialized_start=345
+  _globals['_CREDENTIALS']._serialized_end=395
+  _globals['_REGISTERSIGNINGKEYREQUEST']._serialized_start=397
+  _globals['_REGISTERSIGNINGKEYREQUEST']._serialized_end=450
+  _globals['_SIGNINGKEY']._serialized_start=452
+  _globals['_SIGNINGKEY']._serialized_end=547
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=549
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=573
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=575
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=640
+  _globals['_DELETESIGNINGKEYREQUEST']._serialized_start=642
+  _globals['_DELETESIGNINGKEYREQUEST']._serialized_end=683
+  _globals['_AUTHSERVICE']._serialized_start=686
+  _globals['_AUTHSERVICE']._serialized_end=1384
 # @@protoc_insertion_point(module_scope)

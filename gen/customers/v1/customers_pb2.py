@@ -23,19 +23,30 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from customers.v1 import resources_pb2 as customers_dot_v1_dot_resources__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/customers.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1a\x63ustomers/v1/options.proto\">\n\x15\x43reateCustomerRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\"\x81\x01\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.customers.v1.Customer.Status\x12\x13\n\x0b\x65xternal_id\x18\x04 \x01(\t\"[\n\x15ListCustomersResponse\x12)\n\tcustomers\x18\x01 \x03(\x0b\x32\x16.customers.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"0\n\x19\x44\x65\x61\x63tivateCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\".\n\x17\x41\x63tivateCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"*\n\x13GetChallengeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"N\n\tChallenge\x12\x11\n\tchallenge\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x14SignChallengeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x0e\n\x06signer\x18\x03 \x01(\t\x12\x11\n\tchallenge\x18\x04 \x01(\t\"J\n\x15WatchCustomersRequest\x12\x12\n\x05\x61\x66ter\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x08\n\x06_after\"\xfa\x01\n\rCustomerEvent\x12\x10\n\x03seq\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65vent_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x19\n\x0cwebhook_type\x18\x03 \x01(\tH\x02\x88\x01\x01\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x16.customers.v1.Customer\x12\x16\n\theartbeat\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_seqB\x0b\n\t_event_idB\x0f\n\r_webhook_typeB\x0c\n\n_heartbeat2\xf3\n\n\x0f\x43ustomerService\x12\xa4\x01\n\x0e\x43reateCustomer\x12#.customers.v1.CreateCustomerRequest\x1a\x16.customers.v1.Customer\"U\x92\xb5\x18,\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x17\x43USTOMER_ALREADY_EXISTS\x82\xd3\xe4\x93\x02\x1f\"\n/customers:\x01*Z\x0e\"\t/customer:\x01*\x12\x7f\n\rListCustomers\x12\".customers.v1.ListCustomersRequest\x1a#.customers.v1.ListCustomersResponse\"%\x92\xb5\x18\x0f\x12\rINVALID_FIELD\x82\xd3\xe4\x93\x02\x0c\x12\n/customers\x12\x81\x01\n\x0bGetCustomer\x12 .customers.v1.GetCustomerRequest\x1a\x16.customers.v1.Customer\"8\x92\xb5\x18\x14\x12\x12\x43USTOMER_NOT_FOUND\x82\xd3\xe4\x93\x02\x1a\x12\x18/customers/{customer_id}\x12\xb4\x01\n\x12\x44\x65\x61\x63tivateCustomer\x12\'.customers.v1.DeactivateCustomerRequest\x1a\x16.customers.v1.Customer\"]\x92\xb5\x18.\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02%2#/customers/{customer_id}/deactivate\x12\xae\x01\n\x10\x41\x63tivateCustomer\x12%.customers.v1.ActivateCustomerRequest\x1a\x16.customers.v1.Customer\"[\x92\xb5\x18.\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02#2!/customers/{customer_id}/activate\x12\xa1\x01\n\x0cGetChallenge\x12!.customers.v1.GetChallengeRequest\x1a\x17.customers.v1.Challenge\"U\x92\xb5\x18\'\x12\x12\x43USTOMER_NOT_FOUND\x12\x11UNSUPPORTED_CHAIN\x82\xd3\xe4\x93\x02$\x12\"/customers/{customer_id}/challenge\x12\xa5\x01\n\x0eWatchCustomers\x12#.customers.v1.WatchCustomersRequest\x1a\x1b.customers.v1.CustomerEvent\"O\x92\xb5\x18\x33\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x0eSTREAM_LAGGING\x82\xd3\xe4\x93\x02\x12\x12\x10/customers:watch0\x01\x12\xff\x01\n\rSignChallenge\x12\".customers.v1.SignChallengeRequest\x1a\x16.google.protobuf.Empty\"\xb1\x01\x92\xb5\x18{\n\x02\xcc\x01\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x12\x43HALLENGE_REJECTED\x12\x11\x43HALLENGE_EXPIRED\x12\x18\x43HALLENGE_ALREADY_SIGNED\x12\x11UNSUPPORTED_CHAIN\x82\xd3\xe4\x93\x02,\"\'/customers/{customer_id}/challenge/sign:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ustomers/v1/customers.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1a\x63ustomers/v1/options.proto\"J\n\x15\x43reateCustomerRequest\x12\x16\n\x08\x63hain_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x65xternal_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x81\x01\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.customers.v1.Customer.Status\x12\x13\n\x0b\x65xternal_id\x18\x04 \x01(\t\"[\n\x15ListCustomersResponse\x12)\n\tcustomers\x18\x01 \x03(\x0b\x32\x16.customers.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"0\n\x19\x44\x65\x61\x63tivateCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\".\n\x17\x41\x63tivateCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"*\n\x13GetChallengeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"N\n\tChallenge\x12\x11\n\tchallenge\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x14SignChallengeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\tsignature\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06signer\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tchallenge\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x15WatchCustomersRequest\x12\x12\n\x05\x61\x66ter\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x08\n\x06_after\"\xfa\x01\n\rCustomerEvent\x12\x10\n\x03seq\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65vent_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x19\n\x0cwebhook_type\x18\x03 \x01(\tH\x02\x88\x01\x01\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x16.customers.v1.Customer\x12\x16\n\theartbeat\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_seqB\x0b\n\t_event_idB\x0f\n\r_webhook_typeB\x0c\n\n_heartbeat2\xf3\n\n\x0f\x43ustomerService\x12\xa4\x01\n\x0e\x43reateCustomer\x12#.customers.v1.CreateCustomerRequest\x1a\x16.customers.v1.Customer\"U\x92\xb5\x18,\n\x02\xc9\x01\x12\rINVALID_FIELD\x12\x17\x43USTOMER_ALREADY_EXISTS\x82\xd3\xe4\x93\x02\x1f\"\n/customers:\x01*Z\x0e\"\t/customer:\x01*\x12\x7f\n\rListCustomers\x12\".customers.v1.ListCustomersRequest\x1a#.customers.v1.ListCustomersResponse\"%\x92\xb5\x18\x0f\x12\rINVALID_FIELD\x82\xd3\xe4\x93\x02\x0c\x12\n/customers\x12\x81\x01\n\x0bGetCustomer\x12 .customers.v1.GetCustomerRequest\x1a\x16.customers.v1.Customer\"8\x92\xb5\x18\x14\x12\x12\x43USTOMER_NOT_FOUND\x82\xd3\xe4\x93\x02\x1a\x12\x18/customers/{customer_id}\x12\xb4\x01\n\x12\x44\x65\x61\x63tivateCustomer\x12\'.customers.v1.DeactivateCustomerRequest\x1a\x16.customers.v1.Customer\"]\x92\xb5\x18.\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02%2#/customers/{customer_id}/deactivate\x12\xae\x01\n\x10\x41\x63tivateCustomer\x12%.customers.v1.ActivateCustomerRequest\x1a\x16.customers.v1.Customer\"[\x92\xb5\x18.\x12\x12\x43USTOMER_NOT_FOUND\x12\x18INVALID_STATE_TRANSITION\x82\xd3\xe4\x93\x02#2!/customers/{customer_id}/activate\x12\xa1\x01\n\x0cGetChallenge\x12!.customers.v1.GetChallengeRequest\x1a\x17.customers.v1.Challenge\"U\x92\xb5\x18\'\x12\x12\x43USTOMER_NOT_FOUND\x12\x11UNSUPPORTED_CHAIN\x82\xd3\xe4\x93\x02$\x12\"/customers/{customer_id}/challenge\x12\xa5\x01\n\x0eWatchCustomers\x12#.customers.v1.WatchCustomersRequest\x1a\x1b.customers.v1.CustomerEvent\"O\x92\xb5\x18\x33\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x0eSTREAM_LAGGING\x82\xd3\xe4\x93\x02\x12\x12\x10/customers:watch0\x01\x12\xff\x01\n\rSignChallenge\x12\".customers.v1.SignChallengeRequest\x1a\x16.google.protobuf.Empty\"\xb1\x01\x92\xb5\x18{\n\x02\xcc\x01\x12\rINVALID_FIELD\x12\x12\x43USTOMER_NOT_FOUND\x12\x12\x43HALLENGE_REJECTED\x12\x11\x43HALLENGE_EXPIRED\x12\x18\x43HALLENGE_ALREADY_SIGNED\x12\x11UNSUPPORTED_CHAIN\x82\xd3\xe4\x93\x02,\"\'/customers/{customer_id}/challenge/sign:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.customers_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATECUSTOMERREQUEST'].fields_by_name['chain_id']._loaded_options = None
+  _globals['_CREATECUSTOMERREQUEST'].fields_by_name['chain_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECUSTOMERREQUEST'].fields_by_name['external_id']._loaded_options = None
+  _globals['_CREATECUSTOMERREQUEST'].fields_by_name['external_id']._serialized_options = b'\342A\001\002'
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['signature']._loaded_options = None
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['signature']._serialized_options = b'\342A\001\002'
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['signer']._loaded_options = None
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['signer']._serialized_options = b'\342A\001\002'
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['challenge']._loaded_options = None
+  _globals['_SIGNCHALLENGEREQUEST'].fields_by_name['challenge']._serialized_options = b'\342A\001\002'
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateCustomer']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateCustomer']._serialized_options = b'\222\265\030,\n\002\311\001\022\rINVALID_FIELD\022\027CUSTOMER_ALREADY_EXISTS\202\323\344\223\002\037\"\n/customers:\001*Z\016\"\t/customer:\001*'
   _globals['_CUSTOMERSERVICE'].methods_by_name['ListCustomers']._loaded_options = None
@@ -52,28 +63,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMERSERVICE'].methods_by_name['WatchCustomers']._serialized_options = b'\222\265\0303\022\rINVALID_FIELD\022\022CUSTOMER_NOT_FOUND\022\016STREAM_LAGGING\202\323\344\223\002\022\022\020/customers:watch'
   _globals['_CUSTOMERSERVICE'].methods_by_name['SignChallenge']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['SignChallenge']._serialized_options = b'\222\265\030{\n\002\314\001\022\rINVALID_FIELD\022\022CUSTOMER_NOT_FOUND\022\022CHALLENGE_REJECTED\022\021CHALLENGE_EXPIRED\022\030CHALLENGE_ALREADY_SIGNED\022\021UNSUPPORTED_CHAIN\202\323\344\223\002,\"\'/customers/{customer_id}/challenge/sign:\001*'
-  _globals['_CREATECUSTOMERREQUEST']._serialized_start=196
-  _globals['_CREATECUSTOMERREQUEST']._serialized_end=258
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=261
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=390
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=392
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=483
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=485
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=526
-  _globals['_DEACTIVATECUSTOMERREQUEST']._serialized_start=528
-  _globals['_DEACTIVATECUSTOMERREQUEST']._serialized_end=576
-  _globals['_ACTIVATECUSTOMERREQUEST']._serialized_start=578
-  _globals['_ACTIVATECUSTOMERREQUEST']._serialized_end=624
-  _globals['_GETCHALLENGEREQUEST']._serialized_start=626
-  _globals['_GETCHALLENGEREQUEST']._serialized_end=668
-  _globals['_CHALLENGE']._serialized_start=670
-  _globals['_CHALLENGE']._serialized_end=748
-  _globals['_SIGNCHALLENGEREQUEST']._serialized_start=750
-  _globals['_SIGNCHALLENGEREQUEST']._serialized_end=847
-  _globals['_WATCHCUSTOMERSREQUEST']._serialized_start=849
-  _globals['_WATCHCUSTOMERSREQUEST']._serialized_end=923
-  _globals['_CUSTOMEREVENT']._serialized_start=926
-  _globals['_CUSTOMEREVENT']._serialized_end=1176
-  _globals['_CUSTOMERSERVICE']._serialized_start=1179
-  _globals['_CUSTOMERSERVICE']._serialized_end=2574
+  _globals['_CREATECUSTOMERREQUEST']._serialized_start=229
+  _globals['_CREATECUSTOMERREQUEST']._serialized_end=303
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=306
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=435
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=437
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=528
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=530
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=571
+  _globals['_DEACTIVATECUSTOMERREQUEST']._serialized_start=573
+  _globals['_DEACTIVATECUSTOMERREQUEST']._serialized_end=621
+  _globals['_ACTIVATECUSTOMERREQUEST']._serialized_start=623
+  _globals['_ACTIVATECUSTOMERREQUEST']._serialized_end=669
+  _globals['_GETCHALLENGEREQUEST']._serialized_start=671
+  _globals['_GETCHALLENGEREQUEST']._serialized_end=713
+  _globals['_CHALLENGE']._serialized_start=715
+  _globals['_CHALLENGE']._serialized_end=793
+  _globals['_SIGNCHALLENGEREQUEST']._serialized_start=795
+  _globals['_SIGNCHALLENGEREQUEST']._serialized_end=910
+  _globals['_WATCHCUSTOMERSREQUEST']._serialized_start=912
+  _globals['_WATCHCUSTOMERSREQUEST']._serialized_end=986
+  _globals['_CUSTOMEREVENT']._serialized_start=989
+  _globals['_CUSTOMEREVENT']._serialized_end=1239
+  _globals['_CUSTOMERSERVICE']._serialized_start=1242
+  _globals['_CUSTOMERSERVICE']._serialized_end=2637
 # @@protoc_insertion_point(module_scope)

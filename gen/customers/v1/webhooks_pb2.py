@@ -23,18 +23,23 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/webhooks.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"D\n\x11PutWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\"\xba\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06secret\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13ListWebhooksRequest\"?\n\x14ListWebhooksResponse\x12\'\n\x08webhooks\x18\x01 \x03(\x0b\x32\x15.customers.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x8f\x04\n\x0eWebhookService\x12\x9d\x01\n\nPutWebhook\x12\x1f.customers.v1.PutWebhookRequest\x1a\x15.customers.v1.Webhook\"W\x92\xb5\x18?\n\x04\xc9\x01\xc8\x01\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x12\x15WEBHOOK_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x0e\x1a\t/webhooks:\x01*\x12h\n\x0cListWebhooks\x12!.customers.v1.ListWebhooksRequest\x1a\".customers.v1.ListWebhooksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/webhooks\x12s\n\nGetWebhook\x12\x1f.customers.v1.GetWebhookRequest\x1a\x15.customers.v1.Webhook\"-\x92\xb5\x18\x13\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/{id}\x12~\n\rDeleteWebhook\x12\".customers.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"1\x92\xb5\x18\x17\n\x02\xcc\x01\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10*\x0e/webhooks/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/webhooks.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"P\n\x11PutWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x0c\x63\x61llback_url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"\xba\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06secret\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13ListWebhooksRequest\"?\n\x14ListWebhooksResponse\x12\'\n\x08webhooks\x18\x01 \x03(\x0b\x32\x15.customers.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x8f\x04\n\x0eWebhookService\x12\x9d\x01\n\nPutWebhook\x12\x1f.customers.v1.PutWebhookRequest\x1a\x15.customers.v1.Webhook\"W\x92\xb5\x18?\n\x04\xc9\x01\xc8\x01\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x12\x15WEBHOOK_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x0e\x1a\t/webhooks:\x01*\x12h\n\x0cListWebhooks\x12!.customers.v1.ListWebhooksRequest\x1a\".customers.v1.ListWebhooksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/webhooks\x12s\n\nGetWebhook\x12\x1f.customers.v1.GetWebhookRequest\x1a\x15.customers.v1.Webhook\"-\x92\xb5\x18\x13\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/{id}\x12~\n\rDeleteWebhook\x12\".customers.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"1\x92\xb5\x18\x17\n\x02\xcc\x01\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10*\x0e/webhooks/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customers.v1.webhooks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PUTWEBHOOKREQUEST'].fields_by_name['callback_url']._loaded_options = None
+  _globals['_PUTWEBHOOKREQUEST'].fields_by_name['callback_url']._serialized_options = b'\342A\001\002'
+  _globals['_PUTWEBHOOKREQUEST'].fields_by_name['types']._loaded_options = None
+  _globals['_PUTWEBHOOKREQUEST'].fields_by_name['types']._serialized_options = b'\342A\001\002'
   _globals['_WEBHOOKSERVICE'].methods_by_name['PutWebhook']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['PutWebhook']._serialized_options = b'\222\265\030?\n\004\311\001\310\001\022\rINVALID_FIELD\022\021WEBHOOK_NOT_FOUND\022\025WEBHOOK_LIMIT_REACHED\202\323\344\223\002\016\032\t/webhooks:\001*'
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
@@ -43,18 +48,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._serialized_options = b'\222\265\030\023\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\020\022\016/webhooks/{id}'
   _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\222\265\030\027\n\002\314\001\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\020*\016/webhooks/{id}'
-  _globals['_PUTWEBHOOKREQUEST']._serialized_start=165
-  _globals['_PUTWEBHOOKREQUEST']._serialized_end=233
-  _globals['_WEBHOOK']._serialized_start=236
-  _globals['_WEBHOOK']._serialized_end=422
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=424
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=445
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=447
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=510
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=512
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=543
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=545
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=579
-  _globals['_WEBHOOKSERVICE']._serialized_start=582
-  _globals['_WEBHOOKSERVICE']._serialized_end=1109
+  _globals['_PUTWEBHOOKREQUEST']._serialized_start=198
+  _globals['_PUTWEBHOOKREQUEST']._serialized_end=278
+  _globals['_WEBHOOK']._serialized_start=281
+  _globals['_WEBHOOK']._serialized_end=467
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=469
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=490
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=492
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=555
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=557
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=588
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=590
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=624
+  _globals['_WEBHOOKSERVICE']._serialized_start=627
+  _globals['_WEBHOOKSERVICE']._serialized_end=1154
 # @@protoc_insertion_point(module_scope)
