@@ -248,6 +248,13 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
+# gRPC services the gateway never forwards (internal principals only, over the server's own
+# mTLS port): the transcoder does not know them, and this route refuses them when called as
+# native gRPC through the gateway, before any backend is involved. The server refuses them
+# too (no client certificate arrives over the gateway socket): two locks, either enough.
+INTERNAL_SERVICE_PREFIXES = ("/customers.v1.OperatorService/",)
+
+
 def _route_config(openapi: pathlib.Path) -> Json:
     # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
     # gateway/docs.py), then catch-all routes: by the time the router runs, the transcoder
@@ -266,6 +273,17 @@ def _route_config(openapi: pathlib.Path) -> Json:
                 "domains": ["*"],
                 "routes": [
                     *docs.routes(openapi, disabled_filters=[_TRANSCODER_FILTER, _REQUEST_FILTER]),
+                    *(
+                        {
+                            "name": f"internal-{prefix.strip('/')}",
+                            "match": {"prefix": prefix},
+                            "direct_response": {
+                                "status": 404,
+                                "body": {"inline_string": "not served by the gateway"},
+                            },
+                        }
+                        for prefix in INTERNAL_SERVICE_PREFIXES
+                    ),
                     {
                         "name": "safe",
                         "match": {
