@@ -5,6 +5,7 @@ the cross-partner stream. Every test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import tempfile
@@ -323,3 +324,291 @@ async def test_partner_native_calls_work_over_the_tls_port(partner: GrpcPartner)
     with pytest.raises(grpc.aio.AioRpcError) as unsigned:
         await partner.customers.ListCustomers(customers_pb2.ListCustomersRequest())
     assert unsigned.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- operator actions --------------------------------------------------------------------
+
+
+async def test_suspension_cascades_blocks_the_partners_activate_and_reinstate_restores_exactly(
+    server: RunningServer, pki: Pki, partner: GrpcPartner
+) -> None:
+    customer, account, card = await with_account_and_card(partner)
+    # Switched off by the partner before the suspension: must stay off after reinstate.
+    own = await partner.accounts.CreateAccount(
+        accounts_pb2.CreateAccountRequest(
+            customer_id=customer.id, type=resources_pb2.Account.card_account, currencies=["USD"]
+        ),
+        metadata=partner.metadata,
+    )
+    await partner.accounts.DeactivateAccount(
+        accounts_pb2.DeactivateAccountRequest(account_id=own.id), metadata=partner.metadata
+    )
+    watch = partner.customers.WatchCustomers(
+        customers_pb2.WatchCustomersRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    assert (await watch.read()).heartbeat  # subscribed
+    seen_before = len(await events_of(partner))
+    operator = operator_as(server, pki, pki.compliance)
+
+    suspended = await operator.SuspendCustomer(
+        operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="sanctions hit, review")
+    )
+    assert suspended.customer.status == resources_pb2.Customer.inactive
+    assert suspended.suspension_reason == "sanctions hit, review"
+    streamed = await asyncio.wait_for(watch.read(), 10)
+    assert streamed.customer.status == resources_pb2.Customer.inactive
+
+    new = (await events_of(partner))[seen_before:]
+    assert sorted((e.webhook_type, _status(e)) for e in new) == [
+        ("account.updated", "inactive"),
+        ("card.updated", "inactive"),
+        ("customer.updated", "inactive"),
+    ]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await partner.customers.ActivateCustomer(
+            customers_pb2.ActivateCustomerRequest(customer_id=customer.id),
+            metadata=partner.metadata,
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(refused.value) == "CUSTOMER_SUSPENDED"
+    assert "sanctions hit, review" in (refused.value.details() or "")
+    # The partner's deactivate is a no-op on it (already inactive); its accounts stay off.
+    with pytest.raises(grpc.aio.AioRpcError) as no_account:
+        await partner.accounts.ActivateAccount(
+            accounts_pb2.ActivateAccountRequest(account_id=account.id), metadata=partner.metadata
+        )
+    assert no_account.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    again = await operator.SuspendCustomer(
+        operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="twice")
+    )
+    assert again.suspension_reason == "sanctions hit, review"  # a no-op: nothing written
+
+    reinstated = await operator.ReinstateCustomer(
+        operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="cleared by review")
+    )
+    assert reinstated.customer.status == resources_pb2.Customer.active
+    assert not reinstated.HasField("suspension_reason")
+    reader = operator_as(server, pki, pki.support)
+    accounts = await reader.ListAccounts(accounts_pb2.ListAccountsRequest(customer_id=customer.id))
+    status_of = {a.id: a.status for a in accounts.accounts}
+    assert status_of == {account.id: account.Status.active, own.id: own.Status.inactive}
+    got_card = await reader.GetCard(operator_pb2.OperatorGetCardRequest(card_id=card.id))
+    assert got_card.status == resources_pb2.Card.active
+    watch.cancel()
+
+    audit = await audit_rows(server, customer.id)
+    assert [(r["principal"], r["action"], r["reason"], r["entity"]) for r in audit] == [
+        ("compliance", "suspend", "sanctions hit, review", "customer"),
+        ("compliance", "reinstate", "cleared by review", "customer"),
+    ]
+    assert all(
+        str(r["partner_id"]).replace("-", "") == partner.partner_id.replace("-", "") for r in audit
+    )
+    assert audit[0]["at"] <= audit[1]["at"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as not_suspended:
+        await operator.ReinstateCustomer(
+            operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="again")
+        )
+    assert not_suspended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # And now the partner's own switches work again.
+    await partner.customers.DeactivateCustomer(
+        customers_pb2.DeactivateCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    back = await partner.customers.ActivateCustomer(
+        customers_pb2.ActivateCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    assert back.status == resources_pb2.Customer.active
+
+
+def _status(event: events_pb2.Event) -> str:
+    entity = getattr(event, event.WhichOneof("entity") or "customer")
+    return str(type(entity).Status.Name(entity.status))
+
+
+async def test_rejection_is_final_and_switches_off_accounts_and_cards(
+    server: RunningServer, pki: Pki, partner: GrpcPartner
+) -> None:
+    customer, account, card = await with_account_and_card(partner)
+    operator = operator_as(server, pki, pki.compliance)
+    rejected = await operator.RejectCustomer(
+        operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="mule account")
+    )
+    assert rejected.customer.status == resources_pb2.Customer.rejected
+    reader = operator_as(server, pki, pki.support)
+    assert (
+        await reader.GetAccount(operator_pb2.OperatorGetAccountRequest(account_id=account.id))
+    ).status == resources_pb2.Account.inactive
+    assert (
+        await reader.GetCard(operator_pb2.OperatorGetCardRequest(card_id=card.id))
+    ).status == resources_pb2.Card.inactive
+    for call in (operator.ReinstateCustomer, operator.SuspendCustomer, operator.RejectCustomer):
+        with pytest.raises(grpc.aio.AioRpcError) as final:
+            await call(operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="x"))
+        assert final.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as partner_too:
+        await partner.customers.ActivateCustomer(
+            customers_pb2.ActivateCustomerRequest(customer_id=customer.id),
+            metadata=partner.metadata,
+        )
+    assert reason_of(partner_too.value) == "INVALID_STATE_TRANSITION"
+    customer_events = [e for e in await events_of(partner) if e.webhook_type == "customer.updated"]
+    assert customer_events[-1].customer.status == resources_pb2.Customer.rejected
+    audit = await audit_rows(server, customer.id)
+    assert [(r["action"], r["reason"]) for r in audit] == [("reject", "mule account")]
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 501, "tab\there"])
+async def test_an_operator_action_without_a_usable_reason_is_refused_and_changes_nothing(
+    server: RunningServer, pki: Pki, partner: GrpcPartner, reason: str
+) -> None:
+    customer = await partner.active_customer()
+    before = await events_of(partner)
+    operator = operator_as(server, pki, pki.compliance)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await operator.SuspendCustomer(
+            operator_pb2.OperatorActionRequest(customer_id=customer.id, reason=reason)
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(refused.value) == "INVALID_FIELD"
+    got = await partner.customers.GetCustomer(
+        customers_pb2.GetCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    assert got.status == resources_pb2.Customer.active
+    assert await events_of(partner) == before
+    assert await audit_rows(server, customer.id) == []
+
+
+async def test_an_operator_action_on_an_unknown_customer_is_not_found(
+    server: RunningServer, pki: Pki
+) -> None:
+    operator = operator_as(server, pki, pki.compliance)
+    for customer_id in ("not-a-uuid", "7d1c2d3e-0000-4000-8000-000000000000"):
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await operator.SuspendCustomer(
+                operator_pb2.OperatorActionRequest(customer_id=customer_id, reason="why")
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- the cross-partner stream ------------------------------------------------------------
+
+
+async def _changes(
+    stream: grpc.aio.UnaryStreamCall, count: int
+) -> list[operator_pb2.OperatorCustomerEvent]:
+    got: list[operator_pb2.OperatorCustomerEvent] = []
+
+    async def collect() -> None:
+        while len(got) < count:
+            message = await stream.read()
+            assert message is not grpc.aio.EOF
+            if not message.heartbeat:
+                got.append(message)
+
+    await asyncio.wait_for(collect(), 15)
+    return got
+
+
+async def test_the_cross_partner_stream_resumes_after_a_position_without_gap_or_duplicate(
+    server: RunningServer, pki: Pki, partner: GrpcPartner, other_partner: GrpcPartner
+) -> None:
+    watcher = operator_as(server, pki, pki.watcher)
+    live = watcher.WatchAllCustomers(operator_pb2.WatchAllCustomersRequest())
+    assert (await live.read()).heartbeat  # subscribed: everything after this is on it
+    mine = await partner.active_customer()  # 3 customer events (initiating, verifying, active)
+    theirs = await other_partner.active_customer()
+    first = await _changes(live, 6)
+    assert {e.partner_id for e in first} == {partner.partner_id, other_partner.partner_id}
+    positions = [e.position for e in first]
+    assert positions == sorted(positions) and len(set(positions)) == 6
+    assert all(e.HasField("seq") and e.event_id for e in first)
+
+    # Disconnect; changes commit while nobody watches, some concurrently, then resume.
+    cut = first[3].position
+    live.cancel()
+    operator = operator_as(server, pki, pki.compliance)
+    await asyncio.gather(
+        operator.SuspendCustomer(
+            operator_pb2.OperatorActionRequest(customer_id=mine.id, reason="r")
+        ),
+        other_partner.customers.DeactivateCustomer(
+            customers_pb2.DeactivateCustomerRequest(customer_id=theirs.id),
+            metadata=other_partner.metadata,
+        ),
+    )
+    resumed = watcher.WatchAllCustomers(operator_pb2.WatchAllCustomersRequest(after=cut))
+    backlog = await _changes(resumed, 4)  # first[4:] again, then the two changes
+    assert [e.event_id for e in backlog[:2]] == [e.event_id for e in first[4:]]
+    later = await partner.active_customer()  # live after the backlog: the seam
+    tail = await _changes(resumed, 3)
+    resumed.cancel()
+    received = backlog + tail
+    positions = [e.position for e in received]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert {e.customer.id for e in received[2:4]} == {mine.id, theirs.id}
+    assert {e.customer.id for e in tail} == {later.id}
+    # No gap: exactly the customer events the outbox holds after the cut, in order.
+    async with server.container.engine.connect() as connection:
+        stored = (
+            (
+                await connection.execute(
+                    sa.text(
+                        "SELECT position FROM events WHERE type = 'customer.updated'"
+                        " AND position > :cut ORDER BY position"
+                    ),
+                    {"cut": cut},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert positions == list(stored)
+
+
+async def test_concurrent_commits_of_many_partners_reach_the_stream_in_position_order(
+    server: RunningServer, pki: Pki, partner: GrpcPartner, other_partner: GrpcPartner
+) -> None:
+    customers = [await p.active_customer() for p in (partner, other_partner) for _ in range(3)]
+    owners = [partner] * 3 + [other_partner] * 3
+    watcher = operator_as(server, pki, pki.watcher)
+    live = watcher.WatchAllCustomers(operator_pb2.WatchAllCustomersRequest())
+    assert (await live.read()).heartbeat
+
+    async def flip(owner: GrpcPartner, customer_id: str) -> None:
+        for _ in range(3):
+            await owner.customers.DeactivateCustomer(
+                customers_pb2.DeactivateCustomerRequest(customer_id=customer_id),
+                metadata=owner.metadata,
+            )
+            await owner.customers.ActivateCustomer(
+                customers_pb2.ActivateCustomerRequest(customer_id=customer_id),
+                metadata=owner.metadata,
+            )
+
+    await asyncio.gather(*(flip(o, c.id) for o, c in zip(owners, customers, strict=True)))
+    received = await _changes(live, 36)
+    live.cancel()
+    positions = [e.position for e in received]
+    assert positions == sorted(positions) and len(set(positions)) == 36
+    # Per partner, the global order agrees with the partner's own sequence.
+    for owner in (partner, other_partner):
+        seqs = [e.seq for e in received if e.partner_id == owner.partner_id]
+        assert seqs == sorted(seqs) and len(seqs) == 18
+    async with server.container.engine.connect() as connection:
+        stored = (
+            (
+                await connection.execute(
+                    sa.text(
+                        "SELECT position FROM events WHERE type = 'customer.updated'"
+                        " AND position >= :first ORDER BY position"
+                    ),
+                    {"first": positions[0]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert positions == list(stored)
