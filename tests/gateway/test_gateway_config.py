@@ -16,6 +16,7 @@ import pytest
 from gateway.__main__ import DEFAULT_DESCRIPTOR, SERVICES
 from gateway.config import render
 from gateway.process import envoy_binary
+from server.transport.services import INTERNAL_SERVICE_NAMES
 
 HTTP_PORT = 18_123
 ADMIN_PORT = 19_123
@@ -115,7 +116,7 @@ def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_the_contract_is_served_from_files_before_the_catch_all_route() -> None:
     routes = _routes(json.loads(_render()))
-    direct = [r for r in routes if "direct_response" in r]
+    direct = [r for r in routes if "direct_response" in r and "path" in r["match"]]
     assert {r["match"]["path"] for r in direct} >= {"/openapi.json", "/docs"}
     assert routes[-1]["match"] == {"prefix": "/"}  # the API's catch-all stays last
     by_path = {r["match"]["path"]: r for r in direct}
@@ -153,3 +154,26 @@ def test_only_reads_and_idempotency_keyed_calls_are_retried_and_never_after_a_pl
         # A reset request may have burned its signature nonce: a retry would be a 401.
         assert "reset" not in route["route"]["retry_policy"]["retry_on"].split(",")
     assert routes[-1]["match"] == {"prefix": "/"} and "retry_policy" not in routes[-1]["route"]
+
+
+def test_internal_services_are_refused_by_a_route_and_unknown_to_the_transcoder() -> None:
+    config = json.loads(_render())
+    routes = _routes(config)
+    refused = {
+        r["match"].get("prefix"): r["direct_response"]["status"]
+        for r in routes
+        if "direct_response" in r and "prefix" in r["match"]
+    }
+    for name in INTERNAL_SERVICE_NAMES:
+        assert refused[f"/{name}/"] == 404
+        assert (
+            routes.index(next(r for r in routes if r["match"].get("prefix") == f"/{name}/"))
+            < len(routes) - 1
+        )
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+    transcoder = next(
+        f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
+    )
+    assert not set(transcoder["typed_config"]["services"]) & set(INTERNAL_SERVICE_NAMES)
