@@ -27,6 +27,7 @@ from tests.helpers.certificates import Issued, TestCA, client_credentials
 from tests.helpers.databases import database
 from tests.helpers.partners import create_partner
 from tests.helpers.processes import ROOT, ServerProcess, free_port, running_server, server_env
+from tests.helpers.receivers import running_receiver
 from tests.helpers.rest import RestPartner
 
 COMPLIANCE = "spiffe://customers.internal/compliance"
@@ -147,7 +148,12 @@ def test_an_operator_suspension_reaches_the_partner_through_the_gateway(
 ) -> None:
     customer = partner.active_customer()
     channel, operator = tls_stack.operator()
-    with channel:
+    with channel, running_receiver() as receiver:
+        subscribed = partner.call(
+            "PUT", "/webhooks", json={"callbackUrl": receiver.url, "types": ["customer.updated"]}
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        receiver.secret = subscribed.json()["secret"]
         suspended = operator.SuspendCustomer(
             operator_pb2.OperatorActionRequest(customer_id=customer["id"], reason="AML review 42"),
             timeout=10,
@@ -156,7 +162,14 @@ def test_an_operator_suspension_reaches_the_partner_through_the_gateway(
         shown = partner.call("GET", f"/customers/{customer['id']}").json()
         assert shown["status"] == "inactive"
         events = partner.call("GET", "/events", params={"types": "customer.updated"}).json()
-        assert events["events"][-1]["customer"]["status"] == "inactive"
+        last = events["events"][-1]
+        assert last["customer"] == shown
+        # The partner's webhook gets it like any other change, signed, with the GET's shape.
+        receiver.wait_for(lambda r: r.has_events([last["eventId"]]))
+        delivered = receiver.deliveries[last["eventId"]]
+        assert delivered["webhookType"] == "customer.updated"
+        assert delivered["status"] == "inactive" and delivered["id"] == customer["id"]
+        assert all(a.verified for a in receiver.attempts)
 
         refused = partner.call("PATCH", f"/customers/{customer['id']}/activate")
         assert refused.status_code == 409, refused.text
