@@ -217,7 +217,11 @@ async def test_a_plain_text_client_is_refused_by_the_tls_port(server: RunningSer
 
 
 async def test_a_reader_reads_any_partners_customers_accounts_and_cards(
-    server: RunningServer, pki: Pki, partner: GrpcPartner, other_partner: GrpcPartner
+    server: RunningServer,
+    pki: Pki,
+    partner: GrpcPartner,
+    other_partner: GrpcPartner,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     customer, account, card = await with_account_and_card(partner)
     theirs = await other_partner.active_customer()
@@ -244,6 +248,10 @@ async def test_a_reader_reads_any_partners_customers_accounts_and_cards(
     assert list(accounts.accounts) == [account]
     cards = await reader.ListCards(accounts_pb2.ListCardsRequest(account_id=account.id))
     assert list(cards.cards) == [card]
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"call"' in line]
+    mine = [e for e in logged if e["method"].startswith("/customers.v1.OperatorService/")]
+    assert len(mine) == 7 and all(e["principal"] == "support" for e in mine)
+    assert all("principal" not in e for e in logged if e not in mine)
 
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await reader.GetCustomer(operator_pb2.OperatorGetCustomerRequest(customer_id=account.id))
