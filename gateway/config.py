@@ -325,6 +325,13 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
+# gRPC services the gateway never forwards (internal principals only, over the server's own
+# mTLS port): the transcoder does not know them, and this route refuses them when called as
+# native gRPC through the gateway, before any backend is involved. The server refuses them
+# too (no client certificate arrives over the gateway socket): two locks, either enough.
+INTERNAL_SERVICE_PREFIXES = ("/customers.v1.OperatorService/",)
+
+
 def _route_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -> Json:
     # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
     # gateway/docs.py), then a 405 with `Allow` for a method a REST path does not declare
@@ -345,6 +352,17 @@ def _route_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -
                 "domains": ["*"],
                 "routes": [
                     *docs.routes(openapi, disabled_filters=_LOCAL_ONLY),
+                    *(
+                        {
+                            "name": f"internal-{prefix.strip('/')}",
+                            "match": {"prefix": prefix},
+                            "direct_response": {
+                                "status": 404,
+                                "body": {"inline_string": "not served by the gateway"},
+                            },
+                        }
+                        for prefix in INTERNAL_SERVICE_PREFIXES
+                    ),
                     *methods.routes(paths, disabled=docs.disabled_config(_LOCAL_ONLY)),
                     {
                         "name": "safe",

@@ -69,10 +69,11 @@ async def _dev(settings: Settings) -> None:
             print(f"stopped Envoy {stale}, left behind by an earlier dev run", flush=True)
         envoys.append(await start_envoy(config, admin_port=settings.envoy_admin_port))
         pidfile.write(envoys[-1].pid)
+        tls = ", mTLS: client certificates required" if settings.grpc_tls else ""
         print(
             f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
             f"  API docs      http://127.0.0.1:{settings.http_port}/docs\n"
-            f"  gRPC          {settings.grpc_host}:{port} ({settings.workers} workers)\n"
+            f"  gRPC          {settings.grpc_host}:{port} ({settings.workers} workers{tls})\n"
             f"  Envoy admin   http://127.0.0.1:{settings.envoy_admin_port}\n"
             f"  database      {settings.database_url}\n\n  Ctrl-C stops both.\n",
             flush=True,

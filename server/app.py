@@ -21,6 +21,7 @@ from customers.v1 import (
     customers_pb2_grpc,
     events_pb2_grpc,
     kyc_pb2_grpc,
+    operator_pb2_grpc,
     simulator_pb2_grpc,
     webhooks_pb2_grpc,
 )
@@ -32,7 +33,8 @@ from server.transport.auth import AuthServicer
 from server.transport.customers import CustomerServicer, SimulatorServicer
 from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
-from server.transport.services import SERVICE_NAMES
+from server.transport.operator import OperatorServicer
+from server.transport.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 from server.transport.webhooks import WebhookServicer
 
 __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
@@ -68,6 +70,25 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.container.close()
+
+
+def grpc_server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the TCP port, requiring a client certificate from the client CA; None for
+    the plain port of development. grpcio's Python API offers "require and verify" or "do
+    not request" only (no "request but do not require"), so a port that must know internal
+    services by their certificates requires one from every caller: partners calling native
+    gRPC get a certificate from that CA (bundle) too; their token and signature still say
+    who they are (docs/DECISIONS.md, "Internal services")."""
+    if not settings.grpc_tls:
+        return None
+    assert settings.grpc_tls_key_file and settings.grpc_tls_cert_file
+    assert settings.grpc_client_ca_file
+    key = pathlib.Path(settings.grpc_tls_key_file).read_bytes()
+    chain = pathlib.Path(settings.grpc_tls_cert_file).read_bytes()
+    client_ca = pathlib.Path(settings.grpc_client_ca_file).read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=True
+    )
 
 
 def prepare_socket_dir(path: str) -> None:
@@ -129,15 +150,26 @@ async def start(
     kyc_pb2_grpc.add_KycCallbackServiceServicer_to_server(
         KycCallbackServicer(container.kyc), server
     )
+    assert container.operator is not None and container.watch_all is not None
+    operator_pb2_grpc.add_OperatorServiceServicer_to_server(
+        OperatorServicer(container.operator, container.watch_all), server
+    )
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ["", *SERVICE_NAMES]:
+    for name in ["", *SERVICE_NAMES, *INTERNAL_SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        [*SERVICE_NAMES, *INTERNAL_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME],
+        server,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    credentials = grpc_server_credentials(settings)
+    port = (
+        server.add_insecure_port(address)
+        if credentials is None
+        else server.add_secure_port(address, credentials)
+    )
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)  # left behind by a worker that was killed
     server.add_insecure_port(f"unix:{socket_path}")

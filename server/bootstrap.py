@@ -25,7 +25,7 @@ from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
 from server.events.notifier import PostgresListener
 from server.events.sqlite_watch import SqliteChangeWatcher
-from server.events.watch import CustomerWatch
+from server.events.watch import CustomerWatch, EveryoneWatch
 from server.events.webhooks import DeliveryOptions, WebhookWorker
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorsInterceptor
@@ -40,6 +40,7 @@ from server.services.authentication import RequestAuthenticator
 from server.services.customers import ChallengeSettings, CustomerService
 from server.services.events import EventService
 from server.services.kyc import KycService
+from server.services.operator import OperatorService
 from server.services.ports import Clock, KycProvider, NonceRegistry
 from server.services.signing_keys import SigningKeyService
 from server.services.webhooks import WebhookService
@@ -69,6 +70,8 @@ class Container:
     signing_keys: SigningKeyService
     hub: EventHub | None = None  # live fan-out to WatchCustomers streams
     watch: CustomerWatch | None = None
+    watch_all: EveryoneWatch | None = None  # the cross-partner stream (internal watchers)
+    operator: OperatorService | None = None  # the programme operator's use cases
     events: EventService | None = None
     listener: PostgresListener | None = None  # wakes us when other replicas commit
     sqlite_watcher: SqliteChangeWatcher | None = None  # the same for other SQLite workers
@@ -225,6 +228,8 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             policy=POLICY,
             public_authority=settings.public_authority,
             public_scheme=settings.public_scheme,
+            # Internal methods: the service principal named by the verified client cert.
+            principals=settings.principals,
         ),
         # Undecodable request bytes, and REST JSON the published contract does not allow
         # (null, a bare value for a list, enum numbers): 400, once the caller is known.
@@ -249,6 +254,8 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         signing_keys=signing_keys,
         hub=hub,
         watch=CustomerWatch(hub=hub, uow=uow),
+        watch_all=EveryoneWatch(hub=hub, uow=uow),
+        operator=OperatorService(uow=uow, clock=clock),
         events=EventService(uow=uow),
         listener=listener,
         sqlite_watcher=sqlite_watcher,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.domain import principals
 
 # Known to everyone, so only good for a local sandbox: production refuses to start with it.
 DEVELOPMENT_KYC_WEBHOOK_SECRET = "sandbox-kyc-webhook-secret-not-for-production"
@@ -57,6 +60,46 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86400)
     log_level: str = "INFO"
     log_json: bool = True
+    # TLS on the gRPC TCP port, with client certificates from this CA (docs/OPERATOR.md):
+    # all three or none. Unset: the plain port of development.
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
+    grpc_client_ca_file: str | None = None
+    # The service principals file (SPEC section 13); needs the TLS settings above.
+    internal_services: str | None = None
+    _principals: principals.Principals = PrivateAttr(default_factory=principals.Principals)
+
+    @model_validator(mode="after")
+    def _grpc_tls_is_whole(self) -> Settings:
+        files = {
+            "CUSTOMERS_GRPC_TLS_CERT_FILE": self.grpc_tls_cert_file,
+            "CUSTOMERS_GRPC_TLS_KEY_FILE": self.grpc_tls_key_file,
+            "CUSTOMERS_GRPC_CLIENT_CA_FILE": self.grpc_client_ca_file,
+        }
+        given = [name for name, value in files.items() if value]
+        if given and len(given) != len(files):
+            missing = sorted(set(files) - set(given))
+            raise ValueError(f"{', '.join(given)} set without {', '.join(missing)}")
+        for name, value in files.items():
+            if value and not os.path.isfile(value):
+                raise ValueError(f"{name}: no such file {value!r}")
+        if self.internal_services:
+            if not given:
+                raise ValueError(
+                    "CUSTOMERS_INTERNAL_SERVICES needs the gRPC TLS settings: principals are"
+                    " known by their client certificates"
+                )
+            self._principals = _load_principals(self.internal_services)
+        return self
+
+    @property
+    def grpc_tls(self) -> bool:
+        return self.grpc_tls_cert_file is not None
+
+    @property
+    def principals(self) -> principals.Principals:
+        """The service principals (empty without CUSTOMERS_INTERNAL_SERVICES)."""
+        return self._principals
 
     @field_validator("public_url")
     @classmethod
@@ -111,3 +154,18 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _load_principals(path: str) -> principals.Principals:
+    """The principals file, parsed; any problem is a ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except OSError as exc:
+        raise ValueError(f"CUSTOMERS_INTERNAL_SERVICES: cannot read {path!r}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"CUSTOMERS_INTERNAL_SERVICES: {path!r} is not JSON: {exc}") from None
+    try:
+        return principals.parse(document)
+    except principals.InvalidPrincipals as exc:
+        raise ValueError(f"CUSTOMERS_INTERNAL_SERVICES {path!r}: {exc}") from None

@@ -54,7 +54,11 @@ class AccessLog:
         self._stream = stream
         self.enabled = enabled
 
-    def call(self, *, request_id: str, method: str, code: str, ms: float) -> None:
+    def call(
+        self, *, request_id: str, method: str, code: str, ms: float, principal: str | None = None
+    ) -> None:
+        """`principal`: the internal service that called (operator actions are traceable
+        in the log as well as in the operator_actions table)."""
         if not self.enabled:
             return
         stream = self._stream or sys.stderr
@@ -68,6 +72,7 @@ class AccessLog:
                 "method": method,
                 "code": code,
                 "ms": ms,
+                **({"principal": principal} if principal else {}),
             }
         )
         stream.write(line + "\n")

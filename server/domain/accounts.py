@@ -28,6 +28,7 @@ class InactiveCause(enum.StrEnum):
     PARTNER = "partner"  # deactivated by its own call
     ACCOUNT = "account"  # cascaded from its account's deactivation (cards only)
     CUSTOMER = "customer"  # cascaded from its customer's deactivation
+    OPERATOR = "operator"  # cascaded from the operator's suspension or rejection
 
 
 class AccountType(enum.StrEnum):
@@ -132,6 +133,43 @@ def activate_customer(
         return False
     for entity in [*accounts, *cards]:
         entity.switch_on(now, restoring=InactiveCause.CUSTOMER)
+    return True
+
+
+def suspend_customer(
+    customer: Customer,
+    accounts: Iterable[Account],
+    cards: Iterable[Card],
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Operator suspension: customer off, and with it every active account and card."""
+    if not customer.suspend(reason, now):
+        return False
+    for entity in [*accounts, *cards]:
+        entity.switch_off(InactiveCause.OPERATOR, now)
+    return True
+
+
+def reinstate_customer(
+    customer: Customer, accounts: Iterable[Account], cards: Iterable[Card], now: datetime
+) -> bool:
+    """Customer on, and exactly what the suspension switched off. While it stood nothing
+    else could turn them on or off: the partner cannot activate the customer, nor anything
+    of an inactive customer, and switching off what is off changes nothing."""
+    customer.reinstate(now)
+    for entity in [*accounts, *cards]:
+        entity.switch_on(now, restoring=InactiveCause.OPERATOR)
+    return True
+
+
+def reject_customer(
+    customer: Customer, accounts: Iterable[Account], cards: Iterable[Card], now: datetime
+) -> bool:
+    """Operator rejection: final for the customer; its active accounts and cards go off."""
+    customer.reject_by_operator(now)
+    for entity in [*accounts, *cards]:
+        entity.switch_off(InactiveCause.OPERATOR, now)
     return True
 
 

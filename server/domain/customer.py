@@ -2,6 +2,9 @@
 
 initiating -(challenge signed)-> screening -(screening passed)-> verifying -(KYC approved)->
 active <-> inactive. Screening or KYC failure -> rejected, which is final.
+
+The programme operator may also suspend an active customer (inactive, cause operator; only
+its reinstate lifts it, not the partner's activate) and reject any customer not rejected yet.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from server.domain.errors import InvalidStateTransition
+from server.domain.errors import CustomerSuspended, InvalidStateTransition
 from server.domain.lifecycle import StatusChanged
 
 
@@ -45,6 +48,8 @@ class Customer:
     challenge_expires_at: datetime | None = None
     # A verdict that arrived before the customer reached `verifying` waits here.
     kyc_verdict: KycVerdict | None = None
+    # Set while an operator suspension stands: the operator's reason.
+    suspension_reason: str | None = None
     changes: list[StatusChanged] = field(default_factory=list, repr=False, compare=False)
 
     def _move(self, to: CustomerStatus, cause: str, now: datetime) -> None:
@@ -101,12 +106,38 @@ class Customer:
         return True
 
     def activate(self, now: datetime) -> bool:
-        """Returns whether anything changed: activating an active customer is a no-op."""
+        """Returns whether anything changed: activating an active customer is a no-op. An
+        operator suspension is not the partner's to lift."""
+        if self.suspension_reason is not None:
+            raise CustomerSuspended(self.suspension_reason)
         if self.status is CustomerStatus.ACTIVE:
             return False
         self._require("activate", CustomerStatus.INACTIVE)
         self._move(CustomerStatus.ACTIVE, "reactivated by the partner", now)
         return True
+
+    def suspend(self, reason: str, now: datetime) -> bool:
+        """Operator suspension of an active customer. A no-op (False) while one stands."""
+        if self.suspension_reason is not None:
+            return False
+        self._require("suspend", CustomerStatus.ACTIVE)
+        self._move(CustomerStatus.INACTIVE, "suspended by the operator", now)
+        self.suspension_reason = reason
+        return True
+
+    def reinstate(self, now: datetime) -> None:
+        """Lifts the operator's suspension; nothing else is the operator's to undo."""
+        if self.suspension_reason is None:
+            raise InvalidStateTransition("customer", "reinstate (not suspended)", self.status.value)
+        self._move(CustomerStatus.ACTIVE, "reinstated by the operator", now)
+        self.suspension_reason = None
+
+    def reject_by_operator(self, now: datetime) -> None:
+        """Final, from any state but rejected (evidence from monitoring)."""
+        if self.status is CustomerStatus.REJECTED:
+            raise InvalidStateTransition("customer", "reject", self.status.value)
+        self._move(CustomerStatus.REJECTED, "rejected by the operator", now)
+        self.suspension_reason = None
 
     def challenge_is_current(self, now: datetime) -> bool:
         return self.challenge_expires_at is not None and now < self.challenge_expires_at

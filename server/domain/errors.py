@@ -233,3 +233,38 @@ class StreamLagging(DomainError):
             f"Stream fell too far behind; reconnect with after={last_seq}",
             metadata={"resumeAfter": str(last_seq)},
         )
+
+
+class CustomerSuspended(DomainError):
+    """The programme operator suspended the customer: only the operator's reinstate lifts
+    it. The message carries the operator's reason, so the partner can tell its user."""
+
+    kind = ErrorKind.CONFLICT
+    reason = "CUSTOMER_SUSPENDED"
+
+    def __init__(self, suspension_reason: str) -> None:
+        super().__init__(
+            f"Customer is suspended by the programme operator: {suspension_reason}",
+            metadata={"status": "inactive", "cause": "operator"},
+        )
+
+
+class ClientCertificateRequired(DomainError):
+    """An internal method called without a verified client certificate (the plain port, the
+    gateway socket, or a TLS port without one)."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+    reason = "CLIENT_CERTIFICATE_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This method is for internal services: call it over the mTLS port with a client"
+            " certificate that names a service principal"
+        )
+
+
+class PrincipalNotAllowed(DomainError):
+    """A verified caller that is not a service principal with the method's role."""
+
+    kind = ErrorKind.FORBIDDEN
+    reason = "PRINCIPAL_NOT_ALLOWED"

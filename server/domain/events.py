@@ -34,6 +34,7 @@ class ChangeEvent:
     payload: dict[str, Any]
     occurred_at: datetime
     seq: int = 0  # per-partner sequence, assigned when the change commits
+    position: int = 0  # global, across partners, in commit order (assigned at commit too)
 
 
 # The API's JSON shape of an entity, exactly as the gateway prints a GET of it. It is the

@@ -10,6 +10,9 @@ nothing since the last tick gets a heartbeat in its queue. A timer per stream an
 (asyncio.timeout around each queue read) was a quarter of the server's time when a change
 fanned out to 2,000 streams. An idle stream hears every `heartbeat` seconds; a busy one
 is never silent for more than two periods.
+
+Cross-partner subscriptions (the operator's watchers, SPEC section 13) share one more cursor,
+by global position: any partner's commit wakes them, and one read serves them all.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ READ_BATCH = 500
 
 @dataclass(eq=False)
 class Subscription:
-    partner_id: UUID
+    partner_id: UUID | None  # None: every partner (by global position)
     customer_id: UUID | None
     # Events, and None for a heartbeat.
     queue: asyncio.Queue[ChangeEvent | None] = field(
@@ -56,6 +59,9 @@ class EventHub:
         self._cursor: dict[UUID, int] = {}  # last sequence fanned out, per watched partner
         self._pending: set[UUID] = set()
         self._woken = asyncio.Event()
+        self._everyone: set[Subscription] = set()  # cross-partner subscriptions
+        self._position: int | None = None  # last global position fanned out to them
+        self._everyone_pending = False
 
     # -- producers ---------------------------------------------------------------------
     def published(self, events: list[ChangeEvent]) -> None:
@@ -65,6 +71,9 @@ class EventHub:
 
     def wake(self, partner_id: UUID) -> None:
         """Events for the partner may have committed (here, or on another replica)."""
+        if self._everyone:
+            self._everyone_pending = True
+            self._woken.set()
         if partner_id in self._subscriptions:
             self._pending.add(partner_id)
             self._woken.set()
@@ -72,6 +81,7 @@ class EventHub:
     def wake_all(self) -> None:
         """After a lost notification channel: re-read everything that is watched."""
         self._pending.update(self._subscriptions)
+        self._everyone_pending = bool(self._everyone)
         self._woken.set()
 
     # -- consumers ---------------------------------------------------------------------
@@ -84,7 +94,23 @@ class EventHub:
         self.wake(partner_id)  # anything committed while we looked
         return subscription
 
+    async def subscribe_everyone(self) -> Subscription:
+        """A subscription to every partner's customer events, by global position."""
+        subscription = Subscription(None, None)
+        if self._position is None:
+            async with self._uow() as uow:
+                self._position = await uow.events.last_position()
+        self._everyone.add(subscription)
+        self._everyone_pending = True  # anything committed while we looked
+        self._woken.set()
+        return subscription
+
     def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription.partner_id is None:
+            self._everyone.discard(subscription)
+            if not self._everyone:
+                self._position = None
+            return
         watchers = self._subscriptions.get(subscription.partner_id)
         if watchers is not None:
             watchers.discard(subscription)
@@ -94,7 +120,7 @@ class EventHub:
 
     @property
     def stream_count(self) -> int:
-        return sum(len(s) for s in self._subscriptions.values())
+        return sum(len(s) for s in self._subscriptions.values()) + len(self._everyone)
 
     # -- the loops ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -103,7 +129,7 @@ class EventHub:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
-            for watchers in self._subscriptions.values():
+            for watchers in [*self._subscriptions.values(), self._everyone]:
                 for subscription in watchers:
                     if subscription.quiet and subscription.queue.empty():
                         subscription.queue.put_nowait(None)
@@ -114,6 +140,15 @@ class EventHub:
             await self._woken.wait()
             self._woken.clear()
             partners, self._pending = self._pending, set()
+            if self._everyone_pending:
+                self._everyone_pending = False
+                try:
+                    await self._fan_out_everyone()
+                except Exception:  # a failed read is retried on the next wake-up
+                    log.exception("cross-partner fan-out failed")
+                    self._everyone_pending = True
+                    await asyncio.sleep(0.5)
+                    self._woken.set()
             for partner_id in partners:
                 try:
                     await self._fan_out(partner_id)
@@ -137,6 +172,22 @@ class EventHub:
                         self._offer(subscription, event)
             if partner_id in self._cursor:
                 self._cursor[partner_id] = events[-1].seq
+            if len(events) < READ_BATCH:
+                return
+
+    async def _fan_out_everyone(self) -> None:
+        while self._position is not None:
+            async with self._uow() as uow:
+                events = await uow.events.after_position(
+                    position=self._position, limit=READ_BATCH, types=[EventType.CUSTOMER_UPDATED]
+                )
+            if not events:
+                return
+            for event in events:
+                for subscription in list(self._everyone):
+                    self._offer(subscription, event)
+            if self._position is not None:
+                self._position = events[-1].position
             if len(events) < READ_BATCH:
                 return
 

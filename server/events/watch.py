@@ -63,3 +63,47 @@ class CustomerWatch:
                 yield live
         finally:
             self._hub.unsubscribe(subscription)
+
+
+class EveryoneWatch:
+    """The cross-partner stream: every partner's customer events by global position, the
+    backlog from the outbox then live events from the hub, deduplicated by position at the
+    seam (the hub registered this stream before the backlog was read)."""
+
+    def __init__(self, *, hub: EventHub, uow: SqlUnitOfWorkFactory) -> None:
+        self._hub = hub
+        self._uow = uow
+
+    async def stream(self, *, after: int | None) -> AsyncIterator[ChangeEvent | None]:
+        """Yields events, and None as a heartbeat. `after` None: from now on."""
+        subscription = await self._hub.subscribe_everyone()
+        try:
+            cursor = -1 if after is None else after
+            sent_any = False
+            if after is not None:
+                while True:
+                    async with self._uow() as uow:
+                        backlog = await uow.events.after_position(
+                            position=cursor, limit=READ_BATCH, types=[EventType.CUSTOMER_UPDATED]
+                        )
+                    for event in backlog:
+                        cursor = event.position
+                        sent_any = True
+                        yield event
+                    if len(backlog) < READ_BATCH:
+                        break
+            if not sent_any:
+                yield None
+            while True:
+                if subscription.lagging and subscription.queue.empty():
+                    raise StreamLagging(cursor)
+                live = await subscription.queue.get()
+                if live is None:
+                    yield None
+                    continue
+                if live.position <= cursor:
+                    continue  # already sent from the backlog
+                cursor = live.position
+                yield live
+        finally:
+            self._hub.unsubscribe(subscription)

@@ -11,6 +11,12 @@ A direct caller cannot claim to be the gateway: whether a call came over the gat
 is a property of the connection (`context.peer()` is "unix:"), not of anything it sends, and
 the socket lives in a directory only the service's own user can enter. Forwarded headers on
 a TCP call are ignored; a client's own `x-gateway-*` headers never survive request.lua.
+
+Internal methods (a `(customers.v1.role)` in the proto) are the third door: the caller is a
+service principal, proven by the client certificate its TLS handshake verified against
+CUSTOMERS_GRPC_CLIENT_CA_FILE, whose URI or DNS SAN is listed in CUSTOMERS_INTERNAL_SERVICES
+with the role. No token, signature or header counts there; a call without a verified
+certificate (the gateway socket, the plain port) is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.domain.errors import RequestNotAuthenticated
+from server.domain.errors import (
+    ClientCertificateRequired,
+    PrincipalNotAllowed,
+    RequestNotAuthenticated,
+)
+from server.domain.principals import Principals, Role, ServicePrincipal
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.services.authentication import RequestAuthenticator
 from server.services.ports import SignedRequest
@@ -44,6 +55,30 @@ def via_gateway(context: Context) -> bool:
     """The call came over a gateway Unix socket (see the module docstring)."""
     peer: str = context.peer() or ""
     return peer.startswith("unix:")
+
+
+def certificate_identities(context: Context) -> list[str]:
+    """The SANs (URI and DNS) of the client certificate this call's TLS handshake verified;
+    empty for a call that is not over TLS or presented none."""
+    auth: dict[str, list[bytes]] = context.auth_context() or {}
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return []
+    return [value.decode() for value in auth.get("x509_subject_alternative_name", ())]
+
+
+def authorize_principal(principals: Principals, context: Context, role: Role) -> ServicePrincipal:
+    """The service principal the call's certificate names, if it holds `role`."""
+    identities = certificate_identities(context)
+    if not identities:
+        raise ClientCertificateRequired()
+    principal = principals.find(identities)
+    if principal is None:
+        raise PrincipalNotAllowed("The client certificate names no internal service")
+    if not principal.may(role):
+        raise PrincipalNotAllowed(
+            f"Service {principal.name!r} does not hold the role {role.value!r} this method needs"
+        )
+    return principal
 
 
 def rest_request(headers: dict[str, str]) -> SignedRequest:
@@ -73,8 +108,10 @@ class AuthInterceptor(BehaviourInterceptor):
         policy: MethodPolicies,
         public_authority: str,
         public_scheme: str,
+        principals: Principals | None = None,
     ) -> None:
         super().__init__()
+        self._principals = principals or Principals()
         self._authenticator = authenticator
         self._policy = policy
         self._authority = public_authority
@@ -89,6 +126,10 @@ class AuthInterceptor(BehaviourInterceptor):
         self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
     ) -> Any:
         scope = current()
+        role = self._policy.role(method)
+        if role is not None:
+            scope.principal = authorize_principal(self._principals, context, role).name
+            return await proceed()
         headers = scope.headers
         if GATEWAY_METHOD in headers and via_gateway(context):
             signed = rest_request(headers)

@@ -66,7 +66,11 @@ class RequestContextInterceptor(BehaviourInterceptor):
             code = _code(context, error)
             self._count(method, code, elapsed)
             self._log.call(
-                request_id=request_id, method=method, code=code, ms=round(elapsed * 1000, 2)
+                request_id=request_id,
+                method=method,
+                code=code,
+                ms=round(elapsed * 1000, 2),
+                principal=scope.principal,
             )
 
     def _count(self, method: str, code: str, elapsed: float) -> None:

@@ -12,6 +12,7 @@ from uuid import UUID
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus, KycVerdict
 from server.domain.events import ChangeEvent, EventType
+from server.domain.operator import OperatorActionRecord
 from server.domain.partner import Partner
 from server.domain.signing_keys import PublicKey, SigningKey
 
@@ -37,6 +38,11 @@ class PartnerRepository(Protocol):
 
 class CustomerRepository(Protocol):
     async def add(self, customer: Customer) -> None: ...
+    async def partner_of(self, entity_id: UUID) -> UUID | None:
+        """The owning partner of this id, across partners: only internal services (the
+        operator) ask, and then use the partner-scoped methods with the answer."""
+        ...
+
     async def get(
         self, *, partner_id: UUID, customer_id: UUID, for_update: bool = False
     ) -> Customer | None: ...
@@ -66,6 +72,11 @@ class CustomerRepository(Protocol):
 
 class AccountRepository(Protocol):
     async def add(self, account: Account) -> None: ...
+    async def partner_of(self, entity_id: UUID) -> UUID | None:
+        """The owning partner of this id, across partners: only internal services (the
+        operator) ask, and then use the partner-scoped methods with the answer."""
+        ...
+
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None: ...
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]: ...
     async def list(
@@ -79,6 +90,11 @@ class AccountRepository(Protocol):
 
 class CardRepository(Protocol):
     async def add(self, card: Card) -> None: ...
+    async def partner_of(self, entity_id: UUID) -> UUID | None:
+        """The owning partner of this id, across partners: only internal services (the
+        operator) ask, and then use the partner-scoped methods with the answer."""
+        ...
+
     async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None: ...
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Card]: ...
     async def for_account(self, *, partner_id: UUID, account_id: UUID) -> list[Card]: ...
@@ -99,6 +115,10 @@ class SigningKeyRepository(Protocol):
 
     async def add(self, key: SigningKey) -> None: ...
     async def delete(self, *, partner_id: UUID, key_id: str) -> bool: ...
+
+
+class OperatorActionRepository(Protocol):
+    async def add(self, record: OperatorActionRecord) -> None: ...
 
 
 class EventReader(Protocol):
@@ -127,6 +147,8 @@ class UnitOfWork(Protocol):
     def cards(self) -> CardRepository: ...
     @property
     def signing_keys(self) -> SigningKeyRepository: ...
+    @property
+    def operator_actions(self) -> OperatorActionRepository: ...
     @property
     def events(self) -> EventReader: ...
 

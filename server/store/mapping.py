@@ -60,6 +60,7 @@ def customer_from_row(row: Row[Any]) -> Customer:
         kyc_verdict=KycVerdict(row.kyc_verdict) if row.kyc_verdict else None,
         challenge_message=row.challenge_message,
         challenge_expires_at=row.challenge_expires_at,
+        suspension_reason=row.suspension_reason,
     )
 
 
@@ -75,6 +76,7 @@ def customer_values(customer: Customer) -> dict[str, Any]:
         "kyc_verdict": customer.kyc_verdict.value if customer.kyc_verdict else None,
         "challenge_message": customer.challenge_message,
         "challenge_expires_at": customer.challenge_expires_at,
+        "suspension_reason": customer.suspension_reason,
         "created_at": customer.created_at,
         "updated_at": customer.updated_at,
     }

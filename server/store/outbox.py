@@ -1,5 +1,6 @@
 """The outbox: change events written in the same transaction as the changes, each with the
-next per-partner sequence, and read back in order for streams, webhooks and catch-up."""
+next per-partner sequence and the next global position, and read back in order for
+streams, webhooks and catch-up."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from sqlmodel import col, select
 
 from server.domain.events import ChangeEvent, EventType
 from server.store.dialect import is_postgres
-from server.store.tables import EventRow, PartnerSequenceRow
+from server.store.tables import EventPositionRow, EventRow, PartnerSequenceRow
 
 # PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
 CHANNEL = "customer_events"
 _INSERT_EVENTS = sa.insert(EventRow.__table__)  # type: ignore[attr-defined]
 _sequences = PartnerSequenceRow.__table__  # type: ignore[attr-defined]
+_positions = EventPositionRow.__table__  # type: ignore[attr-defined]
+GLOBAL = "global"
 
 
 def _bump(insert: Any, *returning: Any) -> Any:
@@ -37,6 +40,23 @@ def _bump(insert: Any, *returning: Any) -> Any:
     return statement.returning(_sequences.c.last_seq, *returning)
 
 
+def _bump_position(insert: Any) -> Any:
+    """Takes `k_count` global positions; returns the last one. Its row lock (PostgreSQL) is
+    the last one the transaction takes, held to COMMIT: position order is commit order
+    across every partner, and a reader who sees position p sees every position below it."""
+    count = sa.bindparam("k_count", type_=sa.BigInteger())
+    statement = (
+        insert(_positions)
+        .values(name=GLOBAL, last_position=count)
+        .on_conflict_do_update(
+            index_elements=["name"], set_={"last_position": _positions.c.last_position + count}
+        )
+    )
+    return statement.returning(_positions.c.last_position)
+
+
+_BUMP_POSITION_SQLITE = _bump_position(sqlite.insert)
+_BUMP_POSITION_POSTGRES = _bump_position(postgresql.insert)
 _BUMP_SQLITE = _bump(sqlite.insert)
 # PostgreSQL also notifies in the same statement (one round trip fewer per commit); the
 # notification is delivered to listeners when, and only if, the transaction commits.
@@ -53,7 +73,8 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    bump = _BUMP_POSTGRES if is_postgres(session) else _BUMP_SQLITE
+    postgres = is_postgres(session)
+    bump = _BUMP_POSTGRES if postgres else _BUMP_SQLITE
     numbered: list[ChangeEvent] = []
     # In partner order: two transactions bumping the same partners lock them in one order.
     for partner_id, batch in sorted(by_partner.items(), key=lambda item: item[0]):
@@ -62,6 +83,14 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
         last = int((await session.execute(bump, params)).one()[0])
         for offset, event in enumerate(batch):
             numbered.append(replace(event, seq=last - count + 1 + offset))
+    # After every partner row: the global row is always locked last (no lock cycle). It
+    # serializes the commits that write events, across partners, for one statement and a
+    # commit (on SQLite, writers are serialized already).
+    bump_position = _BUMP_POSITION_POSTGRES if postgres else _BUMP_POSITION_SQLITE
+    positions = await session.execute(bump_position, {"k_count": len(numbered)})
+    last_position = int(positions.one()[0])
+    first = last_position - len(numbered) + 1
+    numbered = [replace(event, position=first + index) for index, event in enumerate(numbered)]
     await session.execute(
         _INSERT_EVENTS,
         [
@@ -73,6 +102,7 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
                 "entity_id": e.entity_id,
                 "payload": e.payload,
                 "occurred_at": e.occurred_at,
+                "position": e.position,
             }
             for e in numbered
         ],
@@ -89,6 +119,7 @@ def _event(row: EventRow) -> ChangeEvent:
         payload=dict(row.payload),
         occurred_at=row.occurred_at,
         seq=row.seq,
+        position=row.position or 0,
     )
 
 
@@ -119,6 +150,24 @@ class SqlEventReader:
     async def last_seq(self, *, partner_id: UUID) -> int:
         query = select(col(PartnerSequenceRow.last_seq)).where(
             col(PartnerSequenceRow.partner_id) == partner_id
+        )
+        found = (await self._session.execute(query)).scalar_one_or_none()
+        return int(found or 0)
+
+    async def after_position(
+        self, *, position: int, limit: int, types: Iterable[EventType] = ()
+    ) -> list[ChangeEvent]:
+        """Every partner's events after a global position, in position (commit) order."""
+        query = select(EventRow).where(col(EventRow.position) > position)
+        wanted = [t.value for t in types]
+        if wanted:
+            query = query.where(col(EventRow.type).in_(wanted))
+        query = query.order_by(col(EventRow.position)).limit(limit)
+        return [_event(row) for row in (await self._session.execute(query)).scalars()]
+
+    async def last_position(self) -> int:
+        query = select(col(EventPositionRow.last_position)).where(
+            col(EventPositionRow.name) == GLOBAL
         )
         found = (await self._session.execute(query)).scalar_one_or_none()
         return int(found or 0)

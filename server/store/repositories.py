@@ -29,6 +29,7 @@ from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import CustomerAlreadyExists
 from server.domain.events import ChangeEvent, Shape, changed
+from server.domain.operator import OperatorActionRecord
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
@@ -37,6 +38,7 @@ from server.store.tables import (
     AccountRow,
     CardRow,
     CustomerRow,
+    OperatorActionRow,
     PartnerRow,
     SigningKeyRow,
     StatusChangeRow,
@@ -58,6 +60,7 @@ _accounts = _table(AccountRow)
 _cards = _table(CardRow)
 _signing_keys = _table(SigningKeyRow)
 _status_changes = _table(StatusChangeRow)
+_operator_actions = _table(OperatorActionRow)
 
 
 def _update_by_id(table: sa.Table) -> sa.Update:
@@ -85,6 +88,13 @@ _SWITCHED = {
     for table in (_accounts, _cards)
 }
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
+_INSERT_OPERATOR_ACTION = sa.insert(_operator_actions)
+# Whose entity an id is: the one cross-partner read an internal service's call starts with;
+# everything after it is the partner-scoped reads and writes partners' calls use.
+_OWNER = {
+    table.name: sa.select(table.c.partner_id).where(table.c.id == sa.bindparam("id"))
+    for table in (_customers, _accounts, _cards)
+}
 _INSERT_SIGNING_KEY = sa.insert(_signing_keys)
 _DELETE_SIGNING_KEY = (
     sa.delete(_signing_keys)
@@ -222,6 +232,8 @@ _LOCK_PARTNER = (
 
 
 class _Repository:
+    _table_name = ""
+
     def __init__(
         self,
         session: AsyncSession,
@@ -245,6 +257,11 @@ class _Repository:
 
     async def _write(self, statement: Any, params: dict[str, Any]) -> None:
         await self._session.execute(statement, params)
+
+    async def partner_of(self, entity_id: UUID) -> UUID | None:
+        """The partner owning the entity with this id (cross-partner; internal services)."""
+        found = (await self._session.execute(_OWNER[self._table_name], {"id": entity_id})).first()
+        return None if found is None else UUID(str(found[0]))
 
     async def _record(self, entity: Customer | Account | Card, *, created: bool = False) -> None:
         """Audit rows for the entity's status changes, and its change event."""
@@ -308,6 +325,8 @@ class SqlPartnerRepository(_Repository):
 
 
 class SqlCustomerRepository(_Repository):
+    _table_name = "customers"
+
     async def add(self, customer: Customer) -> None:
         try:
             await self._write(_INSERT["customers"], mapping.customer_values(customer))
@@ -364,6 +383,8 @@ class SqlCustomerRepository(_Repository):
 
 
 class SqlAccountRepository(_Repository):
+    _table_name = "accounts"
+
     async def add(self, account: Account) -> None:
         await self._write(_INSERT["accounts"], mapping.account_values(account))
         await self._record(account, created=True)
@@ -390,6 +411,8 @@ class SqlAccountRepository(_Repository):
 
 
 class SqlCardRepository(_Repository):
+    _table_name = "cards"
+
     async def add(self, card: Card) -> None:
         await self._write(_INSERT["cards"], mapping.card_values(card))
         await self._record(card, created=True)
@@ -444,3 +467,17 @@ class SqlSigningKeyRepository(_Repository):
         params = {"k_partner_id": partner_id, "k_key_id": key_id}
         result = await self._session.execute(_DELETE_SIGNING_KEY, params)
         return result.first() is not None
+
+
+class SqlOperatorActionRepository(_Repository):
+    async def add(self, record: OperatorActionRecord) -> None:
+        values = {
+            "principal": record.principal,
+            "action": record.action.value,
+            "reason": record.reason,
+            "entity": record.entity,
+            "entity_id": record.entity_id,
+            "partner_id": record.partner_id,
+            "at": record.at,
+        }
+        await self._write(_INSERT_OPERATOR_ACTION, values)

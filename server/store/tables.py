@@ -69,6 +69,8 @@ class CustomerRow(SQLModel, table=True):
     kyc_verdict: str | None = Field(default=None, max_length=16)
     challenge_message: str = Field(default="", max_length=2048)
     challenge_expires_at: datetime | None = _time(default=None)
+    # Set while an operator suspension stands (migration 0009): the operator's reason.
+    suspension_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = _time()
     updated_at: datetime = _time()
 
@@ -182,6 +184,7 @@ class EventRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("partner_id", "seq", name="uq_events_partner_seq"),
         sa.Index("ix_events_occurred", "occurred_at"),
+        sa.Index("ix_events_position", "position", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)  # global commit-ish order
@@ -192,6 +195,35 @@ class EventRow(SQLModel, table=True):
     entity_id: UUID
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     occurred_at: datetime = _time()
+    # Global, in commit order across partners (the cross-partner stream's cursor), from
+    # event_positions at commit (migration 0009; earlier events got their row id).
+    position: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class EventPositionRow(SQLModel, table=True):
+    """The last global event position handed out (one row, "global"); its row lock, taken
+    last before COMMIT, makes position order the commit order across partners."""
+
+    __tablename__ = "event_positions"
+
+    name: str = Field(primary_key=True, max_length=16)
+    last_position: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class OperatorActionRow(SQLModel, table=True):
+    """Audit of the programme operator's actions: who, what, why, when, on which entity."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (sa.Index("ix_operator_actions_entity", "entity_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    principal: str = Field(max_length=128)
+    action: str = Field(max_length=16)
+    reason: str = Field(max_length=500)
+    entity: str = Field(max_length=16)
+    entity_id: UUID
+    partner_id: UUID = Field(foreign_key="partners.id")
+    at: datetime = _time()
 
 
 class PartnerSequenceRow(SQLModel, table=True):

@@ -29,6 +29,7 @@ from server.store.repositories import (
     SqlAccountRepository,
     SqlCardRepository,
     SqlCustomerRepository,
+    SqlOperatorActionRepository,
     SqlPartnerRepository,
     SqlSigningKeyRepository,
 )
@@ -254,6 +255,7 @@ class SqlUnitOfWork:
     accounts: SqlAccountRepository
     cards: SqlCardRepository
     signing_keys: SqlSigningKeyRepository
+    operator_actions: SqlOperatorActionRepository
     events: SqlEventReader
 
     def __init__(
@@ -296,6 +298,7 @@ class SqlUnitOfWork:
         self.accounts = SqlAccountRepository(self.session, self.outbox, shape)
         self.cards = SqlCardRepository(self.session, self.outbox, shape)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
+        self.operator_actions = SqlOperatorActionRepository(self.session)
         self.events = SqlEventReader(self.session)
         if self._owner is not None:
             # If the claim refuses, the owner still ends this transaction (finish below).

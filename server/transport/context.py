@@ -21,6 +21,7 @@ class CallScope:
     headers: dict[str, str] = field(default_factory=dict)  # text metadata, read once
     raw_request: bytes | None = None  # the request message's bytes as they arrived
     partner_id: UUID | None = None  # set only once token and signature verified
+    principal: str | None = None  # an internal service's name, once its certificate passed
     answered_status: int | None = None  # REST status the handler answered with (201, ...)
     # Set by the idempotency step: it sends that status itself once the answer is settled
     # (a call run again after a lost commit must not have sent headers already).
@@ -59,6 +60,14 @@ def partner() -> UUID:
     if scope is None or scope.partner_id is None:
         raise RuntimeError("no authenticated partner in this call")
     return scope.partner_id
+
+
+def principal() -> str:
+    """The authorized service principal of an internal method (see interceptors/auth.py)."""
+    scope = _scope.get()
+    if scope is None or scope.principal is None:
+        raise RuntimeError("no authorized service principal in this call")
+    return scope.principal
 
 
 def metadata(context: Any, key: str) -> str | None:

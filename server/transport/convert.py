@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from customers.v1 import customers_pb2, events_pb2
+from customers.v1 import customers_pb2, events_pb2, operator_pb2
 from customers.v1 import resources_pb2 as pb
 from server.domain.accounts import Account, AccountType, Card, CardType
 from server.domain.customer import Customer, CustomerStatus
@@ -171,6 +171,31 @@ def customer_event(change: ChangeEvent | None) -> customers_pb2.CustomerEvent:
         seq=change.seq,
         event_id=str(change.event_id),
         webhook_type=change.type.value,
+        occurred_at=timestamp(change.occurred_at),
+        customer=entity,
+    )
+
+
+def operator_customer(entity: Customer) -> operator_pb2.OperatorCustomer:
+    """A customer as internal services see it: with its partner and standing suspension."""
+    message = operator_pb2.OperatorCustomer(
+        customer=customer(entity), partner_id=str(entity.partner_id)
+    )
+    if entity.suspension_reason is not None:
+        message.suspension_reason = entity.suspension_reason
+    return message
+
+
+def operator_customer_event(change: ChangeEvent | None) -> operator_pb2.OperatorCustomerEvent:
+    """A cross-partner stream message; None is a heartbeat."""
+    if change is None:
+        return operator_pb2.OperatorCustomerEvent(heartbeat=True)
+    _, entity = _entity_of(change)
+    return operator_pb2.OperatorCustomerEvent(
+        position=change.position,
+        partner_id=str(change.partner_id),
+        seq=change.seq,
+        event_id=str(change.event_id),
         occurred_at=timestamp(change.occurred_at),
         customer=entity,
     )

@@ -6,6 +6,9 @@ google.api.http bindings. Nothing here lists a method by name except the infrast
   FIRST_KEY (signed, but a partner with no key yet may call it with the token alone).
 - idempotent (needs an Idempotency-Key): a binding is POST, PUT, PATCH or DELETE, and the
   method is not PUBLIC.
+- role: a method carrying `(customers.v1.role)` is INTERNAL: authorized by a service
+  principal's verified client certificate with that role (never a partner token), with no
+  google.api.http binding (it is never transcoded) and no Idempotency-Key.
 - A method this table does not know is SIGNED and needs no Idempotency-Key (fail closed: it
   must authenticate, and then it is UNIMPLEMENTED anyway).
 """
@@ -21,7 +24,8 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
 from customers.v1 import options_pb2
-from server.transport.services import SERVICES
+from server.domain.principals import Role
+from server.transport.services import INTERNAL_SERVICES, SERVICES
 
 MODIFYING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -44,6 +48,7 @@ class Access(enum.Enum):
     SIGNED = "signed"
     PUBLIC = "public"
     FIRST_KEY = "first_key"
+    INTERNAL = "internal"  # a service principal with the method's role
 
 
 _FROM_PROTO: Mapping[int, Access] = {
@@ -51,6 +56,14 @@ _FROM_PROTO: Mapping[int, Access] = {
     options_pb2.SIGNED: Access.SIGNED,
     options_pb2.PUBLIC: Access.PUBLIC,
     options_pb2.FIRST_KEY: Access.FIRST_KEY,
+}
+
+
+_ROLES: Mapping[int, Role | None] = {
+    options_pb2.ROLE_UNSPECIFIED: None,
+    options_pb2.READER: Role.READER,
+    options_pb2.OPERATOR: Role.OPERATOR,
+    options_pb2.WATCHER: Role.WATCHER,
 }
 
 
@@ -67,6 +80,7 @@ class MethodPolicy:
     access: Access
     idempotent: bool  # needs an Idempotency-Key
     bindings: tuple[RestBinding, ...]  # the primary binding first, then additional_bindings
+    role: Role | None = None  # INTERNAL methods: the role the principal needs
 
 
 def service_of(method: str) -> str | None:
@@ -121,6 +135,10 @@ class MethodPolicies(Mapping[str, MethodPolicy]):
         """Signed, but callable with the bearer token alone by a partner with no key yet."""
         return self.access(method) is Access.FIRST_KEY
 
+    def role(self, method: str) -> Role | None:
+        """The role an INTERNAL method needs; None for every other method."""
+        return self.policy(method).role
+
     def needs_idempotency_key(self, method: str) -> bool:
         return method in self._idempotent
 
@@ -156,7 +174,25 @@ def build(services: Iterable[ServiceDescriptor]) -> MethodPolicies:
             access = _FROM_PROTO.get(value)
             if access is None:
                 raise ValueError(f"{path}: (customers.v1.access) = {value} is not known here")
+            role_value: int = options.Extensions[options_pb2.role]  # type: ignore[index]
+            if role_value not in _ROLES:
+                raise ValueError(f"{path}: (customers.v1.role) = {role_value} is not known here")
             bindings = tuple(_bindings(options.Extensions[annotations_pb2.http]))
+            role = _ROLES[role_value]
+            if role is not None:
+                # Internal: never reachable through the transcoder, never partner-signed.
+                if bindings or value != options_pb2.ACCESS_UNSPECIFIED:
+                    raise ValueError(f"{path}: a method with a role has no http binding or access")
+                policies.append(
+                    MethodPolicy(
+                        method=path,
+                        access=Access.INTERNAL,
+                        idempotent=False,
+                        bindings=(),
+                        role=role,
+                    )
+                )
+                continue
             if not bindings:
                 raise ValueError(f"{path}: no google.api.http binding")
             modifying = {binding.verb in MODIFYING_VERBS for binding in bindings}
@@ -173,4 +209,4 @@ def build(services: Iterable[ServiceDescriptor]) -> MethodPolicies:
     return MethodPolicies(policies)
 
 
-POLICY: MethodPolicies = build(SERVICES)
+POLICY: MethodPolicies = build([*SERVICES, *INTERNAL_SERVICES])

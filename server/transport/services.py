@@ -1,4 +1,6 @@
-"""The gRPC services this server exposes (and Envoy transcodes), as proto descriptors."""
+"""The gRPC services this server exposes, as proto descriptors: SERVICES (Envoy transcodes
+them, the OpenAPI document describes them) and INTERNAL_SERVICES (gRPC only, for service
+principals over mTLS; never given to the gateway)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from customers.v1 import (
     customers_pb2,
     events_pb2,
     kyc_pb2,
+    operator_pb2,
     simulator_pb2,
     webhooks_pb2,
 )
@@ -27,3 +30,9 @@ SERVICES: list[ServiceDescriptor] = [
 ]
 
 SERVICE_NAMES: list[str] = [service.full_name for service in SERVICES]
+
+INTERNAL_SERVICES: list[ServiceDescriptor] = [
+    operator_pb2.DESCRIPTOR.services_by_name["OperatorService"],
+]
+
+INTERNAL_SERVICE_NAMES: list[str] = [service.full_name for service in INTERNAL_SERVICES]

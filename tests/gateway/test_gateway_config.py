@@ -16,6 +16,7 @@ import pytest
 from gateway.__main__ import DEFAULT_DESCRIPTOR
 from gateway.config import path_pattern, render
 from gateway.process import envoy_binary
+from server.transport.services import INTERNAL_SERVICE_NAMES
 from server.transport.services import SERVICE_NAMES as SERVICES
 
 HTTP_PORT = 18_123
@@ -206,3 +207,26 @@ def test_undeclared_methods_are_405_routes_before_the_catch_all() -> None:
         "envoy.filters.http.grpc_json_transcoder",
         "customers.request",
     }
+
+
+def test_internal_services_are_refused_by_a_route_and_unknown_to_the_transcoder() -> None:
+    config = json.loads(_render())
+    routes = _routes(config)
+    refused = {
+        r["match"].get("prefix"): r["direct_response"]["status"]
+        for r in routes
+        if "direct_response" in r and "prefix" in r["match"]
+    }
+    for name in INTERNAL_SERVICE_NAMES:
+        assert refused[f"/{name}/"] == 404
+        assert (
+            routes.index(next(r for r in routes if r["match"].get("prefix") == f"/{name}/"))
+            < len(routes) - 1
+        )
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+    transcoder = next(
+        f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
+    )
+    assert not set(transcoder["typed_config"]["services"]) & set(INTERNAL_SERVICE_NAMES)

@@ -125,9 +125,13 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
         yield opened
 
 
-async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> GrpcPartner:
+async def make_partner(
+    server: RunningServer,
+    channel: grpc.aio.Channel,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> GrpcPartner:
     """A partner with a registered P-384 key whose every call is signed, on its own channel
-    (the signing interceptor holds the key)."""
+    (the signing interceptor holds the key); `credentials`: over TLS (the mTLS port)."""
     made = await server.container.auth.create_partner("test")
     key = generate_key()
     token = await auth_pb2_grpc.AuthServiceStub(channel).CreateToken(
@@ -137,7 +141,7 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
         auth_pb2.RegisterSigningKeyRequest(public_key=public_key_b64(key)),
         metadata=(("authorization", f"Bearer {token.token}"),),
     )
-    channel = signed_channel(server, key)
+    channel = signed_channel(server, key, credentials)
     found = GrpcPartner(
         partner_id=str(made.partner_id),
         metadata=(),
@@ -158,18 +162,25 @@ async def make_partner(server: RunningServer, channel: grpc.aio.Channel) -> Grpc
 _open_channels: list[grpc.aio.Channel] = []
 
 
-def signed_channel(server: RunningServer, key: PrivateSigningKey) -> grpc.aio.Channel:
+def signed_channel(
+    server: RunningServer,
+    key: PrivateSigningKey,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
     """A channel to `server` whose calls carry an Idempotency-Key and are signed with `key`
-    by the server's (steppable) time."""
+    by the server's (steppable) time; over TLS with `credentials`."""
     clock = server.container.clock
     signer = SigningClientInterceptor(
         key,
         authority=server.container.settings.public_authority,
         clock=lambda: clock.now().timestamp(),
     )
-    channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{server.port}",
-        interceptors=[IdempotencyKeyInterceptor(), *signer.channel_interceptors()],
+    interceptors = [IdempotencyKeyInterceptor(), *signer.channel_interceptors()]
+    address = f"127.0.0.1:{server.port}"
+    channel = (
+        grpc.aio.insecure_channel(address, interceptors=interceptors)
+        if credentials is None
+        else grpc.aio.secure_channel(address, credentials, interceptors=interceptors)
     )
     _open_channels.append(channel)
     return channel

@@ -11,6 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 
 from customers.v1 import options_pb2
+from server.domain.principals import Role
 from server.transport.policy import (
     POLICY,
     Access,
@@ -18,7 +19,7 @@ from server.transport.policy import (
     build,
     service_of,
 )
-from server.transport.services import SERVICES
+from server.transport.services import INTERNAL_SERVICES, SERVICES
 
 PUBLIC = frozenset(
     {
@@ -34,14 +35,44 @@ ALL_METHODS = frozenset(
 )
 
 
+INTERNAL_METHODS = frozenset(
+    f"/{service.full_name}/{method.name}"
+    for service in INTERNAL_SERVICES
+    for method in service.methods
+)
+
+
 def test_every_method_of_every_service_has_a_policy_with_a_rest_binding() -> None:
-    assert frozenset(POLICY) == ALL_METHODS
-    assert len(POLICY) == len(ALL_METHODS)
+    assert frozenset(POLICY) == ALL_METHODS | INTERNAL_METHODS
+    assert len(POLICY) == len(ALL_METHODS) + len(INTERNAL_METHODS)
     for method in ALL_METHODS:
         policy = POLICY[method]
         assert policy.method == method
         assert policy.bindings, method
         assert POLICY.policy(method) is policy
+
+
+def test_internal_methods_need_a_role_and_have_no_rest_binding_nor_idempotency_key() -> None:
+    operator = "/customers.v1.OperatorService/"
+    roles = {m.removeprefix(operator): POLICY.role(m) for m in INTERNAL_METHODS}
+    assert roles == {
+        "GetCustomer": Role.READER,
+        "ListCustomers": Role.READER,
+        "GetAccount": Role.READER,
+        "ListAccounts": Role.READER,
+        "GetCard": Role.READER,
+        "ListCards": Role.READER,
+        "SuspendCustomer": Role.OPERATOR,
+        "ReinstateCustomer": Role.OPERATOR,
+        "RejectCustomer": Role.OPERATOR,
+        "WatchAllCustomers": Role.WATCHER,
+    }
+    for method in INTERNAL_METHODS:
+        policy = POLICY[method]
+        assert policy.access is Access.INTERNAL and not policy.bindings, method
+        assert not POLICY.needs_idempotency_key(method) and not POLICY.is_public(method)
+    assert all(POLICY.role(m) is None for m in ALL_METHODS)
+    assert POLICY.role("/customers.v1.OperatorService/Unknown") is None  # fail closed: SIGNED
 
 
 def test_exactly_the_four_public_methods_are_public() -> None:

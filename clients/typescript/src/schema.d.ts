@@ -231,7 +231,7 @@ export interface paths {
         head?: never;
         /**
          * Reactivates the customer and exactly the accounts and cards its deactivation changed
-         * @description Reactivates the customer and exactly the accounts and cards its deactivation changed. A no-op (200) on an active customer; 409 from any other state.
+         * @description Reactivates the customer and exactly the accounts and cards its deactivation changed. A no-op (200) on an active customer; 409 from any other state, and 409 CUSTOMER_SUSPENDED (the operator's reason in the message) while the programme operator has the customer suspended: only the operator can lift that.
          *
          *     ```sh
          *     python -m client call PATCH /customers/$ID/activate
@@ -799,8 +799,8 @@ export interface components {
          *     - `screening`: challenge signed; wallet screening in progress
          *     - `verifying`: screening passed; waiting for the KYC verdict
          *     - `active`: KYC approved
-         *     - `inactive`: deactivated by the partner
-         *     - `rejected`: screening or KYC failed (final)
+         *     - `inactive`: deactivated by the partner, or suspended by the programme operator
+         *     - `rejected`: screening or KYC failed, or the programme operator rejected it (final)
          * @enum {string}
          */
         "Customer.Status": "STATUS_UNSPECIFIED" | "initiating" | "screening" | "verifying" | "active" | "inactive" | "rejected";
@@ -1965,7 +1965,7 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`, `CUSTOMER_SUSPENDED`. */
             409: {
                 headers: {
                     [name: string]: unknown;

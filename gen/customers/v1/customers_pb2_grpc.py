@@ -122,7 +122,9 @@ class CustomerServiceServicer:
 
     def ActivateCustomer(self, request, context):
         """Reactivates the customer and exactly the accounts and cards its deactivation changed.
-        A no-op (200) on an active customer; 409 from any other state.
+        A no-op (200) on an active customer; 409 from any other state, and 409
+        CUSTOMER_SUSPENDED (the operator's reason in the message) while the programme operator
+        has the customer suspended: only the operator can lift that.
 
         python -m client call PATCH /customers/$ID/activate
         """

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustomers/v1/options.proto\x12\x0c\x63ustomers.v1\x1a google/protobuf/descriptor.proto\",\n\tResponses\x12\x0f\n\x07success\x18\x01 \x03(\r\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t*G\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\n\n\x06SIGNED\x10\x01\x12\n\n\x06PUBLIC\x10\x02\x12\r\n\tFIRST_KEY\x10\x03:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x14.customers.v1.Access:L\n\tresponses\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x17.customers.v1.Responsesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustomers/v1/options.proto\x12\x0c\x63ustomers.v1\x1a google/protobuf/descriptor.proto\",\n\tResponses\x12\x0f\n\x07success\x18\x01 \x03(\r\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t*G\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\n\n\x06SIGNED\x10\x01\x12\n\n\x06PUBLIC\x10\x02\x12\r\n\tFIRST_KEY\x10\x03*C\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\n\n\x06READER\x10\x01\x12\x0c\n\x08OPERATOR\x10\x02\x12\x0b\n\x07WATCHER\x10\x03:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x14.customers.v1.Access:L\n\tresponses\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x17.customers.v1.Responses:B\n\x04role\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x0e\x32\x12.customers.v1.Roleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCESS']._serialized_start=124
   _globals['_ACCESS']._serialized_end=195
+  _globals['_ROLE']._serialized_start=197
+  _globals['_ROLE']._serialized_end=264
   _globals['_RESPONSES']._serialized_start=78
   _globals['_RESPONSES']._serialized_end=122
 # @@protoc_insertion_point(module_scope)

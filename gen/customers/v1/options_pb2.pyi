@@ -14,14 +14,27 @@ class Access(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNED: _ClassVar[Access]
     PUBLIC: _ClassVar[Access]
     FIRST_KEY: _ClassVar[Access]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    READER: _ClassVar[Role]
+    OPERATOR: _ClassVar[Role]
+    WATCHER: _ClassVar[Role]
 ACCESS_UNSPECIFIED: Access
 SIGNED: Access
 PUBLIC: Access
 FIRST_KEY: Access
+ROLE_UNSPECIFIED: Role
+READER: Role
+OPERATOR: Role
+WATCHER: Role
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
 RESPONSES_FIELD_NUMBER: _ClassVar[int]
 responses: _descriptor.FieldDescriptor
+ROLE_FIELD_NUMBER: _ClassVar[int]
+role: _descriptor.FieldDescriptor
 
 class Responses(_message.Message):
     __slots__ = ("success", "errors")
