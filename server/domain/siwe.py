@@ -202,7 +202,9 @@ def parse_siwe(text: str) -> SiweMessage:
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with `Z`: whole seconds when exact, else milli- or microseconds."""
     value = _utc(value, "timestamp")
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: glibc's %Y does not pad years before 1000 ("25-11-25"), which RFC 3339
+    # and parse_timestamp require as four digits.
+    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"
     if value.microsecond % 1000:
         text += f".{value.microsecond:06d}"
     elif value.microsecond:

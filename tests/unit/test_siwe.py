@@ -210,6 +210,15 @@ def test_any_issued_challenge_text_parses_back_to_the_same_fields(
     assert parse_siwe(message.to_text()) == message
 
 
+def test_a_year_before_1000_is_written_with_four_digits() -> None:
+    # Found by the one-character-edit property: "Issued At: 0025-..." parsed, then printed "25-".
+    text = EXPECTED_TEXT.replace("Issued At: 2025", "Issued At: 0025")
+    message = parse_siwe(text)
+
+    assert "Issued At: 0025-11-25T17:31:05Z" in message.to_text()
+    assert parse_siwe(message.to_text()) == message
+
+
 @settings(max_examples=50)
 @given(st.text(max_size=600))
 def test_random_text_only_ever_raises_invalid_siwe_message(text: str) -> None:
