@@ -134,6 +134,58 @@ async def test_concurrent_writes_on_one_customer_and_partner_never_5xx(
     await _gap_free(pg_url)
 
 
+_CROSSED_LOCKS = """
+CREATE FUNCTION test_crossed_locks() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = '{first}'::uuid THEN
+        PERFORM pg_advisory_xact_lock(1301); PERFORM pg_sleep(0.3);
+        PERFORM pg_advisory_xact_lock(1302);
+    ELSIF NEW.id = '{second}'::uuid THEN
+        PERFORM pg_advisory_xact_lock(1302); PERFORM pg_sleep(0.3);
+        PERFORM pg_advisory_xact_lock(1301);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_crossed_locks BEFORE UPDATE ON customers
+    FOR EACH ROW EXECUTE FUNCTION test_crossed_locks();
+"""
+
+
+async def test_a_real_deadlock_between_two_deactivations_is_retried_not_500(
+    server: RunningServer, partner: GrpcPartner, database_url: str
+) -> None:
+    """Row 1 made deterministic: a trigger (test-only) makes the two deactivations take two
+    locks in opposite orders, so PostgreSQL's deadlock detector aborts one of them with
+    40P01. The aborted call must be run again and succeed, not answer 500."""
+    first, second = await partner.active_customer(), await partner.active_customer()
+    plain = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as db:
+        await db.execute(_CROSSED_LOCKS.format(first=first.id, second=second.id))
+        await db.execute(
+            "ALTER DATABASE " + plain.rsplit("/", 1)[1] + " SET deadlock_timeout = '100ms'"
+        )
+
+    codes = await asyncio.gather(
+        *(
+            _code(
+                partner.customers.DeactivateCustomer(
+                    customers_pb2.DeactivateCustomerRequest(customer_id=c.id),
+                    metadata=partner.metadata,
+                )
+            )
+            for c in (first, second)
+        )
+    )
+
+    assert codes == [grpc.StatusCode.OK, grpc.StatusCode.OK]
+    for customer in (first, second):
+        found = await partner.customers.GetCustomer(
+            customers_pb2.GetCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+        )
+        assert found.status == resources_pb2.Customer.inactive
+    await _gap_free(database_url)
+
+
 async def _terminate_all(url: str) -> int:
     name = url.rsplit("/", 1)[1]
     async with await psycopg.AsyncConnection.connect(
