@@ -408,7 +408,11 @@ class SqlUnitOfWorkFactory:
             self._write = lambda: _InlineSession(immediate)
         else:
             writer = engine.execution_options(sqlite_immediate=True) if is_sqlite else engine
-            self._read = lambda: _AsyncCoreSession(engine)
+            # PostgreSQL reads run in autocommit: under READ COMMITTED each statement takes
+            # its own snapshot inside a transaction too, so BEGIN and COMMIT would only add
+            # two round trips to every read unit of work (an idempotency lookup, a GET).
+            reader = engine if is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._read = lambda: _AsyncCoreSession(reader)
             self._write = lambda: _AsyncCoreSession(writer)
         self._write_lock = SqliteWriteLock(lock_file_of(engine.url.database)) if is_sqlite else None
         # Told about every committed batch of events (wakes this process's streams at once).
