@@ -147,6 +147,9 @@ def assert_rate_limited(answer: httpx.Response) -> int:
     assert 1 <= retry_after <= int(1 / RATE) + 1
     assert answer.headers["ratelimit-policy"] == POLICY
     assert answer.headers["ratelimit"] == f'"default";r=0;t={retry_after}'
+    assert "x-http-status" not in answer.headers  # the server's note to the gateway
+    [info] = [d for d in answer.json()["details"] if d["@type"].endswith("ErrorInfo")]
+    assert info["metadata"] == {"retryAfter": str(retry_after)}
     return retry_after
 
 
