@@ -129,3 +129,24 @@ def test_settings_make_the_quota_with_a_seconds_worth_of_burst_by_default() -> N
     assert Settings(rate_limit_per_second=0).rate_quota is None
     default = Settings().rate_quota
     assert default is not None and default.per_second >= 3_000  # above what one machine serves
+
+
+def test_every_operation_that_needs_a_token_documents_its_429_and_headers() -> None:
+    from tests.helpers.openapi import document
+
+    published = document()
+    for path, item in published["paths"].items():
+        for verb, operation in item.items():
+            refused = operation["responses"].get("429")
+            if operation["x-access"] == "public":
+                assert refused is None, (verb, path)  # no partner known: not limited
+                continue
+            assert refused is not None, (verb, path)
+            assert "RATE_LIMITED" in refused["x-error-reasons"], (verb, path)
+            assert set(refused["headers"]) == {"Retry-After", "RateLimit-Policy", "RateLimit"}
+    watch = published["paths"]["/customers:watch"]["get"]["responses"]["429"]
+    assert "TOO_MANY_STREAMS" in watch["x-error-reasons"]
+    webhooks = published["paths"]["/webhooks"]["put"]["responses"]["409"]
+    assert "WEBHOOK_LIMIT_REACHED" in webhooks["x-error-reasons"]
+    for name in ("Retry-After", "RateLimit-Policy", "RateLimit"):
+        assert name in published["components"]["headers"]
