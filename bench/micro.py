@@ -6,6 +6,8 @@
   interceptor builds it from the gateway's forwarded headers (parsing, digest and coverage
   policy, the signature base, the crypto);
 - `idempotency_record`: `IdempotencyStore.claim` + `store` (+ commit) against the bench's database;
+- `rate_limit_admit`: `PartnerRateLimiter.admit`, the per-partner rate limit every signed
+  request passes (a quota no loop reaches, so every call is admitted);
 - `siwe_recover`: `recover_signer` on a real signed challenge, in a subprocess so that the
   eth-keys backend can be chosen (`ECC_BACKEND_CLASS`, read by eth-keys at first use).
 
@@ -170,6 +172,17 @@ def idempotency_record(
         }
 
     return asyncio.run(loop())
+
+
+def rate_limit_admit(seconds: float = 1.0) -> dict[str, float]:
+    """The rate limit's cost per request, as the auth step pays it: one partner's bucket,
+    shared by two workers' worth of cost (the default machine)."""
+    from server.domain.limits import Quota
+    from server.services.limits import PartnerRateLimiter
+
+    limiter = PartnerRateLimiter(Quota(per_second=1e12, burst=10**12), share=2)
+    partner = uuid.uuid4()
+    return timed_loop(lambda: limiter.admit(partner), seconds)
 
 
 def siwe_recover(

@@ -39,6 +39,7 @@ from bench.baseline.process import Baseline, BaselineError, running_baseline
 from bench.load import LoadError, LoadResult, grpc_frame, h2load, wrk
 from bench.micro import (
     idempotency_record,
+    rate_limit_admit,
     raw_verify,
     siwe_recover,
     verifier_verify,
@@ -478,6 +479,14 @@ def get_customer(ctx: Context) -> Plan:
         )
     ratios.append(
         Ratio("P-384 GetCustomer gRPC / Health baseline", "get.grpc.p384", "baseline.health")
+    )
+    micros.append(
+        Micro(
+            "limits.admit",
+            "PartnerRateLimiter.admit (per-partner rate limit)",
+            functools.partial(rate_limit_admit, ctx.options.micro_seconds),
+            verify_micro_fields(),
+        )
     )
 
     def summary(results: Results) -> list[str]:

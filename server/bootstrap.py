@@ -40,6 +40,7 @@ from server.services.authentication import RequestAuthenticator
 from server.services.customers import ChallengeSettings, CustomerService
 from server.services.events import EventService
 from server.services.kyc import KycService
+from server.services.limits import PartnerRateLimiter
 from server.services.operator import OperatorService
 from server.services.ports import Clock, KycProvider, NonceRegistry
 from server.services.signing_keys import SigningKeyService
@@ -119,6 +120,14 @@ def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
                 clock=clock,
                 latency=settings.sandbox_kyc_latency_seconds,
             )
+
+
+def _rate_limiter(settings: Settings) -> PartnerRateLimiter | None:
+    # Per machine: Envoy spreads a partner's calls over this machine's workers, so each
+    # takes its share of the quota (services/limits.py). Replicas each admit the whole
+    # quota: a deployment of N replicas sets 1/N of the partner's quota here.
+    quota = settings.rate_quota
+    return None if quota is None else PartnerRateLimiter(quota, share=settings.workers)
 
 
 def _delivery_options(settings: Settings) -> DeliveryOptions:
@@ -213,6 +222,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         verifier=RequestSignatureVerifier(),
         nonces=_nonce_registry(settings, uow),
         clock=clock,
+        limiter=_rate_limiter(settings),
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [
         # Outermost: opens the call scope (raw request bytes, request id); every call gets a
@@ -253,14 +263,17 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         kyc_portal=sandbox_portal if settings.env == "development" else None,
         signing_keys=signing_keys,
         hub=hub,
-        watch=CustomerWatch(hub=hub, uow=uow),
+        watch=CustomerWatch(hub=hub, uow=uow, max_streams=settings.max_streams_per_partner),
         watch_all=EveryoneWatch(hub=hub, uow=uow),
         operator=OperatorService(uow=uow, clock=clock),
         events=EventService(uow=uow),
         listener=listener,
         sqlite_watcher=sqlite_watcher,
         webhooks=WebhookService(
-            store=webhook_store, clock=clock, production=settings.env == "production"
+            store=webhook_store,
+            clock=clock,
+            production=settings.env == "production",
+            max_subscriptions=settings.max_webhooks_per_partner,
         ),
         webhook_worker=webhook_worker,
         webhook_store=webhook_store,

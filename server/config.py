@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Literal
 from urllib.parse import urlsplit
@@ -11,6 +12,8 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.domain import principals
+from server.domain.limits import Quota
+from server.domain.webhooks import MAX_SUBSCRIPTIONS
 
 # Known to everyone, so only good for a local sandbox: production refuses to start with it.
 DEVELOPMENT_KYC_WEBHOOK_SECRET = "sandbox-kyc-webhook-secret-not-for-production"
@@ -58,6 +61,17 @@ class Settings(BaseSettings):
     delivery_retention_days: int = Field(default=7, ge=1, le=3650)
     # How often each worker runs a pruning round (the first one an interval after start).
     retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # Per-partner limits (SPEC section 14; docs/DECISIONS.md "Limits"). The request rate is
+    # for the whole machine: each of its CUSTOMERS_WORKERS processes keeps its own buckets
+    # and takes its share. The default is a guard against a runaway client, above what one
+    # machine serves; the production profile (README) sets a partner's real quota. 0: off.
+    rate_limit_per_second: float = Field(default=5000.0, ge=0, le=1_000_000)
+    # Requests a partner may send at once after a quiet spell; unset: one second's worth.
+    rate_limit_burst: int | None = Field(default=None, ge=1, le=10_000_000)
+    # Open WatchCustomers streams per partner, in each worker process; 0: no cap.
+    max_streams_per_partner: int = Field(default=5000, ge=0, le=1_000_000)
+    # Live webhook subscriptions per partner, counted in the database (every replica).
+    max_webhooks_per_partner: int = Field(default=MAX_SUBSCRIPTIONS, ge=1, le=10_000)
     log_level: str = "INFO"
     log_json: bool = True
     # TLS on the gRPC TCP port, with client certificates from this CA (docs/OPERATOR.md):
@@ -91,6 +105,14 @@ class Settings(BaseSettings):
                 )
             self._principals = _load_principals(self.internal_services)
         return self
+
+    @property
+    def rate_quota(self) -> Quota | None:
+        """The per-partner request quota of this machine; None when rate limits are off."""
+        if not self.rate_limit_per_second:
+            return None
+        burst = self.rate_limit_burst or max(1, math.ceil(self.rate_limit_per_second))
+        return Quota(self.rate_limit_per_second, burst)
 
     @property
     def grpc_tls(self) -> bool:

@@ -99,6 +99,17 @@ code, with a `google.rpc.ErrorInfo` detail (domain `customers.v1`) whose `reason
 UPPER_SNAKE code; field errors add a `google.rpc.BadRequest`. Each operation lists the
 reasons it can answer under its error statuses.
 
+## Limits
+
+Each partner has a request quota (a token bucket: a sustained rate, and a burst it may send
+at once after a quiet spell), shared by REST and native gRPC. A request over it answers 429
+(`RESOURCE_EXHAUSTED` over gRPC) with reason `RATE_LIMITED` and the headers `Retry-After`,
+`RateLimit-Policy: "default";q=<burst>;w=<seconds>` and `RateLimit: "default";r=0;t=<seconds>`
+(IETF draft-ietf-httpapi-ratelimit-headers); nothing of it ran, so the same request (same
+signature, same Idempotency-Key) may be sent again after `Retry-After` seconds. Open
+`GET /customers:watch` streams are capped per partner (429 `TOO_MANY_STREAMS`: close one
+first), and so are webhook subscriptions (409 `WEBHOOK_LIMIT_REACHED`: delete one first).
+
 ## Following changes
 
 `GET /customers:watch` is a server-sent event stream (`text/event-stream`): one
@@ -162,5 +173,29 @@ HEADERS: Json = {
     "Idempotent-Replayed": {
         "description": "`true` when this answer is the stored answer of an earlier request.",
         "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Retry-After": {
+        "description": (
+            "With `RATE_LIMITED`: whole seconds until a request will be admitted again."
+        ),
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "example": "1",
+    },
+    "RateLimit-Policy": {
+        "description": (
+            "With `RATE_LIMITED` (IETF draft-ietf-httpapi-ratelimit-headers): the partner's "
+            "quota, `q` requests per `w` seconds; `q` is also the burst a partner may send "
+            "at once after a quiet spell."
+        ),
+        "schema": {"type": "string"},
+        "example": '"default";q=100;w=1',
+    },
+    "RateLimit": {
+        "description": (
+            "With `RATE_LIMITED`: `r` requests remaining (0), `t` seconds until the next one "
+            "is admitted (the quota refills continuously)."
+        ),
+        "schema": {"type": "string"},
+        "example": '"default";r=0;t=1',
     },
 }

@@ -44,6 +44,8 @@ _ERROR_PHRASES = {
 _TEMPLATE_VARIABLE = re.compile(r"\{([a-z0-9_.]+)(=[^}]*)?\}")
 _JSON_EXAMPLE = re.compile(r"(?:--json|-d)\s+'(\{.*?\})'", re.DOTALL)
 _ERROR_DOMAIN = "customers.v1"
+# Sent with every RATE_LIMITED answer (server/transport/status.py rate_limit_headers).
+RATE_LIMIT_HEADERS = ("Retry-After", "RateLimit-Policy", "RateLimit")
 _HTTP_BODY = "google.api.HttpBody"
 _EMPTY = "google.protobuf.Empty"
 
@@ -264,6 +266,8 @@ class Operations:
         if access != "public":
             wanted.append("UNAUTHENTICATED")
             wanted += sorted(r.reason for r in self._reasons.values() if r.source == "signature")
+            # The partner's rate limit, checked once the token names the partner.
+            wanted.append("RATE_LIMITED")
         if idempotent:
             wanted += [
                 "IDEMPOTENCY_KEY_MISSING",
@@ -292,11 +296,16 @@ class Operations:
         reasons = ", ".join(f"`{name}`" for name in names)
         self._examples.update(names)
         examples = {name: {"$ref": f"#/components/examples/{name}"} for name in names}
-        return {
+        response: Json = {
             "description": f"{_ERROR_PHRASES.get(status, 'Error')}. ErrorInfo reasons: {reasons}.",
-            "content": {"application/json": {"schema": _status_ref(), "examples": examples}},
-            "x-error-reasons": names,
         }
+        if "RATE_LIMITED" in names:
+            response["headers"] = {
+                name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS
+            }
+        response["content"] = {"application/json": {"schema": _status_ref(), "examples": examples}}
+        response["x-error-reasons"] = names
+        return response
 
     def _example(self, name: str) -> Json:
         reason = self._reasons[name]

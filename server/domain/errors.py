@@ -16,6 +16,7 @@ class ErrorKind(enum.Enum):
     IN_FLIGHT = "in_flight"  # the same request is still running: 409
     UNPROCESSABLE = "unprocessable"  # well-formed but cannot be honoured (key reuse): 422
     TOO_SLOW = "too_slow"  # a stream subscriber fell behind: 429
+    LIMITED = "limited"  # a per-partner limit (rate, open streams) is reached: 429
     UNAVAILABLE = "unavailable"  # 503
 
 

@@ -21,7 +21,8 @@ from server.domain.errors import DomainError, ErrorKind, InvalidField, NotFound
 from server.domain.events import EventType
 
 MAX_URL_LENGTH = 2048
-MAX_SUBSCRIPTIONS = 20  # per partner: bounds the fan-out of every event
+# Per partner, by default (CUSTOMERS_MAX_WEBHOOKS_PER_PARTNER): bounds every event's fan-out.
+MAX_SUBSCRIPTIONS = 20
 SECRET_PREFIX = "whsec_"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -62,9 +63,10 @@ class WebhookLimitReached(DomainError):
     kind = ErrorKind.CONFLICT
     reason = "WEBHOOK_LIMIT_REACHED"
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_SUBSCRIPTIONS) -> None:
         super().__init__(
-            f"A partner holds at most {MAX_SUBSCRIPTIONS} webhook subscriptions; delete one first"
+            f"A partner holds at most {limit} webhook subscriptions; delete one first",
+            metadata={"limit": str(limit)},
         )
 
 

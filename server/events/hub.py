@@ -25,6 +25,7 @@ from uuid import UUID
 import structlog
 
 from server.domain.events import ChangeEvent, EventType
+from server.domain.limits import TooManyStreams
 from server.events.failures import round_failed
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 
@@ -85,12 +86,28 @@ class EventHub:
         self._woken.set()
 
     # -- consumers ---------------------------------------------------------------------
-    async def subscribe(self, partner_id: UUID, customer_id: UUID | None) -> Subscription:
+    async def subscribe(
+        self, partner_id: UUID, customer_id: UUID | None, *, limit: int = 0
+    ) -> Subscription:
+        """`limit`: the partner's open streams in this process (0: no cap); one more is
+        refused with TooManyStreams."""
+        watchers = self._subscriptions.get(partner_id)
+        if limit and watchers is not None and len(watchers) >= limit:
+            raise TooManyStreams(limit)
         subscription = Subscription(partner_id, customer_id)
-        if partner_id not in self._cursor:
-            async with self._uow() as uow:
-                self._cursor[partner_id] = await uow.events.last_seq(partner_id=partner_id)
+        # Counted at once, before the read below yields to other calls: concurrent
+        # subscribers cannot all pass the cap. Fan-out skips the partner until its cursor
+        # is known.
         self._subscriptions[partner_id].add(subscription)
+        if partner_id not in self._cursor:
+            try:
+                async with self._uow() as uow:
+                    last = await uow.events.last_seq(partner_id=partner_id)
+            except BaseException:
+                self.unsubscribe(subscription)
+                raise
+            # Another subscriber's read may have set it meanwhile (and fan-out moved it on).
+            self._cursor.setdefault(partner_id, last)
         self.wake(partner_id)  # anything committed while we looked
         return subscription
 

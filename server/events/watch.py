@@ -19,16 +19,19 @@ from server.store.unit_of_work import SqlUnitOfWorkFactory
 
 
 class CustomerWatch:
-    def __init__(self, *, hub: EventHub, uow: SqlUnitOfWorkFactory) -> None:
+    def __init__(self, *, hub: EventHub, uow: SqlUnitOfWorkFactory, max_streams: int = 0) -> None:
+        """`max_streams`: open streams per partner in this process (0: no cap)."""
         self._hub = hub
         self._uow = uow
+        self._max_streams = max_streams
 
     async def stream(
         self, *, partner_id: UUID, after: int | None, customer_id: UUID | None
     ) -> AsyncIterator[ChangeEvent | None]:
         """Yields events, and None as a heartbeat. `after` None: from now on."""
         # Register first: whatever commits while the backlog is read waits in the queue.
-        subscription = await self._hub.subscribe(partner_id, customer_id)
+        # Over the cap this raises before the first message: a real 429 through Envoy.
+        subscription = await self._hub.subscribe(partner_id, customer_id, limit=self._max_streams)
         try:
             cursor = -1 if after is None else after
             sent_any = False

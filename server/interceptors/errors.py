@@ -26,9 +26,16 @@ async def _abort(context: Context, error: BaseException) -> None:
         error = DatabaseUnavailable()
     if isinstance(error, DomainError):
         rich, http = status.for_error(error)
+        headers = status.response_headers(error)
+        if headers and http is None:
+            # Once headers are sent the answer is no longer trailers-only: through the
+            # transcoder a refused stream would start as a 200 event stream without it.
+            http = status.http_status_of(error)
         if http is not None:
+            headers = ((HEADER, str(http)), *headers)
+        if headers:
             # Only possible before the first response message: errors come before that.
-            await context.send_initial_metadata(((HEADER, str(http)),))
+            await context.send_initial_metadata(headers)
         await context.abort_with_status(rich)
     log.exception("unhandled error", exc_info=error, request_id=request_id())
     await context.abort_with_status(status.internal(request_id()))

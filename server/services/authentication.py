@@ -1,5 +1,5 @@
-"""Authenticating a request: bearer token, then the RFC 9421 signature and Content-Digest,
-then its nonce.
+"""Authenticating a request: bearer token, then the partner's rate limit, then the RFC 9421
+signature and Content-Digest, then its nonce.
 
 One use case for both doors (the auth interceptor builds the SignedRequest): REST through
 Envoy (the raw method, target and body the gateway forwarded) and native gRPC (POST, the
@@ -14,6 +14,7 @@ from uuid import UUID
 
 from server.domain.errors import RequestNotAuthenticated, Unauthenticated
 from server.domain.signing_keys import PublicKey, SigningKey
+from server.services.limits import PartnerRateLimiter
 from server.services.ports import (
     NONCE_REPLAYED,
     UNKNOWN_KEY,
@@ -62,8 +63,11 @@ class RequestAuthenticator:
         verifier: SignatureVerifier,
         nonces: NonceRegistry,
         clock: Clock,
+        limiter: PartnerRateLimiter | None = None,
     ) -> None:
+        """`limiter`: the per-partner rate limit (None: none)."""
         self._auth = auth
+        self._limiter = limiter
         self._keys = keys
         self._verifier = verifier
         self._nonces = nonces
@@ -81,6 +85,11 @@ class RequestAuthenticator:
         partner_id = await self._auth.authenticate(
             bearer_token(request.headers.get("authorization"))
         )
+        if self._limiter is not None:
+            # As soon as the partner is known, and before the costly checks: a refused
+            # request verifies nothing and burns no nonce (so a retry of the very same
+            # signed request later is admitted), and the steps after auth never run.
+            self._limiter.admit(partner_id)
         live = await self._keys.live(partner_id=partner_id)
         if not live and first_key_registration:
             live = await self._keys.live(partner_id=partner_id, fresh=True)

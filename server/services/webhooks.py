@@ -61,9 +61,18 @@ class Saved:
 
 
 class WebhookService:
-    def __init__(self, *, store: WebhookStore, clock: Clock, production: bool) -> None:
+    def __init__(
+        self,
+        *,
+        store: WebhookStore,
+        clock: Clock,
+        production: bool,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+    ) -> None:
         self._store = store
         self._clock = clock
+        # Live subscriptions per partner, counted by the store in the creating transaction.
+        self._max_subscriptions = max_subscriptions
         # Outside development mode callback URLs may not target internal addresses (SSRF).
         self._production = production
 
@@ -95,8 +104,8 @@ class WebhookService:
             created_at=now,
             updated_at=now,
         )
-        if not await self._store.add(subscription, limit=MAX_SUBSCRIPTIONS):
-            raise WebhookLimitReached()
+        if not await self._store.add(subscription, limit=self._max_subscriptions):
+            raise WebhookLimitReached(self._max_subscriptions)
         return Saved(subscription, created=True)
 
     async def list(self, *, partner_id: UUID) -> list[WebhookSubscription]:

@@ -9,6 +9,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.domain.errors import DomainError, ErrorKind, InvalidField
+from server.domain.limits import POLICY_NAME, Quota, RateLimited
 
 ERROR_DOMAIN = "customers.v1"
 
@@ -23,6 +24,7 @@ TABLE: dict[ErrorKind, tuple[grpc.StatusCode, int]] = {
     ErrorKind.IN_FLIGHT: (grpc.StatusCode.ABORTED, 409),
     ErrorKind.UNPROCESSABLE: (grpc.StatusCode.FAILED_PRECONDITION, 422),
     ErrorKind.TOO_SLOW: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    ErrorKind.LIMITED: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     ErrorKind.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, 503),
 }
 
@@ -81,6 +83,28 @@ def error_status(error: DomainError) -> tuple[status_pb2.Status, int | None]:
     proto = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     override = http if TRANSCODER_HTTP.get(code) != http else None
     return proto, override
+
+
+def response_headers(error: DomainError) -> tuple[tuple[str, str], ...]:
+    """What an error answer carries besides its status, as initial metadata: gRPC clients
+    read it there, and the transcoder turns it into HTTP headers of the REST answer
+    (trailing metadata it drops)."""
+    if isinstance(error, RateLimited) and error.quota is not None:
+        return rate_limit_headers(error.quota, remaining=0, reset=error.retry_after)
+    return ()
+
+
+def rate_limit_headers(quota: Quota, *, remaining: int, reset: int) -> tuple[tuple[str, str], ...]:
+    """`Retry-After` (RFC 9110) and the IETF RateLimit fields
+    (draft-ietf-httpapi-ratelimit-headers): the policy is `burst` requests per the time
+    the bucket takes to fill (`q` per `w` seconds is the sustained rate); `t` is when the
+    next request will be admitted, the bucket refilling continuously rather than per
+    window."""
+    return (
+        ("retry-after", str(reset)),
+        ("ratelimit-policy", f'"{POLICY_NAME}";q={quota.burst};w={quota.window}'),
+        ("ratelimit", f'"{POLICY_NAME}";r={remaining};t={reset}'),
+    )
 
 
 def internal(request_id: str) -> grpc.Status:

@@ -17,8 +17,10 @@ from server.adapters.http_signatures import (
 )
 from server.adapters.signing_keys import parse_submitted_key
 from server.domain.errors import RequestNotAuthenticated, Unauthenticated
+from server.domain.limits import Quota, RateLimited
 from server.domain.signing_keys import SigningKey
 from server.services.authentication import Authenticated, RequestAuthenticator
+from server.services.limits import PartnerRateLimiter
 from server.services.ports import NONCE_REPLAYED, SIGNATURE_INVALID, UNKNOWN_KEY, SignedRequest
 from server.store.nonces import MemoryNonceRegistry
 from tests.helpers.clock import SteppingClock
@@ -228,3 +230,40 @@ async def test_a_bad_token_is_refused_before_any_signature_is_looked_at(
 
     with pytest.raises(Unauthenticated):
         await authenticate(auth, SignedRequest("GET", AUTHORITY, "/x", "", headers, None))
+
+
+class CountingKeys(Keys):
+    def __init__(self, *live: SigningKey) -> None:
+        super().__init__(*live)
+        self.looks = 0
+
+    async def live(self, *, partner_id: UUID, fresh: bool = False) -> list[SigningKey]:
+        self.looks += 1
+        return await super().live(partner_id=partner_id, fresh=fresh)
+
+
+async def test_a_partner_over_its_rate_limit_is_refused_before_its_signature_is_looked_at(
+    key: PrivateSigningKey, clock: SteppingClock
+) -> None:
+    nonces = RecordingNonces()
+    keys = CountingKeys(registration(key))
+    limiter = PartnerRateLimiter(Quota(per_second=1, burst=1), clock=lambda: 0.0)
+    auth = RequestAuthenticator(
+        auth=Tokens(),
+        keys=keys,
+        verifier=RequestSignatureVerifier(),
+        nonces=nonces,
+        clock=clock,
+        limiter=limiter,
+    )
+    await authenticate(auth, signed(key, nonce="first"))
+    looks = keys.looks
+
+    with pytest.raises(RateLimited):
+        await authenticate(auth, signed(key, nonce="second"))
+    assert keys.looks == looks  # no key lookup, no verify
+    assert [n for _, n, _ in nonces.kept] == ["first"]  # its nonce was not burned
+    # A request without a valid token is refused as unauthenticated, not counted.
+    stranger = SignedRequest("GET", AUTHORITY, "/x", "", {"authorization": "Bearer x"}, None)
+    with pytest.raises(Unauthenticated):
+        await authenticate(auth, stranger)

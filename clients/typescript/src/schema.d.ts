@@ -1108,6 +1108,21 @@ export interface components {
         "X-Request-Id": string;
         /** @description `true` when this answer is the stored answer of an earlier request. */
         "Idempotent-Replayed": "true";
+        /**
+         * @description With `RATE_LIMITED`: whole seconds until a request will be admitted again.
+         * @example 1
+         */
+        "Retry-After": string;
+        /**
+         * @description With `RATE_LIMITED` (IETF draft-ietf-httpapi-ratelimit-headers): the partner's quota, `q` requests per `w` seconds; `q` is also the burst a partner may send at once after a quiet spell.
+         * @example "default";q=100;w=1
+         */
+        "RateLimit-Policy": string;
+        /**
+         * @description With `RATE_LIMITED`: `r` requests remaining (0), `t` seconds until the next one is admitted (the quota refills continuously).
+         * @example "default";r=0;t=1
+         */
+        RateLimit: string;
     };
     pathItems: never;
 }
@@ -1258,6 +1273,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1305,6 +1332,18 @@ export interface operations {
             /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1416,6 +1455,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1499,6 +1550,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1553,6 +1616,18 @@ export interface operations {
             /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1654,6 +1729,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1749,6 +1836,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1807,6 +1906,18 @@ export interface operations {
             /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1898,6 +2009,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -1983,6 +2106,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -2041,6 +2176,18 @@ export interface operations {
             /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2114,9 +2261,12 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
-            /** @description Too many requests. ErrorInfo reasons: `STREAM_LAGGING`. */
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`, `STREAM_LAGGING`, `TOO_MANY_STREAMS`. */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2235,6 +2385,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -2296,6 +2458,18 @@ export interface operations {
             /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2413,6 +2587,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -2492,6 +2678,18 @@ export interface operations {
             /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2583,6 +2781,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -2644,6 +2854,18 @@ export interface operations {
             /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2757,6 +2979,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -2836,6 +3070,18 @@ export interface operations {
             /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2927,6 +3173,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -3010,6 +3268,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -3087,6 +3357,18 @@ export interface operations {
             /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3340,6 +3622,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -3387,6 +3681,18 @@ export interface operations {
             /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3510,6 +3816,18 @@ export interface operations {
                     "application/json": components["schemas"]["google.rpc.Status"];
                 };
             };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
             /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
             default: {
                 headers: {
@@ -3568,6 +3886,18 @@ export interface operations {
             /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3651,6 +3981,18 @@ export interface operations {
             /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
