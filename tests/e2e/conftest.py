@@ -166,6 +166,9 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
             CUSTOMERS_GATEWAY_TLS_CERT_FILE=str(gateway.cert_file),
             CUSTOMERS_GATEWAY_TLS_KEY_FILE=str(gateway.key_file),
             CUSTOMERS_INTERNAL_SERVICES=str(_principals_file(folder)),
+            # The sandbox KYC partner calls back to the HTTPS public URL; httpx trusts the
+            # test CA through the usual variable, as it would a company CA.
+            SSL_CERT_FILE=str(ca.cert_file),
             **WEBHOOK_TEST_SCHEDULE,
         ) as server,
     ):

@@ -104,6 +104,34 @@ def test_rest_over_https_runs_a_signed_create_over_http1_and_http2(
         assert shown.json()["externalId"] == wallet.address
 
 
+def test_the_kyc_link_is_https_and_the_sandbox_partners_callback_arrives_over_it(
+    tls_stack: TlsStack, https: httpx.Client, partner: RestPartner
+) -> None:
+    wallet = new_wallet()
+    created = partner.call(
+        "POST", "/customers", json={"chainId": caip10(wallet), "externalId": wallet.address}
+    )
+    assert created.status_code == 201, created.text
+    customer = created.json()
+    page = https.get(customer["verificationUrl"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # The portal's button: the sandbox partner then posts its signed callback to
+    # CUSTOMERS_PUBLIC_URL (HTTPS, through Envoy) before it answers.
+    decided = https.post(f"{customer['verificationUrl']}/decision", data={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    signed = partner.call(
+        "POST",
+        f"/customers/{customer['id']}/challenge/sign",
+        json={
+            "signature": sign_challenge(wallet, customer["challenge"]),
+            "signer": customer["chainId"],
+            "challenge": customer["challenge"],
+        },
+    )
+    assert signed.status_code == 204, signed.text
+    assert partner.call("GET", f"/customers/{customer['id']}").json()["status"] == "active"
+
+
 def test_plain_http_to_the_https_port_is_refused(tls_stack: TlsStack) -> None:
     plain = "http://" + tls_stack.base_url.removeprefix("https://")
     with httpx.Client(timeout=5) as client, pytest.raises(httpx.TransportError):
