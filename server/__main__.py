@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         _run(_serve(settings))
     elif args.command == "dev":
+        from server.edge import public_grpc
+
+        try:  # a gRPC TLS setup Envoy cannot serve stops here, before any worker starts
+            public_grpc(settings)
+        except ValueError as exc:
+            parser.error(str(exc))
         _run(_dev(settings))
     elif args.command == "partners":
         if len(args.name) > 128 or not args.name.strip():

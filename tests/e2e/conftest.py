@@ -19,7 +19,7 @@ from server.edge import public_grpc, render_gateway, rest_certificate
 from tests.helpers.certificates import Issued, TestCA, client_credentials
 from tests.helpers.databases import database
 from tests.helpers.partners import PartnerCredentials, create_partner
-from tests.helpers.processes import ServerProcess, free_port, running_server
+from tests.helpers.processes import ServerProcess, free_port, running_server, wait_serving
 from tests.helpers.rest import RestPartner
 
 
@@ -184,6 +184,8 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
         envoy = start_envoy_sync(config, admin_port=admin_port, log_path=folder / "envoy.log")
         other = TestCA(folder, name="someone else's CA")
         try:
+            # Envoy is ready before its first health check of the hop has passed.
+            wait_serving(server.address, client_credentials(ca, None))
             yield TlsStack(
                 database_url=url,
                 server=server,

@@ -17,6 +17,8 @@ from gateway.__main__ import DEFAULT_DESCRIPTOR
 from gateway.config import path_pattern, render
 from gateway.process import envoy_binary
 from gateway.tls import Certificate, GrpcEdge, certificate_sha256
+from server.config import Settings
+from server.edge import public_grpc
 from server.transport.services import INTERNAL_SERVICE_NAMES
 from server.transport.services import SERVICE_NAMES as SERVICES
 from tests.helpers.certificates import TestCA
@@ -323,3 +325,33 @@ def test_the_hop_to_the_workers_is_mutual_tls_pinned_to_the_workers_certificate(
     assert hop["health_checks"][0]["grpc_health_check"] == {}
     # REST keeps the Unix sockets, and no TLS on them.
     assert "transport_socket" not in clusters["customers_grpc"]
+
+
+def test_the_public_grpc_listener_comes_from_the_settings_with_a_port_per_worker(
+    tmp_path: pathlib.Path,
+) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server_certificate()
+    hop = ca.issue("gateway", uris=("spiffe://customers.internal/gateway",))
+    grpc_tls = {
+        "grpc_tls_cert_file": str(server.cert_file),
+        "grpc_tls_key_file": str(server.key_file),
+        "grpc_client_ca_file": str(ca.cert_file),
+        "grpc_port": 7443,
+        "grpc_internal_port": 7500,
+        "workers": 2,
+    }
+    assert public_grpc(Settings()) is None  # development: the workers' plain port
+    with pytest.raises(ValueError, match="CUSTOMERS_GATEWAY_TLS_CERT_FILE"):
+        public_grpc(Settings(**grpc_tls))
+    edge = public_grpc(
+        Settings(
+            **grpc_tls,
+            gateway_tls_cert_file=str(hop.cert_file),
+            gateway_tls_key_file=str(hop.key_file),
+        )
+    )
+    assert edge is not None and edge.port == 7443
+    assert edge.backends == [("127.0.0.1", 7500), ("127.0.0.1", 7501)]
+    assert edge.backend_sha256 == certificate_sha256(str(server.cert_file))
+    assert edge.hop.cert_file == str(hop.cert_file)
