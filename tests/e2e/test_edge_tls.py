@@ -7,6 +7,7 @@ by a client grants nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -296,3 +297,31 @@ def test_the_workers_internal_port_refuses_callers_without_a_client_certificate(
     with channel, pytest.raises(grpc.RpcError) as refused:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_partners_stream_through_the_public_grpc_port_sees_a_change_made_over_https(
+    tls_stack: TlsStack, partner: RestPartner
+) -> None:
+    authority = urlsplit(tls_stack.base_url).netloc
+    signer = SigningClientInterceptor(partner.key, authority=authority)
+    metadata = (("authorization", f"Bearer {partner.token}"),)
+    async with grpc.aio.secure_channel(
+        tls_stack.grpc_address,
+        tls_stack.credentials(None),
+        interceptors=signer.channel_interceptors(),
+    ) as channel:
+        stream = customers_pb2_grpc.CustomerServiceStub(channel).WatchCustomers(
+            customers_pb2.WatchCustomersRequest(after=0), metadata=metadata
+        )
+        created = partner.create_customer()
+        assert created.status_code == 201, created.text
+
+        async def first_change() -> str:
+            async for message in stream:
+                if not message.heartbeat:
+                    return str(message.customer.id)
+            raise AssertionError("stream ended")
+
+        streamed = await asyncio.wait_for(first_change(), 15)
+        stream.cancel()
+    assert streamed == created.json()["id"]
