@@ -66,6 +66,7 @@ async def _dev(settings: Settings) -> None:
             backends=settings.gateway_sockets(),
             rest_tls=rest_certificate(settings),
             grpc_edge=public_grpc(running),
+            bind_address=settings.envoy_bind_address,
         )
         stale = await pidfile.replace_stale()
         if stale is not None:
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 backends=args.backend or settings.gateway_sockets(),
                 rest_tls=rest_certificate(settings),
                 grpc_edge=grpc_edge,
+                bind_address=settings.envoy_bind_address,
             )
         )
         return 0

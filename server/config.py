@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Literal
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     # the gateway (docs/DECISIONS.md).
     gateway_socket_dir: str = "./var/run"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Where Envoy's REST and public gRPC listeners bind (its admin stays on loopback):
+    # 0.0.0.0 (or a host address) to serve other machines, as in production.
+    envoy_bind_address: str = "127.0.0.1"
     envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
     public_url: str = "http://localhost:8080"
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
@@ -139,6 +143,15 @@ class Settings(BaseSettings):
     def principals(self) -> principals.Principals:
         """The service principals (empty without CUSTOMERS_INTERNAL_SERVICES)."""
         return self._principals
+
+    @field_validator("envoy_bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("CUSTOMERS_ENVOY_BIND_ADDRESS must be an IP address") from None
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -27,10 +27,12 @@ def render_gateway(
     request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
     rest_tls: Certificate | None = None,
     grpc_edge: GrpcEdge | None = None,
+    bind_address: str = "127.0.0.1",
 ) -> str:
     """`backends`: the workers' gateway socket paths (Settings.gateway_sockets()).
     `rest_tls`, `grpc_edge`: HTTPS and the public gRPC listener (rest_certificate() and
-    public_grpc() make them from Settings); None for development's plain ports."""
+    public_grpc() make them from Settings); None for development's plain ports.
+    `bind_address`: the listeners' address (CUSTOMERS_ENVOY_BIND_ADDRESS)."""
     return render(
         http_port=http_port,
         admin_port=admin_port,
@@ -42,6 +44,7 @@ def render_gateway(
         request_timeout_seconds=request_timeout_seconds,
         rest_tls=rest_tls,
         grpc_edge=grpc_edge,
+        bind_address=bind_address,
     )
 
 

@@ -18,7 +18,7 @@ from gateway.config import path_pattern, render
 from gateway.process import envoy_binary
 from gateway.tls import Certificate, GrpcEdge, certificate_sha256
 from server.config import Settings
-from server.edge import public_grpc
+from server.edge import public_grpc, render_gateway
 from server.transport.services import INTERNAL_SERVICE_NAMES
 from server.transport.services import SERVICE_NAMES as SERVICES
 from tests.helpers.certificates import TestCA
@@ -355,3 +355,36 @@ def test_the_public_grpc_listener_comes_from_the_settings_with_a_port_per_worker
     assert edge.backends == [("127.0.0.1", 7500), ("127.0.0.1", 7501)]
     assert edge.backend_sha256 == certificate_sha256(str(server.cert_file))
     assert edge.hop.cert_file == str(hop.cert_file)
+
+
+def test_both_listeners_bind_the_configured_address_and_admin_stays_on_loopback(
+    tmp_path: pathlib.Path,
+) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server_certificate()
+    hop = ca.issue("gateway", uris=("spiffe://customers.internal/gateway",))
+    settings = Settings(
+        envoy_bind_address="0.0.0.0",
+        grpc_tls_cert_file=str(server.cert_file),
+        grpc_tls_key_file=str(server.key_file),
+        grpc_client_ca_file=str(ca.cert_file),
+        gateway_tls_cert_file=str(hop.cert_file),
+        gateway_tls_key_file=str(hop.key_file),
+    )
+    config = json.loads(
+        render_gateway(
+            http_port=HTTP_PORT,
+            admin_port=ADMIN_PORT,
+            backends=["/run/customers/worker-0.sock"],
+            grpc_edge=public_grpc(settings),
+            bind_address=settings.envoy_bind_address,
+        )
+    )
+    bound = [
+        listener["address"]["socket_address"]["address"]
+        for listener in config["static_resources"]["listeners"]
+    ]
+    assert bound == ["0.0.0.0", "0.0.0.0"]
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="CUSTOMERS_ENVOY_BIND_ADDRESS"):
+        Settings(envoy_bind_address="everywhere")
