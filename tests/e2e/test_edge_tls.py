@@ -325,3 +325,25 @@ async def test_a_partners_stream_through_the_public_grpc_port_sees_a_change_made
         streamed = await asyncio.wait_for(first_change(), 15)
         stream.cancel()
     assert streamed == created.json()["id"]
+
+
+def test_gateway_headers_sent_to_the_public_grpc_port_vouch_for_nothing(
+    tls_stack: TlsStack, partner: RestPartner
+) -> None:
+    """A client claiming to be the REST gateway (x-gateway-*) on the gRPC port: Envoy drops
+    the headers, the worker would ignore them on TCP, and the unsigned call is refused."""
+    customer = partner.active_customer()
+    claimed = (
+        ("authorization", f"Bearer {partner.token}"),
+        ("x-gateway-method", "GET"),
+        ("x-gateway-authority", urlsplit(tls_stack.base_url).netloc),
+        ("x-gateway-target", f"/customers/{customer['id']}"),
+    )
+    channel = grpc.secure_channel(tls_stack.grpc_address, tls_stack.credentials(None))
+    with channel, pytest.raises(grpc.RpcError) as refused:
+        customers_pb2_grpc.CustomerServiceStub(channel).GetCustomer(
+            customers_pb2.GetCustomerRequest(customer_id=customer["id"]),
+            metadata=claimed,
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
