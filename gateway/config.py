@@ -385,10 +385,11 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
-# gRPC services the gateway never forwards (internal principals only, over the server's own
-# mTLS port): the transcoder does not know them, and this route refuses them when called as
-# native gRPC through the gateway, before any backend is involved. The server refuses them
-# too (no client certificate arrives over the gateway socket): two locks, either enough.
+# gRPC services the REST listener never forwards (internal principals only, with their
+# client certificates on the public gRPC listener, gateway/tls.py): the transcoder does not
+# know them, and this route refuses them when called as native gRPC on the REST port,
+# before any backend is involved. The server refuses them too (no client certificate
+# arrives over the gateway socket): two locks, either enough.
 INTERNAL_SERVICE_PREFIXES = ("/customers.v1.OperatorService/",)
 
 
