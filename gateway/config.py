@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gateway import docs, methods
+from gateway import docs, methods, tls
+from gateway.tls import Certificate, GrpcEdge
 
 Json = dict[str, Any]
 
@@ -108,6 +109,8 @@ def render(
     openapi_path: str | None = None,
     token_bindings: Sequence[tuple[str, str]] = (),
     request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+    rest_tls: Certificate | None = None,
+    grpc_edge: GrpcEdge | None = None,
 ) -> str:
     """The Envoy bootstrap as text (JSON, which is also valid YAML)."""
     return json.dumps(
@@ -122,6 +125,8 @@ def render(
             openapi_path=openapi_path,
             token_bindings=token_bindings,
             request_timeout_seconds=request_timeout_seconds,
+            rest_tls=rest_tls,
+            grpc_edge=grpc_edge,
         ),
         indent=2,
     )
@@ -139,6 +144,8 @@ def bootstrap(
     openapi_path: str | None = None,
     token_bindings: Sequence[tuple[str, str]] = (),
     request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+    rest_tls: Certificate | None = None,
+    grpc_edge: GrpcEdge | None = None,
 ) -> Json:
     """The Envoy bootstrap as a dict, for callers and tests that want the structure.
 
@@ -151,6 +158,10 @@ def bootstrap(
     a method that needs a token (from the proto's access option): such a request that has a
     body but no Authorization header is refused before its body is read (early.lua).
     `request_timeout_seconds`: the whole request, body included, must have arrived by then.
+    `rest_tls`: the REST listener's certificate (HTTPS, HTTP/2 and HTTP/1.1 by ALPN); None
+    for plain HTTP (development).
+    `grpc_edge`: the public native gRPC listener with its mTLS hop to the workers
+    (gateway/tls.py); None when the workers serve native gRPC themselves (development).
     """
     openapi = pathlib.Path(openapi_path or pathlib.Path(descriptor_path).with_name("openapi.json"))
     if not backends:
@@ -160,27 +171,43 @@ def bootstrap(
     for path in backends:
         if not path.startswith("/"):
             raise ValueError(f"backend {path!r} is not an absolute Unix socket path")
+    listeners = [
+        _listener(
+            bind_address=bind_address,
+            port=http_port,
+            descriptor_path=descriptor_path,
+            services=services,
+            access_log=access_log,
+            openapi=openapi.resolve(),
+            token_bindings=token_bindings,
+            request_timeout_seconds=request_timeout_seconds,
+            rest_tls=rest_tls,
+        )
+    ]
+    clusters = [
+        _cluster(CLUSTER, [{"endpoint": {"address": {"pipe": {"path": p}}}} for p in backends])
+    ]
+    if grpc_edge is not None:
+        if not grpc_edge.backends:
+            raise ValueError("the gRPC listener needs at least one backend port")
+        listeners.append(_grpc_listener(bind_address, grpc_edge, access_log=access_log))
+        endpoints = [
+            {"endpoint": {"address": _socket_address(host, port)}}
+            for host, port in grpc_edge.backends
+        ]
+        clusters.append(
+            {
+                **_cluster(tls.GRPC_CLUSTER, endpoints),
+                "transport_socket": tls.hop_transport_socket(grpc_edge),
+            }
+        )
     return {
         "node": {"id": "customers-gateway", "cluster": "customers-gateway"},
         "admin": {
             "address": _socket_address("127.0.0.1", admin_port),
             "access_log": [],
         },
-        "static_resources": {
-            "listeners": [
-                _listener(
-                    bind_address=bind_address,
-                    port=http_port,
-                    descriptor_path=descriptor_path,
-                    services=services,
-                    access_log=access_log,
-                    openapi=openapi.resolve(),
-                    token_bindings=token_bindings,
-                    request_timeout_seconds=request_timeout_seconds,
-                )
-            ],
-            "clusters": [_cluster(backends)],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
         "overload_manager": _overload_manager(),
     }
 
@@ -239,7 +266,25 @@ def _listener(
     openapi: pathlib.Path,
     token_bindings: Sequence[tuple[str, str]],
     request_timeout_seconds: float,
+    rest_tls: Certificate | None,
 ) -> Json:
+    chain: Json = {
+        "filters": [
+            {
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": _http_connection_manager(
+                    descriptor_path=descriptor_path,
+                    services=services,
+                    access_log=access_log,
+                    openapi=openapi,
+                    token_bindings=token_bindings,
+                    request_timeout_seconds=request_timeout_seconds,
+                ),
+            }
+        ]
+    }
+    if rest_tls is not None:
+        chain["transport_socket"] = tls.https_transport_socket(rest_tls)
     return {
         "name": "rest",
         "address": _socket_address(bind_address, port),
@@ -249,21 +294,33 @@ def _listener(
         # Envoy defaults to SO_REUSEPORT on Linux: a second Envoy on a busy port would then
         # start "fine" and share the traffic. Fail loudly instead.
         "enable_reuse_port": False,
+        "filter_chains": [chain],
+    }
+
+
+def _grpc_listener(bind_address: str, edge: GrpcEdge, *, access_log: bool) -> Json:
+    """The public native gRPC port (gateway/tls.py): TLS with optional client
+    certificates, then straight to the workers' internal mTLS ports."""
+    hcm = tls.grpc_connection_manager(
+        hcm_type=_HCM,
+        router={
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": _ROUTER, "suppress_envoy_headers": True},
+        },
+        idle_timeout=STREAM_IDLE_TIMEOUT,
+        access_log=_access_log() if access_log else None,
+    )
+    return {
+        "name": "grpc",
+        "address": _socket_address(bind_address, edge.port),
+        "per_connection_buffer_limit_bytes": PER_CONNECTION_BUFFER_BYTES,
+        "enable_reuse_port": False,
         "filter_chains": [
             {
+                "transport_socket": tls.grpc_transport_socket(edge),
                 "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": _http_connection_manager(
-                            descriptor_path=descriptor_path,
-                            services=services,
-                            access_log=access_log,
-                            openapi=openapi,
-                            token_bindings=token_bindings,
-                            request_timeout_seconds=request_timeout_seconds,
-                        ),
-                    }
-                ]
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ],
             }
         ],
     }
@@ -295,6 +352,9 @@ def _http_connection_manager(
         "generate_request_id": True,
         "preserve_external_request_id": False,
         "always_set_request_id_in_response": True,
+        # Envoy's default, said out loud: a client's own x-forwarded-client-cert is removed
+        # (the server believes one only from Envoy's gRPC hop, gateway/tls.py).
+        "forward_client_cert_details": "SANITIZE",
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "request_headers_timeout": "10s",
         # The whole request, body included (a body trickled a byte at a time resets the idle
@@ -325,10 +385,11 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
-# gRPC services the gateway never forwards (internal principals only, over the server's own
-# mTLS port): the transcoder does not know them, and this route refuses them when called as
-# native gRPC through the gateway, before any backend is involved. The server refuses them
-# too (no client certificate arrives over the gateway socket): two locks, either enough.
+# gRPC services the REST listener never forwards (internal principals only, with their
+# client certificates on the public gRPC listener, gateway/tls.py): the transcoder does not
+# know them, and this route refuses them when called as native gRPC on the REST port,
+# before any backend is involved. The server refuses them too (no client certificate
+# arrives over the gateway socket): two locks, either enough.
 INTERNAL_SERVICE_PREFIXES = ("/customers.v1.OperatorService/",)
 
 
@@ -637,9 +698,10 @@ def _access_log() -> Json:
     }
 
 
-def _cluster(backends: Sequence[str]) -> Json:
+def _cluster(name: str, endpoints: list[Json]) -> Json:
+    """A cluster of server workers (`endpoints`: Envoy lb_endpoints), health-checked."""
     cluster: Json = {
-        "name": CLUSTER,
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "lb_policy": "ROUND_ROBIN",
@@ -654,16 +716,7 @@ def _cluster(backends: Sequence[str]) -> Json:
                 },
             }
         },
-        "load_assignment": {
-            "cluster_name": CLUSTER,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"pipe": {"path": path}}}} for path in backends
-                    ]
-                }
-            ],
-        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
         "health_checks": [
             {
                 "grpc_health_check": {},  # grpc.health.v1 Check on the server as a whole

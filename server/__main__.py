@@ -29,7 +29,8 @@ async def _worker(settings: Settings, index: int) -> None:
     _start_metrics(settings, index)
     running = await app.start(settings, worker=index)
     if settings.workers == 1:
-        print(f"gRPC listening on {settings.grpc_host}:{running.port}", flush=True)
+        what = "internal mTLS port" if settings.grpc_tls else "listening on"
+        print(f"gRPC {what} {settings.grpc_host}:{running.port}", flush=True)
     await app.serve_until_signalled(running)
 
 
@@ -48,7 +49,7 @@ async def _dev(settings: Settings) -> None:
     """The whole local stack: the gRPC workers plus Envoy in front of them."""
     from gateway.lifetime import EnvoyPidfile
     from gateway.process import start_envoy, stop_envoy
-    from server.edge import render_gateway
+    from server.edge import public_grpc, render_gateway, rest_certificate
     from server.logging import configure
     from server.workers import supervise
 
@@ -58,22 +59,31 @@ async def _dev(settings: Settings) -> None:
     # one left behind anyway before it needs the same ports (gateway/lifetime.py).
     pidfile = EnvoyPidfile(pathlib.Path(settings.gateway_socket_dir) / "envoy.pid")
 
-    async def ready(port: int) -> None:
+    async def ready(running: Settings) -> None:
         config = render_gateway(
             http_port=settings.http_port,
             admin_port=settings.envoy_admin_port,
             backends=settings.gateway_sockets(),
+            rest_tls=rest_certificate(settings),
+            grpc_edge=public_grpc(running),
+            bind_address=settings.envoy_bind_address,
         )
         stale = await pidfile.replace_stale()
         if stale is not None:
             print(f"stopped Envoy {stale}, left behind by an earlier dev run", flush=True)
         envoys.append(await start_envoy(config, admin_port=settings.envoy_admin_port))
         pidfile.write(envoys[-1].pid)
-        tls = ", mTLS: client certificates required" if settings.grpc_tls else ""
+        scheme = "https" if settings.rest_tls else "http"
+        grpc_line = (
+            f"127.0.0.1:{running.grpc_port} (Envoy, TLS, client certificates optional;"
+            f" {settings.workers} workers behind it over mTLS)"
+            if settings.grpc_tls
+            else f"{settings.grpc_host}:{running.grpc_port} ({settings.workers} workers)"
+        )
         print(
-            f"\n  REST (Envoy)  http://127.0.0.1:{settings.http_port}\n"
-            f"  API docs      http://127.0.0.1:{settings.http_port}/docs\n"
-            f"  gRPC          {settings.grpc_host}:{port} ({settings.workers} workers{tls})\n"
+            f"\n  REST (Envoy)  {scheme}://127.0.0.1:{settings.http_port}\n"
+            f"  API docs      {scheme}://127.0.0.1:{settings.http_port}/docs\n"
+            f"  gRPC          {grpc_line}\n"
             f"  Envoy admin   http://127.0.0.1:{settings.envoy_admin_port}\n"
             f"  database      {settings.database_url}\n\n  Ctrl-C stops both.\n",
             flush=True,
@@ -147,13 +157,20 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(settings.database_url)
         return 0
     if args.command == "gateway-config":
-        from server.edge import render_gateway
+        from server.edge import public_grpc, render_gateway, rest_certificate
 
+        try:
+            grpc_edge = public_grpc(settings)
+        except ValueError as exc:
+            parser.error(str(exc))
         print(
             render_gateway(
                 http_port=settings.http_port,
                 admin_port=settings.envoy_admin_port,
                 backends=args.backend or settings.gateway_sockets(),
+                rest_tls=rest_certificate(settings),
+                grpc_edge=grpc_edge,
+                bind_address=settings.envoy_bind_address,
             )
         )
         return 0
@@ -163,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         _run(_serve(settings))
     elif args.command == "dev":
+        from server.edge import public_grpc
+
+        try:  # a gRPC TLS setup Envoy cannot serve stops here, before any worker starts
+            public_grpc(settings)
+        except ValueError as exc:
+            parser.error(str(exc))
         _run(_dev(settings))
     elif args.command == "partners":
         if len(args.name) > 128 or not args.name.strip():

@@ -54,7 +54,7 @@ MAX_PENDING_CALLS = 20_000
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
-    port: int
+    port: int  # the TCP port: public plain gRPC, or with gRPC TLS the internal mTLS port
     gateway_socket: str  # the Unix socket Envoy reaches this worker on
     container: Container
     health: health.aio.HealthServicer
@@ -73,12 +73,12 @@ class RunningServer:
 
 
 def grpc_server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS for the TCP port, requiring a client certificate from the client CA; None for
-    the plain port of development. grpcio's Python API offers "require and verify" or "do
-    not request" only (no "request but do not require"), so a port that must know internal
-    services by their certificates requires one from every caller: partners calling native
-    gRPC get a certificate from that CA (bundle) too; their token and signature still say
-    who they are (docs/DECISIONS.md, "Internal services")."""
+    """TLS for the worker's internal port, requiring a client certificate from the client
+    CA; None for the plain port of development. grpcio's Python API offers "require and
+    verify" or "do not request" only (no "request but do not require"), so the public port,
+    where a certificate is optional, is Envoy's (gateway/tls.py), and this port is its hop:
+    Envoy presents its own certificate and forwards the client's verified identity
+    (interceptors/peer_identity.py; docs/DECISIONS.md, "TLS at the edge")."""
     if not settings.grpc_tls:
         return None
     assert settings.grpc_tls_key_file and settings.grpc_tls_cert_file
@@ -116,8 +116,10 @@ async def start(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-            # Workers share the TCP port; the kernel spreads connections over them.
-            ("grpc.so_reuseport", 1),
+            # Plain gRPC: workers share the TCP port; the kernel spreads connections over
+            # them. With gRPC TLS each worker has its own internal port (Envoy spreads calls
+            # over them): a second process on one fails to start instead of sharing it.
+            ("grpc.so_reuseport", 0 if settings.grpc_tls else 1),
             # grpc core cancels calls that wait to be picked up beyond 1,000 (soft, randomly)
             # or 3,000 (hard). grpc.aio picks them up one at a time, so a reconnect storm of
             # a few thousand WatchCustomers streams got CANCELLED before any of our code ran.
@@ -163,7 +165,10 @@ async def start(
         [*SERVICE_NAMES, *INTERNAL_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME],
         server,
     )
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    # Development: plain native gRPC on the public port. With gRPC TLS the public port is
+    # Envoy's, and this worker serves its own internal mTLS port behind it.
+    tcp_port = settings.internal_grpc_port(worker) if settings.grpc_tls else settings.grpc_port
+    address = f"{settings.grpc_host}:{tcp_port}"
     credentials = grpc_server_credentials(settings)
     port = (
         server.add_insecure_port(address)

@@ -238,8 +238,10 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             policy=POLICY,
             public_authority=settings.public_authority,
             public_scheme=settings.public_scheme,
-            # Internal methods: the service principal named by the verified client cert.
+            # Internal methods: the service principal named by the verified client cert,
+            # forwarded by Envoy's hop (known by this identity) from the public gRPC port.
             principals=settings.principals,
+            gateway_identity=settings.gateway_identity,
         ),
         # Undecodable request bytes, and REST JSON the published contract does not allow
         # (null, a bare value for a list, enum numbers): 400, once the caller is known.

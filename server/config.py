@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     # the gateway (docs/DECISIONS.md).
     gateway_socket_dir: str = "./var/run"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Where Envoy's REST and public gRPC listeners bind (its admin stays on loopback):
+    # 0.0.0.0 (or a host address) to serve other machines, as in production.
+    envoy_bind_address: str = "127.0.0.1"
     envoy_admin_port: int = Field(default=9901, ge=0, le=65535)
     public_url: str = "http://localhost:8080"
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
@@ -74,29 +78,48 @@ class Settings(BaseSettings):
     max_webhooks_per_partner: int = Field(default=MAX_SUBSCRIPTIONS, ge=1, le=10_000)
     log_level: str = "INFO"
     log_json: bool = True
-    # TLS on the gRPC TCP port, with client certificates from this CA (docs/OPERATOR.md):
-    # all three or none. Unset: the plain port of development.
+    # HTTPS on Envoy's REST listener (HTTP/2 and HTTP/1.1 by ALPN): both or neither.
+    # Unset: plain HTTP (development).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # TLS on the public gRPC port, client certificates from this CA (docs/OPERATOR.md): all
+    # three or none. Unset: the workers serve plain gRPC on CUSTOMERS_GRPC_PORT themselves
+    # (development). Set: Envoy serves the public port (client certificates optional,
+    # verified when presented) and reaches the workers on their internal mTLS ports,
+    # CUSTOMERS_GRPC_INTERNAL_PORT + the worker's index, presenting its own certificate
+    # (CUSTOMERS_GATEWAY_TLS_*, whose URI or DNS SAN is CUSTOMERS_GATEWAY_IDENTITY).
     grpc_tls_cert_file: str | None = None
     grpc_tls_key_file: str | None = None
     grpc_client_ca_file: str | None = None
+    grpc_internal_port: int = Field(default=50061, ge=0, le=65535)
+    gateway_tls_cert_file: str | None = None
+    gateway_tls_key_file: str | None = None
+    gateway_identity: str = "spiffe://customers.internal/gateway"
     # The service principals file (SPEC section 13); needs the TLS settings above.
     internal_services: str | None = None
     _principals: principals.Principals = PrivateAttr(default_factory=principals.Principals)
 
     @model_validator(mode="after")
-    def _grpc_tls_is_whole(self) -> Settings:
-        files = {
-            "CUSTOMERS_GRPC_TLS_CERT_FILE": self.grpc_tls_cert_file,
-            "CUSTOMERS_GRPC_TLS_KEY_FILE": self.grpc_tls_key_file,
-            "CUSTOMERS_GRPC_CLIENT_CA_FILE": self.grpc_client_ca_file,
-        }
-        given = [name for name, value in files.items() if value]
-        if given and len(given) != len(files):
-            missing = sorted(set(files) - set(given))
-            raise ValueError(f"{', '.join(given)} set without {', '.join(missing)}")
-        for name, value in files.items():
-            if value and not os.path.isfile(value):
-                raise ValueError(f"{name}: no such file {value!r}")
+    def _tls_is_whole(self) -> Settings:
+        _all_or_none(
+            {
+                "CUSTOMERS_TLS_CERT_FILE": self.tls_cert_file,
+                "CUSTOMERS_TLS_KEY_FILE": self.tls_key_file,
+            }
+        )
+        _all_or_none(
+            {
+                "CUSTOMERS_GATEWAY_TLS_CERT_FILE": self.gateway_tls_cert_file,
+                "CUSTOMERS_GATEWAY_TLS_KEY_FILE": self.gateway_tls_key_file,
+            }
+        )
+        given = _all_or_none(
+            {
+                "CUSTOMERS_GRPC_TLS_CERT_FILE": self.grpc_tls_cert_file,
+                "CUSTOMERS_GRPC_TLS_KEY_FILE": self.grpc_tls_key_file,
+                "CUSTOMERS_GRPC_CLIENT_CA_FILE": self.grpc_client_ca_file,
+            }
+        )
         if self.internal_services:
             if not given:
                 raise ValueError(
@@ -104,6 +127,12 @@ class Settings(BaseSettings):
                     " known by their client certificates"
                 )
             self._principals = _load_principals(self.internal_services)
+            if self._principals.find([self.gateway_identity]) is not None:
+                raise ValueError(
+                    f"CUSTOMERS_INTERNAL_SERVICES {self.internal_services!r} lists the gateway's"
+                    f" own identity {self.gateway_identity!r} (CUSTOMERS_GATEWAY_IDENTITY):"
+                    " Envoy vouches for others, it is no principal"
+                )
         return self
 
     @property
@@ -115,13 +144,36 @@ class Settings(BaseSettings):
         return Quota(self.rate_limit_per_second, burst)
 
     @property
+    def rest_tls(self) -> bool:
+        """Envoy's REST listener serves HTTPS."""
+        return self.tls_cert_file is not None
+
+    @property
     def grpc_tls(self) -> bool:
+        """The public gRPC port is Envoy's TLS listener; workers serve internal mTLS ports."""
         return self.grpc_tls_cert_file is not None
+
+    def internal_grpc_port(self, worker: int) -> int:
+        """Worker `worker`'s internal mTLS port (0: any free port, for one worker)."""
+        return self.grpc_internal_port + worker if self.grpc_internal_port else 0
+
+    def internal_grpc_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every worker's internal port: the gRPC listener's backends."""
+        return [(self.grpc_host, self.internal_grpc_port(w)) for w in range(self.workers)]
 
     @property
     def principals(self) -> principals.Principals:
         """The service principals (empty without CUSTOMERS_INTERNAL_SERVICES)."""
         return self._principals
+
+    @field_validator("envoy_bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("CUSTOMERS_ENVOY_BIND_ADDRESS must be an IP address") from None
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -176,6 +228,19 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _all_or_none(files: dict[str, str | None]) -> bool:
+    """Whether the group of file settings is given: all of them (each an existing file) or
+    none; a partial group is a ValueError naming what is missing."""
+    given = [name for name, value in files.items() if value]
+    if given and len(given) != len(files):
+        missing = sorted(set(files) - set(given))
+        raise ValueError(f"{', '.join(given)} set without {', '.join(missing)}")
+    for name, value in files.items():
+        if value and not os.path.isfile(value):
+            raise ValueError(f"{name}: no such file {value!r}")
+    return bool(given)
 
 
 def _load_principals(path: str) -> principals.Principals:

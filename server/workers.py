@@ -35,12 +35,17 @@ def pick_port(host: str) -> int:
 
 
 async def supervise(
-    settings: Settings, *, ready: Callable[[int], Awaitable[None]] | None = None
+    settings: Settings, *, ready: Callable[[Settings], Awaitable[None]] | None = None
 ) -> None:
-    """Runs the workers until SIGINT/SIGTERM. `ready(port)` is awaited once they are all
-    serving (for `dev`, which then starts Envoy)."""
+    """Runs the workers until SIGINT/SIGTERM. `ready(settings)` is awaited once they are
+    all serving (for `dev`, which then starts Envoy), with the ports they really use."""
     port = settings.grpc_port or pick_port(settings.grpc_host)
     env = {**os.environ, "CUSTOMERS_GRPC_PORT": str(port)}
+    internal = settings.grpc_internal_port
+    if settings.grpc_tls and not internal:
+        internal = pick_port(settings.grpc_host)  # worker N takes the ports after it
+        env["CUSTOMERS_GRPC_INTERNAL_PORT"] = str(internal)
+    resolved = settings.model_copy(update={"grpc_port": port, "grpc_internal_port": internal})
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,9 +67,16 @@ async def supervise(
 
     processes = [await spawn(index) for index in range(settings.workers)]
     await wait_all_serving(settings.gateway_sockets())
-    print(f"gRPC listening on {settings.grpc_host}:{port} ({settings.workers} workers)", flush=True)
+    if settings.grpc_tls:
+        ports = ", ".join(str(p) for _, p in resolved.internal_grpc_addresses())
+        print(f"gRPC internal mTLS ports {settings.grpc_host}: {ports}", flush=True)
+    else:
+        print(
+            f"gRPC listening on {settings.grpc_host}:{port} ({settings.workers} workers)",
+            flush=True,
+        )
     if ready is not None:
-        await ready(port)
+        await ready(resolved)
 
     async def keep(index: int) -> None:
         while not stopping.is_set():

@@ -13,10 +13,13 @@ the socket lives in a directory only the service's own user can enter. Forwarded
 a TCP call are ignored; a client's own `x-gateway-*` headers never survive request.lua.
 
 Internal methods (a `(customers.v1.role)` in the proto) are the third door: the caller is a
-service principal, proven by the client certificate its TLS handshake verified against
+service principal, proven by the client certificate a TLS handshake verified against
 CUSTOMERS_GRPC_CLIENT_CA_FILE, whose URI or DNS SAN is listed in CUSTOMERS_INTERNAL_SERVICES
-with the role. No token, signature or header counts there; a call without a verified
-certificate (the gateway socket, the plain port) is refused before anything runs.
+with the role. That handshake is Envoy's, on the public gRPC port, and the identity comes
+over Envoy's own mTLS hop (peer_identity.py), or the worker's own, for a direct caller of
+its internal port. No token, signature or client-written header counts there; a call
+without a verified certificate (the gateway socket, the plain port, a partner on the public
+gRPC port without one) is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from server.domain.errors import (
 )
 from server.domain.principals import Principals, Role, ServicePrincipal
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.interceptors.peer_identity import caller_identities, peer_identities
 from server.services.authentication import RequestAuthenticator
 from server.services.ports import SignedRequest
 from server.transport.context import current
@@ -57,18 +61,11 @@ def via_gateway(context: Context) -> bool:
     return peer.startswith("unix:")
 
 
-def certificate_identities(context: Context) -> list[str]:
-    """The SANs (URI and DNS) of the client certificate this call's TLS handshake verified;
-    empty for a call that is not over TLS or presented none."""
-    auth: dict[str, list[bytes]] = context.auth_context() or {}
-    if auth.get("transport_security_type") != [b"ssl"]:
-        return []
-    return [value.decode() for value in auth.get("x509_subject_alternative_name", ())]
-
-
-def authorize_principal(principals: Principals, context: Context, role: Role) -> ServicePrincipal:
-    """The service principal the call's certificate names, if it holds `role`."""
-    identities = certificate_identities(context)
+def authorize_principal(
+    principals: Principals, identities: list[str], role: Role
+) -> ServicePrincipal:
+    """The service principal the caller's certificate (`identities`: its SANs) names, if it
+    holds `role`."""
     if not identities:
         raise ClientCertificateRequired()
     principal = principals.find(identities)
@@ -109,9 +106,12 @@ class AuthInterceptor(BehaviourInterceptor):
         public_authority: str,
         public_scheme: str,
         principals: Principals | None = None,
+        gateway_identity: str | None = None,
     ) -> None:
         super().__init__()
         self._principals = principals or Principals()
+        # The SAN of Envoy's hop certificate: only its forwarded client identity counts.
+        self._gateway = gateway_identity
         self._authenticator = authenticator
         self._policy = policy
         self._authority = public_authority
@@ -128,7 +128,12 @@ class AuthInterceptor(BehaviourInterceptor):
         scope = current()
         role = self._policy.role(method)
         if role is not None:
-            scope.principal = authorize_principal(self._principals, context, role).name
+            identities = (
+                caller_identities(context, scope.headers, self._gateway)
+                if self._gateway
+                else peer_identities(context)
+            )
+            scope.principal = authorize_principal(self._principals, identities, role).name
             return await proceed()
         headers = scope.headers
         if GATEWAY_METHOD in headers and via_gateway(context):

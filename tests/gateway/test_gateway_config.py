@@ -16,8 +16,12 @@ import pytest
 from gateway.__main__ import DEFAULT_DESCRIPTOR
 from gateway.config import path_pattern, render
 from gateway.process import envoy_binary
+from gateway.tls import Certificate, GrpcEdge, certificate_sha256
+from server.config import Settings
+from server.edge import public_grpc, render_gateway
 from server.transport.services import INTERNAL_SERVICE_NAMES
 from server.transport.services import SERVICE_NAMES as SERVICES
+from tests.helpers.certificates import TestCA
 
 HTTP_PORT = 18_123
 ADMIN_PORT = 19_123
@@ -230,3 +234,157 @@ def test_internal_services_are_refused_by_a_route_and_unknown_to_the_transcoder(
         f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
     )
     assert not set(transcoder["typed_config"]["services"]) & set(INTERNAL_SERVICE_NAMES)
+
+
+def _tls_render(folder: pathlib.Path) -> tuple[str, Any]:
+    """The production profile: HTTPS on REST, the public gRPC listener and its hop."""
+    ca = TestCA(folder)
+    server = ca.server_certificate()
+    hop = ca.issue("gateway", uris=("spiffe://customers.internal/gateway",))
+    edge = GrpcEdge(
+        port=HTTP_PORT + 1,
+        certificate=Certificate(str(server.cert_file), str(server.key_file)),
+        client_ca_file=str(ca.cert_file),
+        hop=Certificate(str(hop.cert_file), str(hop.key_file)),
+        backends=[("127.0.0.1", 50061), ("127.0.0.1", 50062)],
+        backend_sha256=certificate_sha256(str(server.cert_file)),
+    )
+    text = _render(
+        rest_tls=Certificate(str(server.cert_file), str(server.key_file)), grpc_edge=edge
+    )
+    return text, json.loads(text)
+
+
+def test_envoy_accepts_the_config_with_https_and_the_public_grpc_listener(
+    tmp_path: pathlib.Path,
+) -> None:
+    text, _ = _tls_render(tmp_path)
+    config = tmp_path / "envoy.json"
+    config.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(config), "--log-level", "warning"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_https_offers_http2_and_http1_and_a_client_certificate_header_is_removed(
+    tmp_path: pathlib.Path,
+) -> None:
+    _, config = _tls_render(tmp_path)
+    rest = config["static_resources"]["listeners"][0]
+    chain = rest["filter_chains"][0]
+    tls_context = chain["transport_socket"]["typed_config"]
+    assert tls_context["common_tls_context"]["alpn_protocols"] == ["h2", "http/1.1"]
+    assert "require_client_certificate" not in tls_context
+    hcm = chain["filters"][0]["typed_config"]
+    assert hcm["codec_type"] == "AUTO"
+    assert hcm["forward_client_cert_details"] == "SANITIZE"
+    # Development: no TLS at all, one listener.
+    plain = json.loads(_render())
+    assert "transport_socket" not in plain["static_resources"]["listeners"][0]["filter_chains"][0]
+    assert len(plain["static_resources"]["listeners"]) == 1
+
+
+def test_the_grpc_listener_verifies_optional_client_certificates_and_sets_the_header(
+    tmp_path: pathlib.Path,
+) -> None:
+    _, config = _tls_render(tmp_path)
+    grpc_listener = config["static_resources"]["listeners"][1]
+    assert grpc_listener["address"]["socket_address"]["port_value"] == HTTP_PORT + 1
+    chain = grpc_listener["filter_chains"][0]
+    downstream = chain["transport_socket"]["typed_config"]
+    assert downstream["require_client_certificate"] is False
+    assert downstream["common_tls_context"]["validation_context"]["trusted_ca"]["filename"]
+    hcm = chain["filters"][0]["typed_config"]
+    assert hcm["forward_client_cert_details"] == "SANITIZE_SET"
+    assert hcm["set_current_client_cert_details"] == {"uri": True, "dns": True}
+    # gRPC in, gRPC out: no transcoder, no Lua; only gRPC requests find a route.
+    assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.router"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert [r["match"] for r in routes] == [{"prefix": "/", "grpc": {}}]
+    assert "x-gateway-body" in hcm["route_config"]["request_headers_to_remove"]
+
+
+def test_the_hop_to_the_workers_is_mutual_tls_pinned_to_the_workers_certificate(
+    tmp_path: pathlib.Path,
+) -> None:
+    _, config = _tls_render(tmp_path)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    hop = clusters["customers_grpc_tls"]
+    upstream = hop["transport_socket"]["typed_config"]["common_tls_context"]
+    assert upstream["tls_certificates"][0]["certificate_chain"]["filename"].endswith("gateway.crt")
+    (pin,) = upstream["validation_context"]["verify_certificate_hash"]
+    assert len(pin) == 64
+    endpoints = hop["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ports = [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]
+    assert ports == [50061, 50062]
+    assert hop["health_checks"][0]["grpc_health_check"] == {}
+    # REST keeps the Unix sockets, and no TLS on them.
+    assert "transport_socket" not in clusters["customers_grpc"]
+
+
+def test_the_public_grpc_listener_comes_from_the_settings_with_a_port_per_worker(
+    tmp_path: pathlib.Path,
+) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server_certificate()
+    hop = ca.issue("gateway", uris=("spiffe://customers.internal/gateway",))
+    grpc_tls = {
+        "grpc_tls_cert_file": str(server.cert_file),
+        "grpc_tls_key_file": str(server.key_file),
+        "grpc_client_ca_file": str(ca.cert_file),
+        "grpc_port": 7443,
+        "grpc_internal_port": 7500,
+        "workers": 2,
+    }
+    assert public_grpc(Settings()) is None  # development: the workers' plain port
+    with pytest.raises(ValueError, match="CUSTOMERS_GATEWAY_TLS_CERT_FILE"):
+        public_grpc(Settings(**grpc_tls))
+    edge = public_grpc(
+        Settings(
+            **grpc_tls,
+            gateway_tls_cert_file=str(hop.cert_file),
+            gateway_tls_key_file=str(hop.key_file),
+        )
+    )
+    assert edge is not None and edge.port == 7443
+    assert edge.backends == [("127.0.0.1", 7500), ("127.0.0.1", 7501)]
+    assert edge.backend_sha256 == certificate_sha256(str(server.cert_file))
+    assert edge.hop.cert_file == str(hop.cert_file)
+
+
+def test_both_listeners_bind_the_configured_address_and_admin_stays_on_loopback(
+    tmp_path: pathlib.Path,
+) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server_certificate()
+    hop = ca.issue("gateway", uris=("spiffe://customers.internal/gateway",))
+    settings = Settings(
+        envoy_bind_address="0.0.0.0",
+        grpc_tls_cert_file=str(server.cert_file),
+        grpc_tls_key_file=str(server.key_file),
+        grpc_client_ca_file=str(ca.cert_file),
+        gateway_tls_cert_file=str(hop.cert_file),
+        gateway_tls_key_file=str(hop.key_file),
+    )
+    config = json.loads(
+        render_gateway(
+            http_port=HTTP_PORT,
+            admin_port=ADMIN_PORT,
+            backends=["/run/customers/worker-0.sock"],
+            grpc_edge=public_grpc(settings),
+            bind_address=settings.envoy_bind_address,
+        )
+    )
+    bound = [
+        listener["address"]["socket_address"]["address"]
+        for listener in config["static_resources"]["listeners"]
+    ]
+    assert bound == ["0.0.0.0", "0.0.0.0"]
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="CUSTOMERS_ENVOY_BIND_ADDRESS"):
+        Settings(envoy_bind_address="everywhere")

@@ -48,9 +48,18 @@ def migrate(database_url: str) -> None:
     )
 
 
-def wait_serving(address: str, timeout: float = 20.0) -> None:
+def wait_serving(
+    address: str, credentials: grpc.ChannelCredentials | None = None, timeout: float = 20.0
+) -> None:
+    """Until the gRPC health check at `address` answers SERVING (over TLS with
+    `credentials`)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.insecure_channel(address)
+        if credentials is None
+        else grpc.secure_channel(address, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

@@ -1,5 +1,7 @@
-"""Internal services over mTLS (SPEC section 13), with the real server on its TLS port:
-certificates refused at the handshake, principals and roles, partners over the same port,
+"""Internal services over mTLS (SPEC section 13), with the real server on its internal
+mTLS port (the port Envoy's hop reaches; a direct caller there presents its own
+certificate): certificates refused at the handshake, principals and roles, the client
+identity Envoy forwards believed from Envoy's certificate alone, partners over that port,
 the operator's suspend / reinstate / reject with their cascade, events and audit rows, and
 the cross-partner stream. Every test runs on SQLite and PostgreSQL."""
 
@@ -36,6 +38,7 @@ from tests.integration.conftest import GrpcPartner, make_partner, signed_channel
 COMPLIANCE = "spiffe://customers.internal/compliance"
 SUPPORT = "spiffe://customers.internal/support"
 WATCHER_DNS = "stream-watcher.customers.internal"
+GATEWAY = "spiffe://customers.internal/gateway-test"
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Pki:
     support: Issued  # reader
     watcher: Issued  # watcher, by DNS SAN
     partner: Issued  # from the CA, naming no principal (a partner's client certificate)
+    gateway: Issued  # Envoy's hop certificate (CUSTOMERS_GATEWAY_IDENTITY)
     foreign: Issued  # the right names, another CA
     expired: Issued  # the compliance identity, expired
     principals_file: pathlib.Path
@@ -75,6 +79,7 @@ def pki() -> Pki:
         support=ca.issue("support", uris=(SUPPORT,)),
         watcher=ca.issue("watcher", dns=(WATCHER_DNS,)),
         partner=ca.issue("partner-acme", dns=("acme.partners.example",)),
+        gateway=ca.issue("gateway", uris=(GATEWAY,)),
         foreign=other.issue("impostor", uris=(COMPLIANCE,)),
         expired=ca.issue("compliance-old", uris=(COMPLIANCE,), expired=True),
         principals_file=principals,
@@ -88,6 +93,8 @@ def server_settings(pki: Pki) -> dict[str, Any]:
         "grpc_tls_key_file": str(pki.server.key_file),
         "grpc_client_ca_file": str(pki.ca.cert_file),
         "internal_services": str(pki.principals_file),
+        "grpc_internal_port": 0,  # any free port: the test's own
+        "gateway_identity": GATEWAY,
     }
 
 
@@ -320,6 +327,61 @@ async def test_a_partner_can_never_call_operator_methods(
             )
     assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(unauthenticated.value) == "CLIENT_CERTIFICATE_REQUIRED"
+    assert await audit_rows(server, customer.id) == []
+
+
+def _forwarded(*identities: str) -> tuple[tuple[str, str], ...]:
+    """x-forwarded-client-cert as Envoy's SANITIZE_SET writes it (URI and DNS SANs)."""
+    parts = [f"{'URI' if '://' in i else 'DNS'}={i}" for i in identities]
+    return (("x-forwarded-client-cert", ";".join(["Hash=ab12", *parts])),)
+
+
+async def test_the_identity_envoy_forwards_over_its_hop_names_the_principal(
+    server: RunningServer, pki: Pki, partner: GrpcPartner
+) -> None:
+    customer = await partner.active_customer()
+    via_envoy = operator_as(server, pki, pki.gateway)
+    request = operator_pb2.OperatorGetCustomerRequest(customer_id=customer.id)
+    found = await via_envoy.GetCustomer(request, metadata=_forwarded(SUPPORT))
+    assert found.customer == customer
+    found = await via_envoy.GetCustomer(request, metadata=_forwarded("x.example", SUPPORT))
+    assert found.customer == customer  # any SAN of the certificate may match
+    with pytest.raises(grpc.aio.AioRpcError) as outside_role:
+        await via_envoy.SuspendCustomer(
+            operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="x"),
+            metadata=_forwarded(SUPPORT),
+        )
+    assert outside_role.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # The client presented no certificate to Envoy: Envoy's own identity is not the caller's.
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await via_envoy.GetCustomer(request)
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(anonymous.value) == "CLIENT_CERTIFICATE_REQUIRED"
+    # A header Envoy never writes (two elements, a chain) names nobody.
+    chained = (("x-forwarded-client-cert", f"URI={SUPPORT},URI={COMPLIANCE}"),)
+    with pytest.raises(grpc.aio.AioRpcError) as chain:
+        await via_envoy.GetCustomer(request, metadata=chained)
+    assert chain.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await audit_rows(server, customer.id) == []
+
+
+@pytest.mark.parametrize("who", ["partner", "support"])
+async def test_a_forwarded_identity_from_anyone_but_envoy_is_ignored(
+    server: RunningServer, pki: Pki, partner: GrpcPartner, who: str
+) -> None:
+    customer = await partner.active_customer()
+    caller = operator_as(server, pki, {"partner": pki.partner, "support": pki.support}[who])
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await caller.SuspendCustomer(
+            operator_pb2.OperatorActionRequest(customer_id=customer.id, reason="forged"),
+            metadata=_forwarded(COMPLIANCE),
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(denied.value) == "PRINCIPAL_NOT_ALLOWED"
+    got = await partner.customers.GetCustomer(
+        customers_pb2.GetCustomerRequest(customer_id=customer.id), metadata=partner.metadata
+    )
+    assert got.status == resources_pb2.Customer.active
     assert await audit_rows(server, customer.id) == []
 
 

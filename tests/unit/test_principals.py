@@ -130,3 +130,25 @@ def test_principals_without_tls_or_half_the_tls_settings_are_refused(
 def test_the_default_settings_serve_plain_grpc_with_no_principals() -> None:
     settings = Settings()
     assert not settings.grpc_tls and len(settings.principals) == 0
+
+
+def test_the_gateways_own_identity_can_never_be_a_principal(tmp_path: pathlib.Path) -> None:
+    """Envoy vouches for the client certificates it forwards; it must not be one itself."""
+    path = tmp_path / "services.json"
+    path.write_text(json.dumps(_file()))
+    listed = json.loads(path.read_text())["services"][0]["identity"]
+    with pytest.raises(ValidationError, match="CUSTOMERS_GATEWAY_IDENTITY"):
+        Settings(**_tls(tmp_path), internal_services=str(path), gateway_identity=listed)
+
+
+def test_https_and_the_gateways_hop_certificate_are_both_files_or_neither(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "cert.pem").write_text("placeholder")
+    with pytest.raises(ValidationError, match="without CUSTOMERS_TLS_KEY_FILE"):
+        Settings(tls_cert_file=str(tmp_path / "cert.pem"))
+    with pytest.raises(ValidationError, match="without CUSTOMERS_GATEWAY_TLS_CERT_FILE"):
+        Settings(gateway_tls_key_file=str(tmp_path / "cert.pem"))
+    with pytest.raises(ValidationError, match="no such file"):
+        Settings(tls_cert_file=str(tmp_path / "cert.pem"), tls_key_file=str(tmp_path / "no"))
+    assert not Settings().rest_tls
