@@ -14,6 +14,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from client.idempotency import new_key
 from tests.e2e.conftest import Stack, error_reason
 from tests.e2e.test_webhooks import partner_events, subscribe
+from tests.helpers.openapi import check
 from tests.helpers.processes import free_port
 from tests.helpers.receivers import Receiver, running_receiver
 from tests.helpers.rest import RestPartner
@@ -336,3 +337,62 @@ def test_a_refused_rotation_changes_nothing(
     [attempt] = receiver.attempts
     assert attempt.verified  # still the original secret, alone
     assert len(attempt.headers["webhook-signature"].split(" ")) == 1
+
+
+# -- the published contract ------------------------------------------------------------------
+
+
+def test_the_operations_answer_what_the_document_says(
+    partner: RestPartner, other_partner: RestPartner
+) -> None:
+    """Statuses, bodies (no property the schema does not name) and error reasons of every
+    new operation, against gen/openapi.json."""
+    with running_receiver() as receiver:
+        hook = subscribe(partner, receiver, ["customer.updated"])
+        base = f"/webhooks/{hook['id']}"
+        assert partner.create_customer().status_code == 201
+        [entry] = log_once(partner, hook["id"], all_delivered(1))
+        calls = [
+            ("GET", "/webhooks/{id}/deliveries", partner.call("GET", f"{base}/deliveries")),
+            (
+                "GET",
+                "/webhooks/{id}/deliveries",
+                partner.call("GET", f"{base}/deliveries", params={"pageToken": "x"}),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+                partner.call("POST", f"{base}/deliveries/{entry['id']}/redeliver"),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+                partner.call("POST", f"{base}/deliveries/1x/redeliver"),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/replay",
+                partner.call("POST", f"{base}/replay", json={"afterSequence": "0"}),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/replay",
+                partner.call("POST", f"{base}/replay", json={"afterSequence": "99999"}),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/secret/rotate",
+                partner.call("POST", f"{base}/secret/rotate", json={"overlapSeconds": 60}),
+            ),
+            (
+                "POST",
+                "/webhooks/{id}/secret/rotate",
+                other_partner.call("POST", f"{base}/secret/rotate", json={}),
+            ),
+            ("PATCH", "/webhooks/{id}/enable", partner.call("PATCH", f"{base}/enable")),
+            ("GET", "/webhooks/{id}", partner.call("GET", base)),
+        ]
+        statuses = [answer.status_code for _, _, answer in calls]
+        assert statuses == [200, 400, 200, 404, 200, 400, 200, 404, 200, 200]
+        for verb, template, answer in calls:
+            check(verb, template, answer)
