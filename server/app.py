@@ -135,9 +135,9 @@ async def start(
         CustomerServicer(container.customers, container.watch), server
     )
     events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(container.events), server)
-    assert container.webhooks is not None
+    assert container.webhooks is not None and container.webhook_operations is not None
     webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
-        WebhookServicer(container.webhooks), server
+        WebhookServicer(container.webhooks, container.webhook_operations), server
     )
     simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(
         SimulatorServicer(container.customers), server

@@ -20,6 +20,7 @@ from server.adapters.signing_keys import parse_submitted_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
+from server.domain.deliveries import DisablePolicy
 from server.domain.events import ChangeEvent
 from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
@@ -44,6 +45,7 @@ from server.services.limits import PartnerRateLimiter
 from server.services.operator import OperatorService
 from server.services.ports import Clock, KycProvider, NonceRegistry
 from server.services.signing_keys import SigningKeyService
+from server.services.webhook_operations import WebhookOperations
 from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.idempotency import IdempotencyStore
@@ -51,9 +53,11 @@ from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.retention import RetentionPruner
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.webhook_operations import SqlWebhookOperations
 from server.store.webhooks import SqlWebhookStore
 from server.transport import convert
 from server.transport.policy import POLICY
+from server.transport.webhooks import webhook_payload
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Container:
     listener: PostgresListener | None = None  # wakes us when other replicas commit
     sqlite_watcher: SqliteChangeWatcher | None = None  # the same for other SQLite workers
     webhooks: WebhookService | None = None  # subscriptions (the API)
+    # delivery log, redelivery, replay, rotation, enable (the API)
+    webhook_operations: WebhookOperations | None = None
     webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
     webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
     read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
@@ -168,7 +174,11 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     accounts = AccountService(uow=uow, clock=clock)
     hub = EventHub(uow, heartbeat=settings.stream_heartbeat_seconds)
     idempotency = IdempotencyStore(uow)
-    webhook_store = SqlWebhookStore(uow)
+    webhook_store = SqlWebhookStore(
+        uow,
+        disable=DisablePolicy(timedelta(seconds=settings.webhook_disable_after_seconds)),
+        shape=webhook_payload,
+    )
     webhook_worker = WebhookWorker(webhook_store, clock, _delivery_options(settings))
 
     def committed(events: list[ChangeEvent]) -> None:
@@ -277,6 +287,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             production=settings.env == "production",
             max_subscriptions=settings.max_webhooks_per_partner,
         ),
+        webhook_operations=WebhookOperations(store=SqlWebhookOperations(uow), clock=clock),
         webhook_worker=webhook_worker,
         webhook_store=webhook_store,
         read_engine=read_engine,
