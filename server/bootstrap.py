@@ -33,6 +33,7 @@ from server.adapters.signing_keys import parse_submitted_key
 from server.adapters.tokens import JwtTokens
 from server.adapters.wallet import EthereumWallets
 from server.config import Settings
+from server.domain.deliveries import DisablePolicy
 from server.domain.events import ChangeEvent
 from server.domain.webhooks import RetrySchedule
 from server.events.hub import EventHub
@@ -67,6 +68,7 @@ from server.services.ports import (
     Wallets,
 )
 from server.services.signing_keys import SigningKeyService
+from server.services.webhook_operations import WebhookOperations
 from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_inline_engine
 from server.store.idempotency import IdempotencyKeys, IdempotencyStore
@@ -74,6 +76,7 @@ from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.retention import RetentionPruner
 from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.webhook_operations import SqlWebhookOperations
 from server.store.webhooks import SqlWebhookStore
 from server.transport import convert
 from server.transport.accounts import AccountServicer, CardServicer
@@ -83,7 +86,7 @@ from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
 from server.transport.operator import OperatorServicer
 from server.transport.policy import POLICY
-from server.transport.webhooks import WebhookServicer
+from server.transport.webhooks import WebhookServicer, webhook_payload
 
 Background = Callable[[], Coroutine[Any, Any, None]]
 """A loop app.py runs as a task for the server's lifetime (and cancels on stop)."""
@@ -146,6 +149,8 @@ class Container:
     operator: OperatorService  # the programme operator's use cases
     events: EventService
     webhooks: WebhookService  # subscriptions (the API)
+    # delivery log, redelivery, replay, rotation, enable (the API)
+    webhook_operations: WebhookOperations
     hub: EventHub  # live fan-out to WatchCustomers streams
     watch: CustomerWatch
     watch_all: EveryoneWatch  # the cross-partner stream (internal watchers)
@@ -273,7 +278,11 @@ async def build(
     kyc_service = KycService(uow=uow, clock=clock, provider=kyc_provider)
     hub = EventHub(database.uow, heartbeat=settings.stream_heartbeat_seconds)
     idempotency = idempotency or IdempotencyStore(database.uow)
-    webhook_store = SqlWebhookStore(database.uow)
+    webhook_store = SqlWebhookStore(
+        database.uow,
+        disable=DisablePolicy(timedelta(seconds=settings.webhook_disable_after_seconds)),
+        shape=webhook_payload,
+    )
     webhook_worker = WebhookWorker(webhook_store, clock, _delivery_options(settings))
     signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_key or parse_submitted_key)
     background: list[Background] = [hub.run, webhook_worker.run]
@@ -297,6 +306,7 @@ async def build(
         production=settings.production,
         max_subscriptions=settings.max_webhooks_per_partner,
     )
+    webhook_operations = WebhookOperations(store=SqlWebhookOperations(database.uow), clock=clock)
     # Like the simulator, the sandbox portal would let anyone approve their own KYC: never
     # in production.
     portal = kyc_provider if settings.sandbox and isinstance(kyc_provider, SandboxKyc) else None
@@ -310,7 +320,8 @@ async def build(
         ),
         Registration(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(events)),
         Registration(
-            webhooks_pb2_grpc.add_WebhookServiceServicer_to_server, WebhookServicer(webhooks)
+            webhooks_pb2_grpc.add_WebhookServiceServicer_to_server,
+            WebhookServicer(webhooks, webhook_operations),
         ),
         Registration(
             simulator_pb2_grpc.add_SimulatorServiceServicer_to_server,
@@ -346,6 +357,7 @@ async def build(
         operator=operator,
         events=events,
         webhooks=webhooks,
+        webhook_operations=webhook_operations,
         hub=hub,
         watch=watch,
         watch_all=watch_all,

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     webhook_retry_max_age_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # A subscription whose every attempt failed for this long (since its last success) is
+    # disabled, and a webhook.disabled event recorded; default 3 days.
+    webhook_disable_after_seconds: float = Field(default=3 * 86400.0, gt=0, le=90 * 86400)
     # Retention (server/store/retention.py): events older than this are pruned once the
     # webhook relay has passed them; the contract promises partners at least 30 days.
     event_retention_days: int = Field(default=30, ge=30, le=3650)

@@ -204,8 +204,10 @@ class Operations:
         example = _body_example(method.comments.text)
         if example is not None:
             media["example"] = example
-        has_fields = any(f.name not in bound for f in request.proto.field)
-        return {"required": has_fields, "content": {"application/json": media}}
+        # A body is required when a field of it is: the transcoder takes a missing body as
+        # every field at its default, so a body of optional fields only may be left out.
+        needed = any(f.name not in bound and is_required(f) for f in request.proto.field)
+        return {"required": needed, "content": {"application/json": media}}
 
     def _responses(self, method: Method, binding: Binding, access: str, idempotent: bool) -> Json:
         declared = _declared(method)

@@ -18,6 +18,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from scripts.openapi.descriptors import DescriptorIndex, Enum, Message
+from server.domain.deliveries import MAX_OVERLAP
 from server.domain.events import EventType
 from server.domain.identifiers import MAX_EXTERNAL_ID_LENGTH
 from server.services.accounts import MAX_CURRENCIES
@@ -83,6 +84,12 @@ BODY_RULES: dict[str, Json] = {
         "items": {"type": "string", "enum": [kind.value for kind in EventType]},
     },
     "CreateCustomerRequest.external_id": {"maxLength": MAX_EXTERNAL_ID_LENGTH},
+    # server/domain/deliveries.py overlap and check_replay_after.
+    "RotateWebhookSecretRequest.overlap_seconds": {
+        "minimum": 0,
+        "maximum": int(MAX_OVERLAP.total_seconds()),
+    },
+    "ReplayWebhookEventsRequest.after_sequence": {"pattern": "^[0-9]+$"},
 }
 
 

@@ -23,6 +23,9 @@ class EventType(enum.StrEnum):
     CUSTOMER_UPDATED = "customer.updated"
     ACCOUNT_UPDATED = "account.updated"
     CARD_UPDATED = "card.updated"
+    # A notice, not an entity change: a subscription was disabled after failing too long
+    # (server/domain/deliveries.py). Listed by GET /events; other subscriptions may ask for it.
+    WEBHOOK_DISABLED = "webhook.disabled"
 
 
 @dataclass(frozen=True)

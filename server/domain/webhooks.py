@@ -36,6 +36,7 @@ class DeliveryState(enum.StrEnum):
     DELIVERING = "delivering"  # a worker holds it until lease_until (then it is due again)
     DELIVERED = "delivered"  # a 2xx came back
     FAILED = "failed"  # retries exhausted, or the subscription was deleted
+    PAUSED = "paused"  # its subscription is disabled: waits, untried, until it is enabled
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,17 @@ class WebhookSubscription:
     secret: str  # Standard Webhooks `whsec_<base64>`; shown to the partner only on create
     created_at: datetime
     updated_at: datetime
+    # The secret before the last rotation, signed with beside the new one until then.
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+    disabled_at: datetime | None = None  # set: its endpoint failed too long; nothing is sent
 
     def wants(self, event_type: EventType) -> bool:
         return event_type in self.types
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
 
 
 class WebhookNotFound(NotFound):

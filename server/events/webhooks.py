@@ -36,6 +36,7 @@ import httpx
 import structlog
 from standardwebhooks import Webhook
 
+from server.domain.deliveries import signing_secrets
 from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed, receiver
 from server.events.failures import round_failed
 from server.services.ports import Clock
@@ -150,15 +151,22 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
 def signed_request(claimed: Claimed, *, at: datetime) -> tuple[bytes, dict[str, str]]:
     """The body and headers of one attempt: `webhook-id` is the event id on every attempt,
-    the timestamp and signature are fresh."""
+    the timestamp and signature are fresh. During a secret rotation's overlap the
+    signature header holds one `v1,<sig>` per secret, space-separated (Standard Webhooks):
+    a receiver verifying with either secret accepts it."""
     text = json.dumps(claimed.payload, separators=(",", ":"))
     message_id = str(claimed.event_id)
+    secrets = signing_secrets(
+        claimed.secret, claimed.previous_secret, claimed.previous_secret_until, now=at
+    )
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(claimed.secret).sign(message_id, at, text),
+        "webhook-signature": " ".join(
+            Webhook(secret).sign(message_id, at, text) for secret in secrets
+        ),
     }
     return text.encode(), headers
 
@@ -227,6 +235,7 @@ class WebhookWorker:
         self._relayed: frozenset[UUID] | None = None  # partners with a cursor; None: unknown
         # Outcomes of finished attempts, written together by one task (_record_loop).
         self._outcomes: list[Outcome] = []
+        self._writing: list[Outcome] = []  # the batch being written
         self._outcomes_due = asyncio.Event()
 
     def wake(self, partners: Collection[UUID] | None = None) -> None:
@@ -354,7 +363,7 @@ class WebhookWorker:
 
         def accept(claimed: Claimed) -> bool:
             key = receiver(claimed.callback_url)
-            if self._per_receiver[key] + tentative[key] >= limit:
+            if self._per_receiver[key] + tentative[key] + claimed.elsewhere >= limit:
                 return False
             tentative[key] += 1
             return True
@@ -377,6 +386,7 @@ class WebhookWorker:
                 busy=busy,
                 accept=accept,
                 candidates=candidates,
+                held=self._held(),
             )
         )
         claims = await self._transaction(self._claiming)
@@ -387,6 +397,14 @@ class WebhookWorker:
             self._per_receiver[item.receiver] += 1
             item.task = asyncio.create_task(self._deliver(item))
         return len(claims)
+
+    def _held(self) -> set[int]:
+        """Deliveries whose leases are this worker's: under way, or finished with the
+        outcome not written yet (their rows still say `delivering`)."""
+        held = set(self._in_flight)
+        held.update(o.claimed.delivery_id for o in self._outcomes)
+        held.update(o.claimed.delivery_id for o in self._writing)
+        return held
 
     # -- outcomes --------------------------------------------------------------------------
     async def _record_loop(self) -> None:
@@ -401,10 +419,13 @@ class WebhookWorker:
         batch, self._outcomes = self._outcomes, []
         if not batch:
             return
+        self._writing = batch
         try:
-            await self._transaction(self._store.finish_all(batch))
+            await self._transaction(self._store.finish_all(batch, now=self._clock.now()))
         except Exception as error:  # noqa: BLE001 the leases run out, deliveries tried again
             round_failed("webhook outcomes not recorded", error, deliveries=len(batch))
+        finally:
+            self._writing = []
 
     def _until_next_retry(self) -> float:
         now = self._clock.now()

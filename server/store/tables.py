@@ -249,6 +249,11 @@ class WebhookSubscriptionRow(SQLModel, table=True):
     callback_url: str = Field(max_length=2048)
     types: list[str] = Field(sa_column=Column(JSON, nullable=False))
     secret: str = Field(max_length=64)  # whsec_...: needed in clear to sign (HMAC)
+    # The secret before the last rotation: deliveries are signed with it too until then.
+    previous_secret: str | None = Field(default=None, max_length=64)
+    previous_secret_until: datetime | None = _time(default=None)
+    failing_since: datetime | None = _time(default=None)  # first failure since a success
+    disabled_at: datetime | None = _time(default=None)  # set: nothing is sent until enabled
     created_at: datetime = _time()
     updated_at: datetime = _time()
     deleted_at: datetime | None = _time(default=None)
@@ -264,12 +269,15 @@ class WebhookDeliveryRow(SQLModel, table=True):
             "subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"
         ),
         sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),  # the log
     )
 
     id: int | None = Field(default=None, primary_key=True)
     subscription_id: UUID = Field(foreign_key="webhook_subscriptions.id")
     event_id: UUID  # no foreign key: events are pruned after 30 days, deliveries need not be
     partner_id: UUID = Field(foreign_key="partners.id")
+    event_type: str | None = Field(default=None, max_length=32)  # NULL: made before 0010
+    seq: int | None = Field(default=None, sa_type=sa.BigInteger)  # the event's sequence
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # the flat body
     attempts: int = 0
     state: str = Field(max_length=16)
@@ -278,6 +286,8 @@ class WebhookDeliveryRow(SQLModel, table=True):
     last_status: int | None = None  # the receiver's HTTP status, never its body
     last_error: str | None = Field(default=None, max_length=200)
     created_at: datetime = _time()
+    # A redelivery, replay or re-enable starts the retry window again from here.
+    redelivered_at: datetime | None = _time(default=None)
 
 
 class WebhookRelayCursorRow(SQLModel, table=True):

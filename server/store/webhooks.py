@@ -14,9 +14,10 @@ lock and an API call's idempotency marker (store/claims.py) lands in the same tr
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,9 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from server.domain.deliveries import DisablePolicy, WebhookShape
 from server.domain.events import EventType
-from server.domain.webhooks import DeliveryState, WebhookSubscription
+from server.domain.webhooks import DeliveryState, WebhookSubscription, receiver
+from server.store import endpoint_health
 from server.store.dialect import is_postgres, upsert_insert
+from server.store.endpoint_health import minimal_shape
 from server.store.tables import (
     EventRow,
     PartnerSequenceRow,
@@ -35,10 +39,14 @@ from server.store.tables import (
     WebhookSubscriptionRow,
 )
 from server.store.unit_of_work import SqlUnitOfWorkFactory
+from server.store.webhook_rows import own_notice, subscription_of
 
 # pg_try_advisory_xact_lock key: one replica relays at a time (the unique pair makes a
 # double relay harmless anyway; the lock just saves the wasted work).
 RELAY_LOCK_KEY = 0x77_65_62_68_6F_6F_6B  # "webhook"
+# pg_advisory_xact_lock key: one claim at a time across replicas, so each claim counts the
+# leases every other replica holds per receiver (the per-receiver limit is global).
+CLAIM_LOCK_KEY = 0x77_68_63_6C_61_69_6D  # "whclaim"
 INSERT_CHUNK = 200  # rows per INSERT: stays far below SQLite's bound-parameter limit
 CANDIDATES_PER_SLOT = 4
 
@@ -58,7 +66,12 @@ class Claimed:
     callback_url: str
     secret: str
     payload: dict[str, Any]  # the flat JSON body
-    created_at: datetime
+    created_at: datetime  # when its retry window began (made, or redelivered)
+    previous_secret: str | None = None  # signs too, until previous_secret_until
+    previous_secret_until: datetime | None = None
+    # Attempts other workers (other processes, other replicas) have under way to the same
+    # receiver right now: the per-receiver limit counts them too.
+    elsewhere: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,18 +83,6 @@ class Outcome:
     next_attempt_at: datetime | None
     status: int | None
     error: str | None
-
-
-def _subscription(row: WebhookSubscriptionRow) -> WebhookSubscription:
-    return WebhookSubscription(
-        id=row.id,
-        partner_id=row.partner_id,
-        callback_url=row.callback_url,
-        types=tuple(EventType(t) for t in row.types),
-        secret=row.secret,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def body(event_type: str, event_id: UUID, payload: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +125,17 @@ _RELAYED_PARTNERS = sa.select(_cursors_table.c.partner_id)
 
 
 class SqlWebhookStore:
-    def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
+    def __init__(
+        self,
+        uow: SqlUnitOfWorkFactory,
+        *,
+        disable: DisablePolicy | None = None,
+        shape: WebhookShape | None = None,
+    ) -> None:
         self._uow = uow
+        self._disable = disable or DisablePolicy()
+        # The API's JSON of a subscription: the payload of a webhook.disabled event.
+        self._shape: WebhookShape = shape or minimal_shape
         # Told when a partner's first subscription committed here (its relay cursor is new).
         self.on_new_cursor: Callable[[], None] | None = None
 
@@ -193,7 +203,7 @@ class SqlWebhookStore:
                 )
             ).scalar_one_or_none()
             # Mapped inside: leaving the unit of work rolls back, which expires the row.
-            return _subscription(row) if row is not None else None
+            return subscription_of(row) if row is not None else None
 
     async def live(self, *, partner_id: UUID) -> list[WebhookSubscription]:
         async with self._uow() as uow:
@@ -207,7 +217,7 @@ class SqlWebhookStore:
                     .order_by(col(_Subscription.created_at).desc(), col(_Subscription.id).desc())
                 )
             ).scalars()
-            return [_subscription(row) for row in rows]
+            return [subscription_of(row) for row in rows]
 
     async def update(
         self,
@@ -235,7 +245,7 @@ class SqlWebhookStore:
             row.callback_url = callback_url
             row.types = [t.value for t in types]
             row.updated_at = now
-            found = _subscription(row)
+            found = subscription_of(row)
             await uow.commit()
             return found
 
@@ -260,7 +270,9 @@ class SqlWebhookStore:
                 sa.update(_Delivery)
                 .where(
                     col(_Delivery.subscription_id) == subscription_id,
-                    col(_Delivery.state) == DeliveryState.PENDING.value,
+                    col(_Delivery.state).in_(
+                        [DeliveryState.PENDING.value, DeliveryState.PAUSED.value]
+                    ),
                 )
                 .values(state=DeliveryState.FAILED.value, last_error="subscription deleted")
             )
@@ -328,15 +340,22 @@ class SqlWebhookStore:
                     "subscription_id": subscription.id,
                     "event_id": event.event_id,
                     "partner_id": event.partner_id,
+                    "event_type": event.type,
+                    "seq": event.seq,
                     "payload": body(event.type, event.event_id, dict(event.payload)),
                     "attempts": 0,
-                    "state": DeliveryState.PENDING.value,
+                    # A disabled subscription's deliveries wait for its enable, untried.
+                    "state": (
+                        DeliveryState.PENDING.value
+                        if subscription.disabled_at is None
+                        else DeliveryState.PAUSED.value
+                    ),
                     "next_attempt_at": now,
                     "created_at": now,
                 }
                 for event in events
                 for subscription in by_partner.get(event.partner_id, ())
-                if event.type in subscription.types
+                if event.type in subscription.types and not own_notice(event, subscription.id)
             ]
             created = await self._insert_deliveries(session, rows)
             last: dict[UUID, int] = {}
@@ -374,12 +393,19 @@ class SqlWebhookStore:
         busy: Collection[UUID],
         accept: Callable[[Claimed], bool],
         candidates: int | None = None,
+        held: Collection[int] = (),
     ) -> list[Claimed]:
         """Leases up to `limit` due deliveries: pending ones whose time has come, and
         delivering ones whose lease ran out (their worker died). `busy` subscriptions are
         skipped in the query (their receiver has no free slot), `accept` decides the rest in
         due order, over at most `candidates` rows of each kind (default: a few per slot).
-        On PostgreSQL, SKIP LOCKED lets every replica claim at once, disjointly."""
+        On PostgreSQL, SKIP LOCKED lets every replica claim at once, disjointly.
+
+        Each candidate carries `elsewhere`: the live leases on its receiver held by other
+        workers (every lease not in `held`, the caller's own), so a per-receiver limit holds
+        across processes and replicas. Claims are serialized for that: on PostgreSQL by a
+        transaction-level advisory lock, on SQLite by its one writer at a time; the count
+        then sees every lease committed before."""
         candidates = candidates or limit * CANDIDATES_PER_SLOT
         columns = (
             col(_Delivery.id),
@@ -387,8 +413,11 @@ class SqlWebhookStore:
             col(_Delivery.event_id),
             col(_Delivery.subscription_id),
             col(_Delivery.created_at),
+            col(_Delivery.redelivered_at),
             col(_Subscription.callback_url),
             col(_Subscription.secret),
+            col(_Subscription.previous_secret),
+            col(_Subscription.previous_secret_until),
             col(_Subscription.deleted_at),
         )
         # Two queries, each walking ix_webhook_deliveries_due in its order and stopping at
@@ -402,6 +431,7 @@ class SqlWebhookStore:
             .where(
                 col(_Delivery.state) == DeliveryState.DELIVERING.value,
                 col(_Delivery.lease_until) <= now,
+                col(_Subscription.disabled_at).is_(None),
             )
             .order_by(col(_Delivery.lease_until))
             .limit(candidates)
@@ -412,6 +442,7 @@ class SqlWebhookStore:
             .where(
                 col(_Delivery.state) == DeliveryState.PENDING.value,
                 col(_Delivery.next_attempt_at) <= now,
+                col(_Subscription.disabled_at).is_(None),
             )
             .order_by(col(_Delivery.next_attempt_at))
             .limit(candidates)
@@ -422,8 +453,10 @@ class SqlWebhookStore:
         async with self._uow(write=True) as uow:
             session = uow.session
             if is_postgres(session):
+                await session.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
                 stale = stale.with_for_update(of=_Delivery, skip_locked=True)
                 pending = pending.with_for_update(of=_Delivery, skip_locked=True)
+            elsewhere = await self._leases_elsewhere(session, now=now, held=held)
             rows = [*(await session.execute(stale)).all(), *(await session.execute(pending)).all()]
             taken: list[Claimed] = []
             orphaned: list[int] = []
@@ -441,7 +474,10 @@ class SqlWebhookStore:
                     callback_url=row.callback_url,
                     secret=row.secret,
                     payload={},  # read below, if taken
-                    created_at=row.created_at,
+                    created_at=row.redelivered_at or row.created_at,
+                    previous_secret=row.previous_secret,
+                    previous_secret_until=row.previous_secret_until,
+                    elsewhere=elsewhere[receiver(row.callback_url)],
                 )
                 if accept(claimed):
                     taken.append(claimed)
@@ -472,6 +508,29 @@ class SqlWebhookStore:
                 await uow.commit()
             return taken
 
+    @staticmethod
+    async def _leases_elsewhere(
+        session: AsyncSession, *, now: datetime, held: Collection[int]
+    ) -> Counter[str]:
+        """Live leases per receiver (`host:port`), other than `held`. Few rows: at most the
+        attempts under way everywhere, found through ix_webhook_deliveries_due."""
+        query = (
+            sa.select(col(_Subscription.callback_url), sa.func.count())
+            .select_from(_Delivery)
+            .join(_Subscription, col(_Subscription.id) == col(_Delivery.subscription_id))
+            .where(
+                col(_Delivery.state) == DeliveryState.DELIVERING.value,
+                col(_Delivery.lease_until) > now,
+            )
+            .group_by(col(_Subscription.callback_url))
+        )
+        if held:
+            query = query.where(col(_Delivery.id).not_in(list(held)))
+        found: Counter[str] = Counter()
+        for url, count in (await session.execute(query)).all():
+            found[receiver(url)] += int(count)
+        return found
+
     async def finish(
         self,
         claimed: Claimed,
@@ -499,12 +558,15 @@ class SqlWebhookStore:
             await uow.commit()
             return mine
 
-    async def finish_all(self, outcomes: Collection[Outcome]) -> None:
+    async def finish_all(
+        self, outcomes: Collection[Outcome], *, now: datetime | None = None
+    ) -> list[UUID]:
         """Records many attempts' outcomes in one transaction (one executemany): the
         dispatcher's write per delivery was what capped the delivery rate on SQLite. An
-        outcome whose lease ran out meanwhile changes nothing, as with finish."""
+        outcome whose lease ran out meanwhile changes nothing, as with finish. Keeps each
+        endpoint's health too (store/endpoint_health.py): the subscriptions it disabled."""
         if not outcomes:
-            return
+            return []
         params = [
             {
                 "k_id": o.claimed.delivery_id,
@@ -518,7 +580,15 @@ class SqlWebhookStore:
         ]
         async with self._uow(write=True) as uow:
             await uow.session.execute(_FINISH, params)
+            disabled = await endpoint_health.track(
+                uow,
+                outcomes,
+                now=now or datetime.now(UTC),
+                policy=self._disable,
+                shape=self._shape,
+            )
             await uow.commit()
+            return disabled
 
     async def release(self, claims: Iterable[Claimed], *, now: datetime) -> None:
         """Hands unfinished deliveries back at shutdown, due at once, so a restart (or

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from customers.v1 import customers_pb2, events_pb2, operator_pb2
+from customers.v1 import customers_pb2, events_pb2, operator_pb2, webhooks_pb2
 from customers.v1 import resources_pb2 as pb
 from server.domain.accounts import Account, AccountType, Card, CardType
 from server.domain.customer import Customer, CustomerStatus
@@ -149,6 +149,8 @@ def _entity_of(event: ChangeEvent) -> tuple[str, Any]:
             return "account", json_format.ParseDict(event.payload, pb.Account())
         case EventType.CARD_UPDATED:
             return "card", json_format.ParseDict(event.payload, pb.Card())
+        case EventType.WEBHOOK_DISABLED:
+            return "webhook", json_format.ParseDict(event.payload, webhooks_pb2.Webhook())
 
 
 def event(change: ChangeEvent) -> events_pb2.Event:

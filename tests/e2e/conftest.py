@@ -7,6 +7,7 @@ import json
 import pathlib
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -45,13 +46,21 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with running_stack(request.param, folder) as running:
+        yield running
+
+
+@contextmanager
+def running_stack(kind: str, folder: pathlib.Path, **env: str) -> Iterator[Stack]:
+    """A database of `kind`, one server (the test schedule, plus `env`) and Envoy."""
     # The gateway's port first: the server must know its public URL (SIWE domain, KYC
     # verificationUrl, and where the sandbox KYC partner sends its callbacks).
     http_port, admin_port = free_port(), free_port()
     public_url = f"http://127.0.0.1:{http_port}"
+    settings = {**WEBHOOK_TEST_SCHEDULE, **env}
     with (
-        database(request.param, folder) as url,
-        running_server(url, CUSTOMERS_PUBLIC_URL=public_url, **WEBHOOK_TEST_SCHEDULE) as server,
+        database(kind, folder) as url,
+        running_server(url, CUSTOMERS_PUBLIC_URL=public_url, **settings) as server,
     ):
         config = render_gateway(
             http_port=http_port,
@@ -214,4 +223,4 @@ def error_reason(response: httpx.Response) -> str:
     raise AssertionError(f"no ErrorInfo in {body}")
 
 
-__all__ = ["COMPLIANCE", "SUPPORT", "Stack", "TlsStack", "error_reason"]
+__all__ = ["COMPLIANCE", "SUPPORT", "Stack", "TlsStack", "error_reason", "running_stack"]

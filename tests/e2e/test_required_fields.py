@@ -74,6 +74,19 @@ def _webhook(partner: RestPartner) -> Request:
     return "PUT", "/webhooks", body
 
 
+def _subscription(partner: RestPartner) -> str:
+    method, path, body = _webhook(partner)
+    return str(partner.call(method, path, json=body).json()["id"])
+
+
+def _rotation(partner: RestPartner) -> Request:
+    return "POST", f"/webhooks/{_subscription(partner)}/secret/rotate", {"overlapSeconds": 60}
+
+
+def _replay(partner: RestPartner) -> Request:
+    return "POST", f"/webhooks/{_subscription(partner)}/replay", {"afterSequence": "0"}
+
+
 def _token(partner: RestPartner) -> Request:
     credentials = partner.credentials
     return (
@@ -91,6 +104,8 @@ VALID: dict[str, Callable[[RestPartner], Request]] = {
     "/customers.v1.AuthService/RegisterSigningKey": _signing_key,
     "/customers.v1.AuthService/CreateToken": _token,
     "/customers.v1.WebhookService/PutWebhook": _webhook,
+    "/customers.v1.WebhookService/RotateWebhookSecret": _rotation,
+    "/customers.v1.WebhookService/ReplayWebhookEvents": _replay,
 }
 
 

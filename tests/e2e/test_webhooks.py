@@ -21,7 +21,7 @@ from tests.helpers.receivers import Receiver, delivery_rows, running_receiver
 from tests.helpers.rest import RestPartner
 
 ALL_TYPES = ["customer.updated", "account.updated", "card.updated"]
-SUBSCRIPTION_FIELDS = {"id", "callbackUrl", "types", "createdAt", "updatedAt"}
+SUBSCRIPTION_FIELDS = {"id", "callbackUrl", "types", "createdAt", "updatedAt", "status"}
 
 
 def subscribe(

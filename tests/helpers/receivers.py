@@ -34,12 +34,16 @@ class Receiver:
     delay: float = 0.0
     first_delay: float = 0.0
     secret: str | None = None  # set once the subscription is created
+    # Accepted too (a receiver in the middle of a secret rotation keeps both).
+    also_secrets: list[str] = field(default_factory=list)
     keep_alive: bool = False  # HTTP/1.1 with persistent connections, as real receivers
     peers: set[tuple[str, int]] = field(default_factory=set)  # client ends of connections
     attempts: list[Attempt] = field(default_factory=list)
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # eventId -> body
     port: int = 0
+    max_concurrent: int = 0  # the most requests it was answering at one time
     _received: int = 0
+    _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -55,16 +59,23 @@ class Receiver:
         with self._lock:
             first = self._received == 0
             self._received += 1
+            self._active += 1
+            self.max_concurrent = max(self.max_concurrent, self._active)
             scripted = self.statuses.pop(0) if self.statuses else 200
-        time.sleep(self.delay + (self.first_delay if first else 0.0))
+        try:
+            time.sleep(self.delay + (self.first_delay if first else 0.0))
+        finally:
+            with self._lock:
+                self._active -= 1
         verified = False
         parsed: dict[str, Any] | None = None
-        if self.secret is not None:
+        for secret in [self.secret, *self.also_secrets] if self.secret is not None else []:
             try:
-                parsed = Webhook(self.secret).verify(body, headers)
+                parsed = Webhook(secret).verify(body, headers)
                 verified = True
+                break
             except WebhookVerificationError:
-                verified = False
+                continue
         answered = scripted if verified else 401
         with self._lock:
             self.attempts.append(Attempt(headers, body, verified, answered, time.monotonic()))

@@ -688,6 +688,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks/{id}/secret/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replaces the signing secret
+         * @description Replaces the signing secret: the answer carries the new `secret`, shown only this once (an exact idempotent replay shows it again). For `overlapSeconds` (default 86400, at most 604800; 0 ends the old secret at once) every delivery carries two signatures in `webhook-signature`, `v1,<new> v1,<old>`, so receivers can switch secrets without dropping a delivery; after it, only the new one. A rotation during an overlap drops the oldest secret: at most two sign at once.
+         *
+         *     ```sh
+         *     python -m client call POST /webhooks/<id>/secret/rotate --json '{"overlapSeconds":3600}'
+         *     ```
+         */
+        post: operations["RotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The subscription's deliveries, newest first, paged like the other lists (pageSize default 50, max 500)
+         * @description The subscription's deliveries, newest first, paged like the other lists (pageSize default 50, max 500): status, attempts, the receiver's last HTTP status and a short error class, and when the next attempt is due. Never the receiver's answer body.
+         *
+         *     ```sh
+         *     python -m client call GET '/webhooks/<id>/deliveries?pageSize=20'
+         *     ```
+         */
+        get: operations["ListWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/deliveries/{deliveryId}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sends one delivery again, due at once with a fresh retry window (same webhook-id, the eventId)
+         * @description Sends one delivery again, due at once with a fresh retry window (same webhook-id, the eventId): the delivery as it is now. One being attempted right now is 409 WEBHOOK_DELIVERY_IN_PROGRESS. On a disabled subscription it waits for the enable.
+         *
+         *     ```sh
+         *     python -m client call POST /webhooks/<id>/deliveries/<deliveryId>/redeliver
+         *     ```
+         */
+        post: operations["RedeliverWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sends the subscription every kept event after afterSequence again (of its types, oldest first, at most 10,000 per call
+         * @description Sends the subscription every kept event after `afterSequence` again (of its types, oldest first, at most 10,000 per call: `throughSequence` says where it stopped; call again from there). Deliveries already queued or under way are not doubled. A sequence past the partner's latest event is 400 INVALID_FIELD; events made after the call reach the subscription as usual.
+         *
+         *     ```sh
+         *     python -m client call POST /webhooks/<id>/replay --json '{"afterSequence":"120"}'
+         *     ```
+         */
+        post: operations["ReplayWebhookEvents"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Re-enables a subscription that was disabled for failing too long (or a no-op, 200, on an enabled one)
+         * @description Re-enables a subscription that was disabled for failing too long (or a no-op, 200, on an enabled one): delivery resumes where it stopped, with every delivery owed since the endpoint began failing, each once.
+         *
+         *     ```sh
+         *     python -m client call PATCH /webhooks/<id>/enable
+         *     ```
+         */
+        patch: operations["EnableWebhook"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -828,7 +948,7 @@ export interface components {
             seq: string;
             /** @description UUID; webhook deliveries carry it as webhook-id */
             eventId: string;
-            /** @description customer.updated | account.updated | card.updated */
+            /** @description customer.updated | account.updated | card.updated | webhook.disabled */
             webhookType: string;
             /**
              * Format: date-time
@@ -838,6 +958,8 @@ export interface components {
             customer?: components["schemas"]["Customer"];
             account?: components["schemas"]["Account"];
             card?: components["schemas"]["Card"];
+            /** @description webhook.disabled: the subscription as GET /webhooks/{id} shows it */
+            webhook?: components["schemas"]["Webhook"];
         };
         ListAccountsResponse: {
             accounts: components["schemas"]["Account"][];
@@ -860,6 +982,11 @@ export interface components {
         ListSigningKeysResponse: {
             keys: components["schemas"]["SigningKey"][];
         };
+        ListWebhookDeliveriesResponse: {
+            deliveries: components["schemas"]["WebhookDelivery"][];
+            /** @description empty on the last page */
+            nextPageToken: string;
+        };
         ListWebhooksResponse: {
             webhooks: components["schemas"]["Webhook"][];
         };
@@ -868,12 +995,24 @@ export interface components {
             id?: string;
             /** @description http(s), at most 2048 characters, no user:password@ */
             callbackUrl: string;
-            /** @description customer.updated | account.updated | card.updated (at least one) */
-            types: ("customer.updated" | "account.updated" | "card.updated")[];
+            /** @description customer.updated | account.updated | card.updated | webhook.disabled (at least one) */
+            types: ("customer.updated" | "account.updated" | "card.updated" | "webhook.disabled")[];
         };
         RegisterSigningKeyRequest: {
             /** @description base64 of a PEM SubjectPublicKeyInfo */
             publicKey: string;
+        };
+        ReplayWebhookEventsResponse: {
+            /**
+             * Format: int32
+             * @description events queued for the subscription again
+             */
+            replayed: number;
+            /**
+             * Format: int64
+             * @description the last sequence replayed; call again from it for more
+             */
+            throughSequence: string;
         };
         RotateCredentialsRequest: Record<string, never>;
         SigningKey: {
@@ -908,9 +1047,71 @@ export interface components {
              * @description RFC 3339, UTC (`Z`).
              */
             updatedAt?: string;
-            /** @description The Standard Webhooks signing secret (whsec_ + base64), only in the create answer. */
+            /**
+             * @description The Standard Webhooks signing secret (whsec_ + base64), only in the create and
+             *     rotate answers.
+             */
             secret?: string;
+            status: components["schemas"]["Webhook.Status"];
+            /**
+             * Format: date-time
+             * @description only while disabled
+             */
+            disabledAt?: string;
+            /**
+             * Format: date-time
+             * @description Only during a rotation's overlap: until then the previous secret signs too.
+             */
+            previousSecretExpiresAt?: string;
         };
+        /**
+         * @description enabled: deliveries are sent; disabled: its endpoint failed for
+         *     CUSTOMERS_WEBHOOK_DISABLE_AFTER_SECONDS (a webhook.disabled event says so) and nothing
+         *     is sent until PATCH /webhooks/{id}/enable.
+         * @enum {string}
+         */
+        "Webhook.Status": "STATUS_UNSPECIFIED" | "enabled" | "disabled";
+        /** @description One event owed to one subscription. */
+        WebhookDelivery: {
+            /** @description decimal; unique among every delivery */
+            id: string;
+            /** @description the webhook-id header of every attempt */
+            eventId: string;
+            /** @description the event's type */
+            webhookType: string;
+            /**
+             * Format: int64
+             * @description the event's sequence (0: not recorded, older deliveries)
+             */
+            seq: string;
+            status: components["schemas"]["WebhookDelivery.Status"];
+            /** Format: int32 */
+            attempts: number;
+            /**
+             * Format: int32
+             * @description the receiver's last HTTP status, if it answered
+             */
+            lastStatusCode?: number;
+            /** @description a short class of the last failure ("HTTP 500", "timed out"...) */
+            lastError: string;
+            /**
+             * Format: date-time
+             * @description while pending or delivering
+             */
+            nextAttemptAt?: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339, UTC (`Z`).
+             */
+            createdAt?: string;
+        };
+        /**
+         * @description pending: due at nextAttemptAt; delivering: an attempt is under way; delivered: a 2xx
+         *     came back; failed: retries ran out (or the subscription was deleted); paused: its
+         *     subscription is disabled, it waits for the enable.
+         * @enum {string}
+         */
+        "WebhookDelivery.Status": "STATUS_UNSPECIFIED" | "pending" | "delivering" | "delivered" | "failed" | "paused";
         /**
          * @description Describes violations in a client request. This error type focuses on the
          *     syntactic aspects of the request.
@@ -1135,7 +1336,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 /**
                  * @example {
@@ -3576,7 +3777,7 @@ export interface operations {
             query?: {
                 /** @description sequence to start after (0: from the first kept event) */
                 after?: string;
-                /** @description customer.updated, account.updated, card.updated (any if empty) */
+                /** @description customer.updated, account.updated, card.updated, webhook.disabled (any if empty) */
                 types?: string[];
                 /** @description default 100, max 1000 */
                 pageSize?: number;
@@ -3941,6 +4142,528 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    RotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
+                "Content-Digest": components["parameters"]["Content-Digest"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "overlapSeconds": 3600
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: int32
+                     * @description How long the old secret still signs beside the new one: 0-604800, default 86400.
+                     */
+                    overlapSeconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    ListWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description default 50, max 500 */
+                pageSize?: number;
+                /** @description from a previous answer's next_page_token */
+                pageToken?: string;
+            };
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListWebhookDeliveriesResponse"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    RedeliverWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                id: string;
+                deliveryId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `WEBHOOK_DELIVERY_IN_PROGRESS`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    ReplayWebhookEvents: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
+                "Content-Digest": components["parameters"]["Content-Digest"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "afterSequence": "120"
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: int64
+                     * @description Replays the events after this sequence (0: every kept event), up to the latest.
+                     */
+                    afterSequence?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplayWebhookEventsResponse"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `WEBHOOK_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    EnableWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
             };
             /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
             400: {

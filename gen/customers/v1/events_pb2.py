@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from customers.v1 import resources_pb2 as customers_dot_v1_dot_resources__pb2
+from customers.v1 import webhooks_pb2 as customers_dot_v1_dot_webhooks__pb2
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ustomers/v1/events.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1a\x63ustomers/v1/options.proto\"X\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\r\n\x05types\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.customers.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf1\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x14\n\x0cwebhook_type\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x16.customers.v1.CustomerH\x00\x12(\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x15.customers.v1.AccountH\x00\x12\"\n\x04\x63\x61rd\x18\x07 \x01(\x0b\x32\x12.customers.v1.CardH\x00\x42\x08\n\x06\x65ntity2\x83\x01\n\x0c\x45ventService\x12s\n\nListEvents\x12\x1f.customers.v1.ListEventsRequest\x1a .customers.v1.ListEventsResponse\"\"\x92\xb5\x18\x0f\x12\rINVALID_FIELD\x82\xd3\xe4\x93\x02\t\x12\x07/eventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ustomers/v1/events.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x63ustomers/v1/resources.proto\x1a\x1b\x63ustomers/v1/webhooks.proto\x1a\x1a\x63ustomers/v1/options.proto\"X\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\r\n\x05types\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.customers.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9b\x02\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x14\n\x0cwebhook_type\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x16.customers.v1.CustomerH\x00\x12(\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x15.customers.v1.AccountH\x00\x12\"\n\x04\x63\x61rd\x18\x07 \x01(\x0b\x32\x12.customers.v1.CardH\x00\x12(\n\x07webhook\x18\x08 \x01(\x0b\x32\x15.customers.v1.WebhookH\x00\x42\x08\n\x06\x65ntity2\x83\x01\n\x0c\x45ventService\x12s\n\nListEvents\x12\x1f.customers.v1.ListEventsRequest\x1a .customers.v1.ListEventsResponse\"\"\x92\xb5\x18\x0f\x12\rINVALID_FIELD\x82\xd3\xe4\x93\x02\t\x12\x07/eventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\222\265\030\017\022\rINVALID_FIELD\202\323\344\223\002\t\022\007/events'
-  _globals['_LISTEVENTSREQUEST']._serialized_start=164
-  _globals['_LISTEVENTSREQUEST']._serialized_end=252
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=254
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=336
-  _globals['_EVENT']._serialized_start=339
-  _globals['_EVENT']._serialized_end=580
-  _globals['_EVENTSERVICE']._serialized_start=583
-  _globals['_EVENTSERVICE']._serialized_end=714
+  _globals['_LISTEVENTSREQUEST']._serialized_start=193
+  _globals['_LISTEVENTSREQUEST']._serialized_end=281
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=283
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=365
+  _globals['_EVENT']._serialized_start=368
+  _globals['_EVENT']._serialized_end=651
+  _globals['_EVENTSERVICE']._serialized_start=654
+  _globals['_EVENTSERVICE']._serialized_end=785
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from customers.v1 import resources_pb2 as _resources_pb2
+from customers.v1 import webhooks_pb2 as _webhooks_pb2
 from customers.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -33,7 +34,7 @@ class ListEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("seq", "event_id", "webhook_type", "occurred_at", "customer", "account", "card")
+    __slots__ = ("seq", "event_id", "webhook_type", "occurred_at", "customer", "account", "card", "webhook")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +42,7 @@ class Event(_message.Message):
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     CARD_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     seq: int
     event_id: str
     webhook_type: str
@@ -48,4 +50,5 @@ class Event(_message.Message):
     customer: _resources_pb2.Customer
     account: _resources_pb2.Account
     card: _resources_pb2.Card
-    def __init__(self, seq: _Optional[int] = ..., event_id: _Optional[str] = ..., webhook_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer: _Optional[_Union[_resources_pb2.Customer, _Mapping]] = ..., account: _Optional[_Union[_resources_pb2.Account, _Mapping]] = ..., card: _Optional[_Union[_resources_pb2.Card, _Mapping]] = ...) -> None: ...
+    webhook: _webhooks_pb2.Webhook
+    def __init__(self, seq: _Optional[int] = ..., event_id: _Optional[str] = ..., webhook_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer: _Optional[_Union[_resources_pb2.Customer, _Mapping]] = ..., account: _Optional[_Union[_resources_pb2.Account, _Mapping]] = ..., card: _Optional[_Union[_resources_pb2.Card, _Mapping]] = ..., webhook: _Optional[_Union[_webhooks_pb2.Webhook, _Mapping]] = ...) -> None: ...

@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from customers.v1 import options_pb2 as customers_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/webhooks.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"P\n\x11PutWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x0c\x63\x61llback_url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"\xba\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06secret\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13ListWebhooksRequest\"?\n\x14ListWebhooksResponse\x12\'\n\x08webhooks\x18\x01 \x03(\x0b\x32\x15.customers.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x8f\x04\n\x0eWebhookService\x12\x9d\x01\n\nPutWebhook\x12\x1f.customers.v1.PutWebhookRequest\x1a\x15.customers.v1.Webhook\"W\x92\xb5\x18?\n\x04\xc9\x01\xc8\x01\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x12\x15WEBHOOK_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x0e\x1a\t/webhooks:\x01*\x12h\n\x0cListWebhooks\x12!.customers.v1.ListWebhooksRequest\x1a\".customers.v1.ListWebhooksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/webhooks\x12s\n\nGetWebhook\x12\x1f.customers.v1.GetWebhookRequest\x1a\x15.customers.v1.Webhook\"-\x92\xb5\x18\x13\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/{id}\x12~\n\rDeleteWebhook\x12\".customers.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"1\x92\xb5\x18\x17\n\x02\xcc\x01\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10*\x0e/webhooks/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ustomers/v1/webhooks.proto\x12\x0c\x63ustomers.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x63ustomers/v1/options.proto\"P\n\x11PutWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x0c\x63\x61llback_url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"\x96\x03\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06secret\x18\x06 \x01(\tH\x00\x88\x01\x01\x12,\n\x06status\x18\x07 \x01(\x0e\x32\x1c.customers.v1.Webhook.Status\x12/\n\x0b\x64isabled_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x1aprevious_secret_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x65nabled\x10\x01\x12\x0c\n\x08\x64isabled\x10\x02\x42\t\n\x07_secret\"Z\n\x1aRotateWebhookSecretRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1c\n\x0foverlap_seconds\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_overlap_seconds\"Q\n\x1cListWebhookDeliveriesRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1dListWebhookDeliveriesResponse\x12\x31\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1d.customers.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xad\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x14\n\x0cwebhook_type\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x34\n\x06status\x18\x05 \x01(\x0e\x32$.customers.v1.WebhookDelivery.Status\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x1d\n\x10last_status_code\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07pending\x10\x01\x12\x0e\n\ndelivering\x10\x02\x12\r\n\tdelivered\x10\x03\x12\n\n\x06\x66\x61iled\x10\x04\x12\n\n\x06paused\x10\x05\x42\x13\n\x11_last_status_code\"B\n\x1fRedeliverWebhookDeliveryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\"@\n\x1aReplayWebhookEventsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"I\n\x1bReplayWebhookEventsResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\x12\x18\n\x10through_sequence\x18\x02 \x01(\x03\"\"\n\x14\x45nableWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x13ListWebhooksRequest\"?\n\x14ListWebhooksResponse\x12\'\n\x08webhooks\x18\x01 \x03(\x0b\x32\x15.customers.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xa3\x0b\n\x0eWebhookService\x12\x9d\x01\n\nPutWebhook\x12\x1f.customers.v1.PutWebhookRequest\x1a\x15.customers.v1.Webhook\"W\x92\xb5\x18?\n\x04\xc9\x01\xc8\x01\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x12\x15WEBHOOK_LIMIT_REACHED\x82\xd3\xe4\x93\x02\x0e\x1a\t/webhooks:\x01*\x12h\n\x0cListWebhooks\x12!.customers.v1.ListWebhooksRequest\x1a\".customers.v1.ListWebhooksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/webhooks\x12s\n\nGetWebhook\x12\x1f.customers.v1.GetWebhookRequest\x1a\x15.customers.v1.Webhook\"-\x92\xb5\x18\x13\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/{id}\x12~\n\rDeleteWebhook\x12\".customers.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\"1\x92\xb5\x18\x17\n\x02\xcc\x01\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x10*\x0e/webhooks/{id}\x12\xa5\x01\n\x13RotateWebhookSecret\x12(.customers.v1.RotateWebhookSecretRequest\x1a\x15.customers.v1.Webhook\"M\x92\xb5\x18\"\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02!\"\x1c/webhooks/{id}/secret/rotate:\x01*\x12\xb9\x01\n\x15ListWebhookDeliveries\x12*.customers.v1.ListWebhookDeliveriesRequest\x1a+.customers.v1.ListWebhookDeliveriesResponse\"G\x92\xb5\x18\"\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x1b\x12\x19/webhooks/{id}/deliveries\x12\xf5\x01\n\x18RedeliverWebhookDelivery\x12-.customers.v1.RedeliverWebhookDeliveryRequest\x1a\x1d.customers.v1.WebhookDelivery\"\x8a\x01\x92\xb5\x18M\x12\x11WEBHOOK_NOT_FOUND\x12\x1aWEBHOOK_DELIVERY_NOT_FOUND\x12\x1cWEBHOOK_DELIVERY_IN_PROGRESS\x82\xd3\xe4\x93\x02\x33\"1/webhooks/{id}/deliveries/{delivery_id}/redeliver\x12\xb2\x01\n\x13ReplayWebhookEvents\x12(.customers.v1.ReplayWebhookEventsRequest\x1a).customers.v1.ReplayWebhookEventsResponse\"F\x92\xb5\x18\"\x12\rINVALID_FIELD\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x1a\"\x15/webhooks/{id}/replay:\x01*\x12\x80\x01\n\rEnableWebhook\x12\".customers.v1.EnableWebhookRequest\x1a\x15.customers.v1.Webhook\"4\x92\xb5\x18\x13\x12\x11WEBHOOK_NOT_FOUND\x82\xd3\xe4\x93\x02\x17\x32\x15/webhooks/{id}/enableb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,18 +48,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._serialized_options = b'\222\265\030\023\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\020\022\016/webhooks/{id}'
   _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\222\265\030\027\n\002\314\001\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\020*\016/webhooks/{id}'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RotateWebhookSecret']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RotateWebhookSecret']._serialized_options = b'\222\265\030\"\022\rINVALID_FIELD\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002!\"\034/webhooks/{id}/secret/rotate:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\222\265\030\"\022\rINVALID_FIELD\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\033\022\031/webhooks/{id}/deliveries'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RedeliverWebhookDelivery']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RedeliverWebhookDelivery']._serialized_options = b'\222\265\030M\022\021WEBHOOK_NOT_FOUND\022\032WEBHOOK_DELIVERY_NOT_FOUND\022\034WEBHOOK_DELIVERY_IN_PROGRESS\202\323\344\223\0023\"1/webhooks/{id}/deliveries/{delivery_id}/redeliver'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ReplayWebhookEvents']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ReplayWebhookEvents']._serialized_options = b'\222\265\030\"\022\rINVALID_FIELD\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\032\"\025/webhooks/{id}/replay:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['EnableWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['EnableWebhook']._serialized_options = b'\222\265\030\023\022\021WEBHOOK_NOT_FOUND\202\323\344\223\002\0272\025/webhooks/{id}/enable'
   _globals['_PUTWEBHOOKREQUEST']._serialized_start=198
   _globals['_PUTWEBHOOKREQUEST']._serialized_end=278
   _globals['_WEBHOOK']._serialized_start=281
-  _globals['_WEBHOOK']._serialized_end=467
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=469
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=490
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=492
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=555
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=557
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=588
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=590
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=624
-  _globals['_WEBHOOKSERVICE']._serialized_start=627
-  _globals['_WEBHOOKSERVICE']._serialized_end=1154
+  _globals['_WEBHOOK']._serialized_end=687
+  _globals['_WEBHOOK_STATUS']._serialized_start=617
+  _globals['_WEBHOOK_STATUS']._serialized_end=676
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=689
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=779
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=781
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=862
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=864
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=971
+  _globals['_WEBHOOKDELIVERY']._serialized_start=974
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1403
+  _globals['_WEBHOOKDELIVERY_STATUS']._serialized_start=1282
+  _globals['_WEBHOOKDELIVERY_STATUS']._serialized_end=1382
+  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_start=1405
+  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_end=1471
+  _globals['_REPLAYWEBHOOKEVENTSREQUEST']._serialized_start=1473
+  _globals['_REPLAYWEBHOOKEVENTSREQUEST']._serialized_end=1537
+  _globals['_REPLAYWEBHOOKEVENTSRESPONSE']._serialized_start=1539
+  _globals['_REPLAYWEBHOOKEVENTSRESPONSE']._serialized_end=1612
+  _globals['_ENABLEWEBHOOKREQUEST']._serialized_start=1614
+  _globals['_ENABLEWEBHOOKREQUEST']._serialized_end=1648
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1650
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1671
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1673
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1736
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=1738
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=1769
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1771
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1805
+  _globals['_WEBHOOKSERVICE']._serialized_start=1808
+  _globals['_WEBHOOKSERVICE']._serialized_end=3251
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,31 @@ class WebhookServiceStub:
                 request_serializer=customers_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/customers.v1.WebhookService/RotateWebhookSecret',
+                request_serializer=customers_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_webhooks__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/customers.v1.WebhookService/ListWebhookDeliveries',
+                request_serializer=customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhookDelivery = channel.unary_unary(
+                '/customers.v1.WebhookService/RedeliverWebhookDelivery',
+                request_serializer=customers_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
+                _registered_method=True)
+        self.ReplayWebhookEvents = channel.unary_unary(
+                '/customers.v1.WebhookService/ReplayWebhookEvents',
+                request_serializer=customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsResponse.FromString,
+                _registered_method=True)
+        self.EnableWebhook = channel.unary_unary(
+                '/customers.v1.WebhookService/EnableWebhook',
+                request_serializer=customers_dot_v1_dot_webhooks__pb2.EnableWebhookRequest.SerializeToString,
+                response_deserializer=customers_dot_v1_dot_webhooks__pb2.Webhook.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -105,6 +130,66 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateWebhookSecret(self, request, context):
+        """Replaces the signing secret: the answer carries the new `secret`, shown only this once
+        (an exact idempotent replay shows it again). For `overlapSeconds` (default 86400, at
+        most 604800; 0 ends the old secret at once) every delivery carries two signatures in
+        `webhook-signature`, `v1,<new> v1,<old>`, so receivers can switch secrets without
+        dropping a delivery; after it, only the new one. A rotation during an overlap drops
+        the oldest secret: at most two sign at once.
+
+        python -m client call POST /webhooks/<id>/secret/rotate --json '{"overlapSeconds":3600}'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """The subscription's deliveries, newest first, paged like the other lists (pageSize
+        default 50, max 500): status, attempts, the receiver's last HTTP status and a short
+        error class, and when the next attempt is due. Never the receiver's answer body.
+
+        python -m client call GET '/webhooks/<id>/deliveries?pageSize=20'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhookDelivery(self, request, context):
+        """Sends one delivery again, due at once with a fresh retry window (same webhook-id, the
+        eventId): the delivery as it is now. One being attempted right now is 409
+        WEBHOOK_DELIVERY_IN_PROGRESS. On a disabled subscription it waits for the enable.
+
+        python -m client call POST /webhooks/<id>/deliveries/<deliveryId>/redeliver
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayWebhookEvents(self, request, context):
+        """Sends the subscription every kept event after `afterSequence` again (of its types,
+        oldest first, at most 10,000 per call: `throughSequence` says where it stopped; call
+        again from there). Deliveries already queued or under way are not doubled. A
+        sequence past the partner's latest event is 400 INVALID_FIELD; events made after the
+        call reach the subscription as usual.
+
+        python -m client call POST /webhooks/<id>/replay --json '{"afterSequence":"120"}'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableWebhook(self, request, context):
+        """Re-enables a subscription that was disabled for failing too long (or a no-op, 200, on
+        an enabled one): delivery resumes where it stopped, with every delivery owed since the
+        endpoint began failing, each once.
+
+        python -m client call PATCH /webhooks/<id>/enable
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +212,31 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.DeleteWebhook,
                     request_deserializer=customers_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=customers_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_webhooks__pb2.Webhook.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhookDelivery,
+                    request_deserializer=customers_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_webhooks__pb2.WebhookDelivery.SerializeToString,
+            ),
+            'ReplayWebhookEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayWebhookEvents,
+                    request_deserializer=customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsResponse.SerializeToString,
+            ),
+            'EnableWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableWebhook,
+                    request_deserializer=customers_dot_v1_dot_webhooks__pb2.EnableWebhookRequest.FromString,
+                    response_serializer=customers_dot_v1_dot_webhooks__pb2.Webhook.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -237,6 +347,141 @@ class WebhookService:
             '/customers.v1.WebhookService/DeleteWebhook',
             customers_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.WebhookService/RotateWebhookSecret',
+            customers_dot_v1_dot_webhooks__pb2.RotateWebhookSecretRequest.SerializeToString,
+            customers_dot_v1_dot_webhooks__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.WebhookService/ListWebhookDeliveries',
+            customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            customers_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.WebhookService/RedeliverWebhookDelivery',
+            customers_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.SerializeToString,
+            customers_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayWebhookEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.WebhookService/ReplayWebhookEvents',
+            customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsRequest.SerializeToString,
+            customers_dot_v1_dot_webhooks__pb2.ReplayWebhookEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customers.v1.WebhookService/EnableWebhook',
+            customers_dot_v1_dot_webhooks__pb2.EnableWebhookRequest.SerializeToString,
+            customers_dot_v1_dot_webhooks__pb2.Webhook.FromString,
             options,
             channel_credentials,
             insecure,
