@@ -15,27 +15,10 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from customers.v1 import (
-    accounts_pb2_grpc,
-    auth_pb2_grpc,
-    customers_pb2_grpc,
-    events_pb2_grpc,
-    kyc_pb2_grpc,
-    operator_pb2_grpc,
-    simulator_pb2_grpc,
-    webhooks_pb2_grpc,
-)
 from server.bootstrap import Container, build
 from server.config import Settings
 from server.services.ports import Clock
-from server.transport.accounts import AccountServicer, CardServicer
-from server.transport.auth import AuthServicer
-from server.transport.customers import CustomerServicer, SimulatorServicer
-from server.transport.events import EventServicer
-from server.transport.kyc import KycCallbackServicer, KycPortalServicer
-from server.transport.operator import OperatorServicer
 from server.transport.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
-from server.transport.webhooks import WebhookServicer
 
 __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
 
@@ -127,35 +110,8 @@ async def start(
             ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
         ],
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(container.auth, container.signing_keys), server
-    )
-    assert container.watch is not None and container.events is not None
-    customers_pb2_grpc.add_CustomerServiceServicer_to_server(
-        CustomerServicer(container.customers, container.watch), server
-    )
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(container.events), server)
-    assert container.webhooks is not None and container.webhook_operations is not None
-    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
-        WebhookServicer(container.webhooks, container.webhook_operations), server
-    )
-    simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(
-        SimulatorServicer(container.customers), server
-    )
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(container.accounts), server
-    )
-    accounts_pb2_grpc.add_CardServiceServicer_to_server(CardServicer(container.accounts), server)
-    kyc_pb2_grpc.add_KycPortalServiceServicer_to_server(
-        KycPortalServicer(container.kyc_portal, container.kyc), server
-    )
-    kyc_pb2_grpc.add_KycCallbackServiceServicer_to_server(
-        KycCallbackServicer(container.kyc), server
-    )
-    assert container.operator is not None and container.watch_all is not None
-    operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-        OperatorServicer(container.operator, container.watch_all), server
-    )
+    for registration in container.servicers:
+        registration.register(server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -179,17 +135,11 @@ async def start(
         os.unlink(socket_path)  # left behind by a worker that was killed
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()
-    tasks = [asyncio.create_task(_sweep_idempotency_keys(container))]
-    if container.retention is not None:
-        tasks.append(asyncio.create_task(_prune_old_rows(container)))
-    if container.hub is not None:
-        tasks.append(asyncio.create_task(container.hub.run()))
-    if container.listener is not None:
-        tasks.append(asyncio.create_task(container.listener.run()))
-    if container.sqlite_watcher is not None:
-        tasks.append(asyncio.create_task(container.sqlite_watcher.run()))
-    if container.webhook_worker is not None:
-        tasks.append(asyncio.create_task(container.webhook_worker.run()))
+    tasks = [
+        asyncio.create_task(_sweep_idempotency_keys(container)),
+        asyncio.create_task(_prune_old_rows(container)),
+        *(asyncio.create_task(run()) for run in container.background),
+    ]
     return RunningServer(server, port, socket_path, container, health_servicer, tasks)
 
 
@@ -208,7 +158,6 @@ async def _prune_old_rows(container: Container) -> None:
     """Retention (store/retention.py): every worker prunes each interval; their rounds
     share the work (SKIP LOCKED on PostgreSQL, the write lock on SQLite)."""
     pruner, every = container.retention, container.settings.retention_interval_seconds
-    assert pruner is not None
     while True:
         await asyncio.sleep(every)
         try:

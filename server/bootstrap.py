@@ -1,10 +1,13 @@
 """Composition root: builds every adapter, use case, servicer and the interceptor chain
-from Settings. Nothing else in the server constructs infrastructure."""
+from Settings. Nothing else in the server constructs infrastructure, and any adapter can be
+replaced by a keyword of `build` (tests pass fakes: tests/fakes/)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Protocol
 from uuid import UUID
 
 import grpc
@@ -12,6 +15,16 @@ from sqlalchemy import Engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from customers.v1 import (
+    accounts_pb2_grpc,
+    auth_pb2_grpc,
+    customers_pb2_grpc,
+    events_pb2_grpc,
+    kyc_pb2_grpc,
+    operator_pb2_grpc,
+    simulator_pb2_grpc,
+    webhooks_pb2_grpc,
+)
 from server.adapters.clock import SystemClock
 from server.adapters.http_signatures import RequestSignatureVerifier
 from server.adapters.kyc import SandboxKyc
@@ -43,12 +56,22 @@ from server.services.events import EventService
 from server.services.kyc import KycService
 from server.services.limits import PartnerRateLimiter
 from server.services.operator import OperatorService
-from server.services.ports import Clock, KycProvider, NonceRegistry
+from server.services.ports import (
+    Clock,
+    KycProvider,
+    NonceRegistry,
+    PublicKeyParser,
+    Screener,
+    SignatureVerifier,
+    TokenCodec,
+    UnitOfWorkFactory,
+    Wallets,
+)
 from server.services.signing_keys import SigningKeyService
 from server.services.webhook_operations import WebhookOperations
 from server.services.webhooks import WebhookService
 from server.store.engine import make_engine, sqlite_inline_engine
-from server.store.idempotency import IdempotencyStore
+from server.store.idempotency import IdempotencyKeys, IdempotencyStore
 from server.store.nonces import MemoryNonceRegistry, SqlNonceRegistry
 from server.store.retention import RetentionPruner
 from server.store.tables import ServerSecretRow
@@ -56,43 +79,103 @@ from server.store.unit_of_work import SqlUnitOfWorkFactory
 from server.store.webhook_operations import SqlWebhookOperations
 from server.store.webhooks import SqlWebhookStore
 from server.transport import convert
+from server.transport.accounts import AccountServicer, CardServicer
+from server.transport.auth import AuthServicer
+from server.transport.customers import CustomerServicer, SimulatorServicer
+from server.transport.events import EventServicer
+from server.transport.kyc import KycCallbackServicer, KycPortalServicer
+from server.transport.operator import OperatorServicer
 from server.transport.policy import POLICY
-from server.transport.webhooks import webhook_payload
+from server.transport.webhooks import WebhookServicer, webhook_payload
+
+Background = Callable[[], Coroutine[Any, Any, None]]
+"""A loop app.py runs as a task for the server's lifetime (and cancels on stop)."""
+
+
+class AddToServer(Protocol):
+    def __call__(self, servicer: Any, server: Any, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One servicer and the generated function that adds it to a grpc.aio server."""
+
+    add: AddToServer
+    servicer: object
+
+    def register(self, server: grpc.aio.Server) -> None:
+        self.add(self.servicer, server)
 
 
 @dataclass
-class Container:
-    settings: Settings
+class Database:
+    """The SQL store: engines and the one unit-of-work factory on them."""
+
     engine: AsyncEngine
-    auth: AuthService
-    customers: CustomerService
-    accounts: AccountService
-    idempotency: IdempotencyStore
-    clock: Clock
-    interceptors: list[grpc.aio.ServerInterceptor]
-    kyc: KycService
-    kyc_portal: SandboxKyc | None  # the sandbox partner's pages; None when they are off
-    signing_keys: SigningKeyService
-    hub: EventHub | None = None  # live fan-out to WatchCustomers streams
-    watch: CustomerWatch | None = None
-    watch_all: EveryoneWatch | None = None  # the cross-partner stream (internal watchers)
-    operator: OperatorService | None = None  # the programme operator's use cases
-    events: EventService | None = None
-    listener: PostgresListener | None = None  # wakes us when other replicas commit
-    sqlite_watcher: SqliteChangeWatcher | None = None  # the same for other SQLite workers
-    webhooks: WebhookService | None = None  # subscriptions (the API)
-    # delivery log, redelivery, replay, rotation, enable (the API)
-    webhook_operations: WebhookOperations | None = None
-    webhook_worker: WebhookWorker | None = None  # relay + dispatcher (background)
-    webhook_store: SqlWebhookStore | None = None  # operators' and tests' view of deliveries
+    uow: SqlUnitOfWorkFactory
     read_engine: Engine | None = None  # SQLite only: statements inline (store/engine.py)
-    uow: SqlUnitOfWorkFactory | None = None  # the one factory every service shares
-    retention: RetentionPruner | None = None  # old events and deliveries (app.py loop)
+    # PostgreSQL only: wakes us when other replicas commit (also in Container.background).
+    listener: PostgresListener | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        """Engines do not connect until first used: building one costs no round trip."""
+        engine = make_engine(settings.database_url)
+        inline = sqlite_inline_engine(settings.database_url) if settings.is_sqlite else None
+        uow = SqlUnitOfWorkFactory(engine, inline=inline, shape=convert.payload)
+        return cls(engine, uow, inline)
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self.read_engine is not None:
             self.read_engine.dispose()
+
+
+@dataclass
+class Container:
+    """Everything one worker runs, built once. No field is optional: what a deployment may
+    lack (the PostgreSQL listener, the SQLite watcher, the sandbox portal) is folded into
+    `background` and `servicers` here, so app.py starts what it is given."""
+
+    settings: Settings
+    clock: Clock
+    database: Database
+    uow: UnitOfWorkFactory  # the one factory every use case shares (database.uow unless a test's)
+    auth: AuthService
+    customers: CustomerService
+    accounts: AccountService
+    kyc: KycService
+    signing_keys: SigningKeyService
+    operator: OperatorService  # the programme operator's use cases
+    events: EventService
+    webhooks: WebhookService  # subscriptions (the API)
+    # delivery log, redelivery, replay, rotation, enable (the API)
+    webhook_operations: WebhookOperations
+    hub: EventHub  # live fan-out to WatchCustomers streams
+    watch: CustomerWatch
+    watch_all: EveryoneWatch  # the cross-partner stream (internal watchers)
+    idempotency: IdempotencyKeys
+    webhook_store: SqlWebhookStore  # operators' and tests' view of deliveries
+    webhook_worker: WebhookWorker  # relay + dispatcher (background)
+    retention: RetentionPruner  # old events and deliveries (app.py loop)
+    interceptors: list[grpc.aio.ServerInterceptor]
+    servicers: list[Registration]  # every gRPC service this worker serves, once
+    background: list[Background]  # hub, webhook worker, and the listener or watcher if any
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.database.engine
+
+    @property
+    def read_engine(self) -> Engine | None:
+        return self.database.read_engine
+
+    @property
+    def listener(self) -> PostgresListener | None:
+        return self.database.listener
+
+    async def close(self) -> None:
+        await self.database.close()
 
 
 async def server_secret(engine: AsyncEngine, name: str) -> str:
@@ -108,11 +191,11 @@ async def server_secret(engine: AsyncEngine, name: str) -> str:
     return str(row[0])
 
 
-def _nonce_registry(settings: Settings, uow: SqlUnitOfWorkFactory) -> NonceRegistry:
+def _nonce_registry(settings: Settings, database: Database) -> NonceRegistry:
     # One SQLite process sees every request: memory suffices. Several processes (workers or
     # replicas) share the table, or a nonce used on one would pass again on another.
     single = settings.is_sqlite and settings.workers == 1
-    return MemoryNonceRegistry() if single else SqlNonceRegistry(uow)
+    return MemoryNonceRegistry() if single else SqlNonceRegistry(database.uow)
 
 
 def _kyc_provider(settings: Settings, clock: Clock) -> KycProvider:
@@ -143,43 +226,166 @@ def _delivery_options(settings: Settings) -> DeliveryOptions:
             max_age=timedelta(seconds=settings.webhook_retry_max_age_seconds),
         ),
         timeout=settings.webhook_timeout_seconds,
-        production=settings.env == "production",
+        production=settings.production,
     )
 
 
-async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
+_DEFAULT: Any = object()  # "not overridden", where None is a meaningful override
+
+
+async def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    database: Database | None = None,
+    uow: UnitOfWorkFactory | None = None,
+    tokens: TokenCodec | None = None,
+    kyc: KycProvider | None = None,
+    screener: Screener | None = None,
+    wallets: Wallets | None = None,
+    parse_key: PublicKeyParser | None = None,
+    verifier: SignatureVerifier | None = None,
+    nonces: NonceRegistry | None = None,
+    limiter: PartnerRateLimiter | None = _DEFAULT,
+    idempotency: IdempotencyKeys | None = None,
+) -> Container:
+    """The one place adapters are chosen. Every keyword replaces one adapter, as
+    cosmicpython's `bootstrap(uow=..., notifications=...)` does: tests pass fakes (a fake
+    unit of work and token codec build without touching any database). Left out, each is
+    the production adapter Settings configures."""
     clock = clock or SystemClock()
-    engine = make_engine(settings.database_url)
-    read_engine = sqlite_inline_engine(settings.database_url) if settings.is_sqlite else None
-    uow = SqlUnitOfWorkFactory(engine, inline=read_engine, shape=convert.payload)
+    database = database or Database.open(settings)
+    uow = uow or database.uow
+    if tokens is None:
+        tokens = JwtTokens(await server_secret(database.engine, "token"))
     auth = AuthService(
         uow=uow,
         clock=clock,
-        tokens=JwtTokens(await server_secret(engine, "token")),
+        tokens=tokens,
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
-    kyc_provider = _kyc_provider(settings, clock)
-    # Like the simulator, the sandbox portal would let anyone approve their own KYC: never
-    # in production.
-    sandbox_portal = kyc_provider if isinstance(kyc_provider, SandboxKyc) else None
+    kyc_provider = kyc or _kyc_provider(settings, clock)
     customers = CustomerService(
         uow=uow,
         clock=clock,
-        wallets=EthereumWallets(),
+        wallets=wallets or EthereumWallets(),
         kyc=kyc_provider,
-        screener=SandboxScreener(settings.screening_deny_list),
+        screener=screener or SandboxScreener(settings.screening_deny_list),
         challenge=ChallengeSettings(domain=settings.public_authority, uri=settings.public_url),
-        sandbox=settings.env == "development",
+        sandbox=settings.sandbox,
     )
     accounts = AccountService(uow=uow, clock=clock)
-    hub = EventHub(uow, heartbeat=settings.stream_heartbeat_seconds)
-    idempotency = IdempotencyStore(uow)
+    kyc_service = KycService(uow=uow, clock=clock, provider=kyc_provider)
+    hub = EventHub(database.uow, heartbeat=settings.stream_heartbeat_seconds)
+    idempotency = idempotency or IdempotencyStore(database.uow)
     webhook_store = SqlWebhookStore(
-        uow,
+        database.uow,
         disable=DisablePolicy(timedelta(seconds=settings.webhook_disable_after_seconds)),
         shape=webhook_payload,
     )
     webhook_worker = WebhookWorker(webhook_store, clock, _delivery_options(settings))
+    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_key or parse_submitted_key)
+    background: list[Background] = [hub.run, webhook_worker.run]
+    _connect_notifications(settings, database, auth, signing_keys, hub, webhook_worker, background)
+    webhook_store.on_new_cursor = webhook_worker.forget_relayed
+    authenticator = RequestAuthenticator(
+        auth=auth,
+        keys=signing_keys,
+        verifier=verifier or RequestSignatureVerifier(),
+        nonces=nonces or _nonce_registry(settings, database),
+        clock=clock,
+        limiter=_rate_limiter(settings) if limiter is _DEFAULT else limiter,
+    )
+    watch = CustomerWatch(hub=hub, uow=database.uow, max_streams=settings.max_streams_per_partner)
+    watch_all = EveryoneWatch(hub=hub, uow=database.uow)
+    operator = OperatorService(uow=uow, clock=clock)
+    events = EventService(uow=uow)
+    webhooks = WebhookService(
+        store=webhook_store,
+        clock=clock,
+        production=settings.production,
+        max_subscriptions=settings.max_webhooks_per_partner,
+    )
+    webhook_operations = WebhookOperations(store=SqlWebhookOperations(database.uow), clock=clock)
+    # Like the simulator, the sandbox portal would let anyone approve their own KYC: never
+    # in production.
+    portal = kyc_provider if settings.sandbox and isinstance(kyc_provider, SandboxKyc) else None
+    servicers = [
+        Registration(
+            auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(auth, signing_keys)
+        ),
+        Registration(
+            customers_pb2_grpc.add_CustomerServiceServicer_to_server,
+            CustomerServicer(customers, watch),
+        ),
+        Registration(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(events)),
+        Registration(
+            webhooks_pb2_grpc.add_WebhookServiceServicer_to_server,
+            WebhookServicer(webhooks, webhook_operations),
+        ),
+        Registration(
+            simulator_pb2_grpc.add_SimulatorServiceServicer_to_server,
+            SimulatorServicer(customers),
+        ),
+        Registration(
+            accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountServicer(accounts)
+        ),
+        Registration(accounts_pb2_grpc.add_CardServiceServicer_to_server, CardServicer(accounts)),
+        Registration(
+            kyc_pb2_grpc.add_KycPortalServiceServicer_to_server,
+            KycPortalServicer(portal, kyc_service),
+        ),
+        Registration(
+            kyc_pb2_grpc.add_KycCallbackServiceServicer_to_server,
+            KycCallbackServicer(kyc_service),
+        ),
+        Registration(
+            operator_pb2_grpc.add_OperatorServiceServicer_to_server,
+            OperatorServicer(operator, watch_all),
+        ),
+    ]
+    return Container(
+        settings=settings,
+        clock=clock,
+        database=database,
+        uow=uow,
+        auth=auth,
+        customers=customers,
+        accounts=accounts,
+        kyc=kyc_service,
+        signing_keys=signing_keys,
+        operator=operator,
+        events=events,
+        webhooks=webhooks,
+        webhook_operations=webhook_operations,
+        hub=hub,
+        watch=watch,
+        watch_all=watch_all,
+        idempotency=idempotency,
+        webhook_store=webhook_store,
+        webhook_worker=webhook_worker,
+        retention=RetentionPruner(
+            database.uow,
+            events=timedelta(days=settings.event_retention_days),
+            deliveries=timedelta(days=settings.delivery_retention_days),
+        ),
+        interceptors=interceptors(settings, authenticator, idempotency, clock),
+        servicers=servicers,
+        background=background,
+    )
+
+
+def _connect_notifications(
+    settings: Settings,
+    database: Database,
+    auth: AuthService,
+    signing_keys: SigningKeyService,
+    hub: EventHub,
+    webhook_worker: WebhookWorker,
+    background: list[Background],
+) -> None:
+    """Who hears of a commit: this process's own at once, other processes' through
+    PostgreSQL NOTIFY or the SQLite file watcher (added to `background`)."""
 
     def committed(events: list[ChangeEvent]) -> None:
         """This process committed events: its streams and webhook relay look at once."""
@@ -190,8 +396,6 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         """Another replica committed events for the partner (PostgreSQL NOTIFY)."""
         hub.wake(partner_id)
         webhook_worker.wake((partner_id,))
-
-    signing_keys = SigningKeyService(uow=uow, clock=clock, parse=parse_submitted_key)
 
     def credentials_changed(partner_id: UUID) -> None:
         """A replica changed the partner's credentials or signing keys (PostgreSQL NOTIFY
@@ -207,34 +411,30 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         auth.invalidate_all()
         signing_keys.invalidate_all()
 
-    uow.on_commit = committed
-    webhook_store.on_new_cursor = webhook_worker.forget_relayed
-    listener = (
-        None
-        if settings.is_sqlite
-        else PostgresListener(
+    database.uow.on_commit = committed
+    if not settings.is_sqlite:
+        database.listener = PostgresListener(
             settings.database_url,
             on_partner=notified,
             on_credentials=credentials_changed,
             on_reconnect=reconnected,
         )
-    )
-    # Several SQLite workers on one file: another worker's commit may have changed anything
-    # (events, credentials, keys), so look again at everything, as after a lost NOTIFY.
-    sqlite_watcher = (
-        SqliteChangeWatcher(settings.database_url, on_change=reconnected)
-        if settings.is_sqlite and settings.workers > 1
-        else None
-    )
-    authenticator = RequestAuthenticator(
-        auth=auth,
-        keys=signing_keys,
-        verifier=RequestSignatureVerifier(),
-        nonces=_nonce_registry(settings, uow),
-        clock=clock,
-        limiter=_rate_limiter(settings),
-    )
-    interceptors: list[grpc.aio.ServerInterceptor] = [
+        background.append(database.listener.run)
+    elif settings.workers > 1:
+        # Several SQLite workers on one file: another worker's commit may have changed
+        # anything (events, credentials, keys), so look again at everything, as after a
+        # lost NOTIFY.
+        background.append(SqliteChangeWatcher(settings.database_url, on_change=reconnected).run)
+
+
+def interceptors(
+    settings: Settings,
+    authenticator: RequestAuthenticator,
+    idempotency: IdempotencyKeys,
+    clock: Clock,
+) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptor chain, outermost first."""
+    return [
         # Outermost: opens the call scope (raw request bytes, request id); every call gets a
         # log line and metrics, whatever happens.
         RequestContextInterceptor(access_log(settings.log_level)),
@@ -262,39 +462,3 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         # none of their transactions reached COMMIT (modifying calls: the one above).
         RetryInterceptor(POLICY.idempotent_methods()),
     ]
-    return Container(
-        settings,
-        engine,
-        auth,
-        customers,
-        accounts,
-        idempotency,
-        clock,
-        interceptors,
-        kyc=KycService(uow=uow, clock=clock, provider=kyc_provider),
-        kyc_portal=sandbox_portal if settings.env == "development" else None,
-        signing_keys=signing_keys,
-        hub=hub,
-        watch=CustomerWatch(hub=hub, uow=uow, max_streams=settings.max_streams_per_partner),
-        watch_all=EveryoneWatch(hub=hub, uow=uow),
-        operator=OperatorService(uow=uow, clock=clock),
-        events=EventService(uow=uow),
-        listener=listener,
-        sqlite_watcher=sqlite_watcher,
-        webhooks=WebhookService(
-            store=webhook_store,
-            clock=clock,
-            production=settings.env == "production",
-            max_subscriptions=settings.max_webhooks_per_partner,
-        ),
-        webhook_operations=WebhookOperations(store=SqlWebhookOperations(uow), clock=clock),
-        webhook_worker=webhook_worker,
-        webhook_store=webhook_store,
-        read_engine=read_engine,
-        uow=uow,
-        retention=RetentionPruner(
-            uow,
-            events=timedelta(days=settings.event_retention_days),
-            deliveries=timedelta(days=settings.delivery_retention_days),
-        ),
-    )

@@ -139,6 +139,18 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def production(self) -> bool:
+        """CUSTOMERS_ENV=production: callback URLs must be public (SSRF), delivery refuses
+        internal addresses, and the sandbox's own-approval paths are off. Decided here once;
+        everything else asks this or `sandbox`."""
+        return self.env == "production"
+
+    @property
+    def sandbox(self) -> bool:
+        """Development: the KYC simulator and the sandbox partner's portal are served."""
+        return not self.production
+
+    @property
     def rate_quota(self) -> Quota | None:
         """The per-partner request quota of this machine; None when rate limits are off."""
         if not self.rate_limit_per_second:
@@ -189,7 +201,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_has_its_own_secrets(self) -> Settings:
         if (
-            self.env == "production"
+            self.production
             and self.kyc_webhook_secret.get_secret_value() == DEVELOPMENT_KYC_WEBHOOK_SECRET
         ):
             raise ValueError("CUSTOMERS_KYC_WEBHOOK_SECRET must be set in production")

@@ -28,8 +28,8 @@ from server.interceptors.retry import run_again
 from server.services.ports import Clock
 from server.store.idempotency import (
     ClaimSettled,
-    IdempotencyStore,
-    IdempotentWrite,
+    IdempotencyKeys,
+    IdempotentCall,
     Outcome,
     StoredAnswer,
     Ticket,
@@ -66,7 +66,7 @@ class IdempotencyInterceptor(BehaviourInterceptor):
 
     raw_responses = True  # replays return the stored bytes
 
-    def __init__(self, store: IdempotencyStore, clock: Clock, methods: frozenset[str]) -> None:
+    def __init__(self, store: IdempotencyKeys, clock: Clock, methods: frozenset[str]) -> None:
         super().__init__()
         self._store = store
         self._clock = clock
@@ -126,7 +126,7 @@ class IdempotencyInterceptor(BehaviourInterceptor):
         return response
 
 
-async def _abort(write: IdempotentWrite) -> None:
+async def _abort(write: IdempotentCall) -> None:
     """Rolls the call back; a failure to (a dead connection) must not hide the call's own
     error, and the transaction ends with the connection anyway."""
     try:

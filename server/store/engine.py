@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -27,8 +27,7 @@ def sqlite_inline_engine(url: str) -> Engine:
     """
     engine = create_engine(
         url.replace("sqlite+aiosqlite://", "sqlite://", 1),
-        pool_size=4,
-        max_overflow=4,
+        **_pool(url, size=4),
         connect_args={"check_same_thread": False},
     )
     # Short: a wait here stalls the event loop (only another process's write can cause one).
@@ -37,9 +36,17 @@ def sqlite_inline_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
-    engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
+    engine = create_async_engine(url, echo=echo, **_pool(url, size=8))
     _tune_sqlite(engine.sync_engine)
     return engine
+
+
+def _pool(url: str, *, size: int) -> dict[str, int]:
+    """Pool sizes for a database file; an in-memory database has one connection (SQLAlchemy
+    picks a StaticPool, which takes no sizes): service tests over fakes build one unused."""
+    if make_url(url).database in (None, "", ":memory:"):
+        return {}
+    return {"pool_size": size, "max_overflow": size}
 
 
 def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int = 10_000) -> None:

@@ -12,12 +12,13 @@ included, so a retry runs again at once.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -143,6 +144,23 @@ def _outcome(row: Any, fingerprint: str, now: datetime) -> Outcome:
     if decision is Decision.REPLAY:
         return Outcome(decision, StoredAnswer(row.grpc_code, row.http_status, row.response))
     return Outcome(decision)
+
+
+class IdempotentCall(Protocol):
+    """The one write transaction of an idempotent call (IdempotentWrite below)."""
+
+    def bound(self) -> contextlib.AbstractContextManager[None]: ...
+    async def complete(self, answer: StoredAnswer) -> None: ...
+    async def abort(self) -> None: ...
+
+
+class IdempotencyKeys(Protocol):
+    """What the idempotency interceptor and the sweep need of the key store: IdempotencyStore
+    below, or an in-memory fake in service tests (tests/fakes/)."""
+
+    async def lookup(self, ticket: Ticket) -> Outcome: ...
+    def write(self, ticket: Ticket) -> IdempotentCall: ...
+    async def sweep(self, now: datetime) -> int: ...
 
 
 class IdempotencyStore:
