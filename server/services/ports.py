@@ -232,7 +232,7 @@ class TokenCodec(Protocol):
 
 
 class PublicKeyParser(Protocol):
-    """Parses a partner-submitted public key; raises ValueError saying what is wrong."""
+    """Parses a partner-submitted public key; raises InvalidSigningKey saying what is wrong."""
 
     def __call__(self, submitted: str) -> PublicKey: ...
 
