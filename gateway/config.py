@@ -25,7 +25,7 @@ REQUEST_LUA = PACKAGE_DIR / "request.lua"
 EARLY_LUA = PACKAGE_DIR / "early.lua"
 
 CLUSTER = "customers_grpc"
-# Same domain as the server's ErrorInfo details (server/transport/status.py).
+# Same domain as the server's ErrorInfo details (server/rpc/status.py).
 ERROR_DOMAIN = "customers.v1"
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 # Idle limit for a stream (no bytes either way). WatchCustomers must heartbeat more often.

@@ -27,6 +27,7 @@ from customers.v1 import (
 )
 from server.bootstrap import Container, build
 from server.config import Settings
+from server.rpc.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 from server.services.ports import Clock
 from server.transport.accounts import AccountServicer, CardServicer
 from server.transport.auth import AuthServicer
@@ -34,7 +35,6 @@ from server.transport.customers import CustomerServicer, SimulatorServicer
 from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
 from server.transport.operator import OperatorServicer
-from server.transport.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 from server.transport.webhooks import WebhookServicer
 
 __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]

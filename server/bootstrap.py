@@ -34,6 +34,7 @@ from server.interceptors.messages import MessagesInterceptor
 from server.interceptors.request_context import RequestContextInterceptor
 from server.interceptors.retry import RetryInterceptor
 from server.logging import access_log
+from server.rpc.policy import POLICY
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
 from server.services.authentication import RequestAuthenticator
@@ -53,7 +54,6 @@ from server.store.tables import ServerSecretRow
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 from server.store.webhooks import SqlWebhookStore
 from server.transport import convert
-from server.transport.policy import POLICY
 
 
 @dataclass

@@ -11,10 +11,10 @@ import structlog
 
 from server.domain.errors import DatabaseUnavailable, DomainError
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.rpc import status
+from server.rpc.context import request_id
+from server.rpc.http_status import STATUS_HEADER
 from server.store.retry import is_retryable
-from server.transport import status
-from server.transport.context import request_id
-from server.transport.http_status import STATUS_HEADER
 
 log = structlog.get_logger(__name__)
 

@@ -25,6 +25,8 @@ from server.domain.errors import (
 from server.domain.idempotency import Decision
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.interceptors.retry import run_again
+from server.rpc import http_status, status
+from server.rpc.context import current, partner
 from server.services.ports import Clock
 from server.store.idempotency import (
     ClaimSettled,
@@ -34,8 +36,6 @@ from server.store.idempotency import (
     StoredAnswer,
     Ticket,
 )
-from server.transport import http_status, status
-from server.transport.context import current, partner
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 

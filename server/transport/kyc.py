@@ -13,8 +13,8 @@ from google.protobuf import empty_pb2
 from customers.v1 import kyc_pb2, kyc_pb2_grpc
 from server.adapters.kyc import SandboxKyc
 from server.domain.errors import SandboxOnly
+from server.rpc.context import metadata_dict
 from server.services.kyc import KycService
-from server.transport.context import metadata_dict
 
 HTML = "text/html; charset=utf-8"
 # The pages load nothing and post only back to themselves.

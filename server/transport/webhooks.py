@@ -8,10 +8,10 @@ from google.protobuf import empty_pb2
 from customers.v1 import webhooks_pb2 as pb
 from customers.v1 import webhooks_pb2_grpc
 from server.domain.webhooks import WebhookSubscription
+from server.rpc.context import partner
+from server.rpc.http_status import answer_with
 from server.services.webhooks import WebhookService
-from server.transport.context import partner
 from server.transport.convert import timestamp
-from server.transport.http_status import answer_with
 
 
 def _webhook(subscription: WebhookSubscription, *, with_secret: bool = False) -> pb.Webhook:

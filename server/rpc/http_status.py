@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.transport.context import current
+from server.rpc.context import current
 
 STATUS_HEADER = "x-http-status"
 REPLAYED_HEADER = "idempotent-replayed"
