@@ -13,7 +13,6 @@ import base64
 import contextlib
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
 from server.store.migrate import upgrade
-from tests.helpers.processes import wait_serving
+from tests.helpers.processes import free_port, wait_serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PG_SERVER = os.environ.get("CUSTOMERS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -105,12 +104,6 @@ def postgres_unavailable() -> str | None:
             return None
     except psycopg.Error as error:
         return f"PostgreSQL at {PG_SERVER} unavailable ({str(error).strip()[:120]})"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
