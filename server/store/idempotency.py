@@ -177,7 +177,7 @@ class IdempotencyStore:
             if row is None:
                 continue
             outcome = _outcome(row, ticket.fingerprint, ticket.now)
-            if outcome.runs:  # expired, or abandoned by an older release: take it over
+            if outcome.runs:  # expired, or abandoned by an older server version: take it over
                 renewed = {f"v_{name}": value for name, value in values.items()}
                 await session.execute(_RECLAIM, {**ticket.where, **renewed})
             return outcome
