@@ -273,7 +273,7 @@ def _sample(
     )
 
 
-HEADER = (
+TABLE_HEADING = (
     "min  requests  errors  p50 ms  p99 ms  server RSS MiB  server fds  envoy fds"
     "  db conns  deliveries  streamed"
 )
@@ -333,7 +333,7 @@ async def _run(
         peak = await _calibrate(load)
         target = rate if rate is not None else peak / 2
         print(f"peak of the mix: {peak:.0f} req/s; soaking at {target:.0f} req/s", flush=True)
-        print(HEADER, flush=True)
+        print(TABLE_HEADING, flush=True)
         samples = await _soak(stack, load, target, minutes, receivers)
     finally:
         for client in clients:

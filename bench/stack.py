@@ -13,24 +13,21 @@ import base64
 import contextlib
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_key_b64
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
 from server.store.migrate import upgrade
+from tests.helpers.processes import free_port, wait_serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PG_SERVER = os.environ.get("CUSTOMERS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -109,12 +106,6 @@ def postgres_unavailable() -> str | None:
         return f"PostgreSQL at {PG_SERVER} unavailable ({str(error).strip()[:120]})"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def database(kind: str, folder: pathlib.Path) -> Iterator[str]:
     """A fresh, migrated database: a SQLite file, or a throwaway PostgreSQL database."""
@@ -135,26 +126,6 @@ def database(kind: str, folder: pathlib.Path) -> Iterator[str]:
     finally:
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _wait_serving(
-    target: str, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 30.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-                raise RuntimeError(f"server exited with {process.returncode}:\n{tail}")
-            try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -187,7 +158,7 @@ def running_server(
         )
     try:
         for path in sockets:
-            _wait_serving(f"unix:{path}", process, log_path)
+            wait_serving(f"unix:{path}", timeout=30.0, process=process, log=log_path)
         yield process, port, sockets
     finally:
         process.terminate()

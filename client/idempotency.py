@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-HEADER = "idempotency-key"
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 MODIFYING_HTTP_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -22,9 +22,9 @@ def new_key() -> str:
 
 def _with_key(metadata: Any) -> tuple[tuple[str, str], ...]:
     items = tuple(metadata or ())
-    if any(key == HEADER for key, _ in items):
+    if any(key == IDEMPOTENCY_KEY_HEADER for key, _ in items):
         return items
-    return (*items, (HEADER, new_key()))
+    return (*items, (IDEMPOTENCY_KEY_HEADER, new_key()))
 
 
 class IdempotencyKeyInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

@@ -25,7 +25,7 @@ REQUEST_LUA = PACKAGE_DIR / "request.lua"
 EARLY_LUA = PACKAGE_DIR / "early.lua"
 
 CLUSTER = "customers_grpc"
-# Same domain as the server's ErrorInfo details (server/transport/status.py).
+# Same domain as the server's ErrorInfo details (server/rpc/status.py).
 ERROR_DOMAIN = "customers.v1"
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 # Idle limit for a stream (no bytes either way). WatchCustomers must heartbeat more often.
@@ -363,7 +363,11 @@ def _http_connection_manager(
         "request_timeout": f"{request_timeout_seconds:g}s",
         "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "common_http_protocol_options": {"max_headers_count": MAX_REQUEST_HEADERS_COUNT},
-        "route_config": _route_config(openapi, paths),
+        "route_config": _route_config(
+            openapi,
+            paths,
+            methods.untranscoded(pathlib.Path(descriptor_path).read_bytes(), services),
+        ),
         "http_filters": _http_filters(
             descriptor_path=descriptor_path, services=services, token_bindings=token_bindings
         ),
@@ -385,15 +389,15 @@ NUM_RETRIES = 2
 SAFE_METHODS_REGEX = "GET|HEAD|OPTIONS"
 
 
-# gRPC services the REST listener never forwards (internal principals only, with their
-# client certificates on the public gRPC listener, gateway/tls.py): the transcoder does not
-# know them, and this route refuses them when called as native gRPC on the REST port,
-# before any backend is involved. The server refuses them too (no client certificate
-# arrives over the gateway socket): two locks, either enough.
-INTERNAL_SERVICE_PREFIXES = ("/customers.v1.OperatorService/",)
-
-
-def _route_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -> Json:
+def _route_config(
+    openapi: pathlib.Path, paths: Sequence[methods.PathMethods], internal: Sequence[str]
+) -> Json:
+    # `internal`: the gRPC services of the descriptor set the REST listener never forwards
+    # (internal principals only, with their client certificates on the public gRPC listener,
+    # gateway/tls.py): the transcoder does not know them, and a route refuses them when
+    # called as native gRPC on the REST port, before any backend is involved. The server
+    # refuses them too (no client certificate arrives over the gateway socket): two locks,
+    # either enough.
     # The published contract first (GET /openapi.json, /docs: files Envoy answers itself,
     # gateway/docs.py), then a 405 with `Allow` for a method a REST path does not declare
     # (gateway/methods.py; the transcoder would answer 400 or 404), then catch-all routes:
@@ -415,14 +419,14 @@ def _route_config(openapi: pathlib.Path, paths: Sequence[methods.PathMethods]) -
                     *docs.routes(openapi, disabled_filters=_LOCAL_ONLY),
                     *(
                         {
-                            "name": f"internal-{prefix.strip('/')}",
-                            "match": {"prefix": prefix},
+                            "name": f"internal-{name}",
+                            "match": {"prefix": f"/{name}/"},
                             "direct_response": {
                                 "status": 404,
                                 "body": {"inline_string": "not served by the gateway"},
                             },
                         }
-                        for prefix in INTERNAL_SERVICE_PREFIXES
+                        for name in internal
                     ),
                     *methods.routes(paths, disabled=docs.disabled_config(_LOCAL_ONLY)),
                     {

@@ -84,6 +84,15 @@ def _rules(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str]]:
         yield from _rules(additional)
 
 
+def untranscoded(descriptor_set: bytes, services: Iterable[str]) -> list[str]:
+    """The full names of the descriptor set's services that are not among `services`: the
+    ones the REST listener must refuse when called as native gRPC (internal services)."""
+    transcoded = set(services)
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    names = (f"{file.package}.{service.name}" for file in files.file for service in file.service)
+    return [name for name in names if name not in transcoded]
+
+
 def path_methods(descriptor_set: bytes, services: Iterable[str]) -> list[PathMethods]:
     """Every REST path template of the given services with its declared methods, the most
     specific first (fewest variables, then longest), the order Envoy must try them in."""

@@ -17,8 +17,8 @@ from grpc_reflection.v1alpha import reflection
 
 from server.bootstrap import Container, build
 from server.config import Settings
+from server.rpc.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 from server.services.ports import Clock
-from server.transport.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 
 __all__ = ["SERVICE_NAMES", "RunningServer", "serve_until_signalled", "start"]
 

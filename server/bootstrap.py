@@ -48,6 +48,7 @@ from server.interceptors.messages import MessagesInterceptor
 from server.interceptors.request_context import RequestContextInterceptor
 from server.interceptors.retry import RetryInterceptor
 from server.logging import access_log
+from server.rpc.policy import POLICY
 from server.services.accounts import AccountService
 from server.services.auth import AuthService
 from server.services.authentication import RequestAuthenticator
@@ -85,7 +86,6 @@ from server.transport.customers import CustomerServicer, SimulatorServicer
 from server.transport.events import EventServicer
 from server.transport.kyc import KycCallbackServicer, KycPortalServicer
 from server.transport.operator import OperatorServicer
-from server.transport.policy import POLICY
 from server.transport.webhooks import WebhookServicer, webhook_payload
 
 Background = Callable[[], Coroutine[Any, Any, None]]

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from gateway.config import REQUEST_TIMEOUT_SECONDS, render
 from gateway.tls import Certificate, GrpcEdge, certificate_sha256
 from server.config import Settings
-from server.transport.policy import POLICY
-from server.transport.services import SERVICE_NAMES
+from server.rpc.policy import POLICY
+from server.rpc.services import SERVICE_NAMES
 
 DESCRIPTOR = pathlib.Path(__file__).resolve().parent.parent / "gen" / "customers.pb"
 

@@ -18,7 +18,7 @@ from scripts.openapi.descriptors import load
 from scripts.openapi.operations import Operations
 from scripts.openapi.reasons import catalogue
 from scripts.openapi.schemas import Schemas
-from server.transport.services import SERVICE_NAMES
+from server.rpc.services import SERVICE_NAMES
 
 Json = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """One OpenAPI operation per google.api.http binding of an rpc.
 
 Statuses and reasons come from the method's `(customers.v1.responses)` option, plus what
-follows from its access rule and verb (the same rules server/transport/policy.py applies):
+follows from its access rule and verb (the same rules server/rpc/policy.py applies):
 authentication for every non-public method, idempotency for modifying ones, and the
 gateway's own rejections (bad JSON or query, bodies over 64 KiB).
 """
@@ -44,7 +44,7 @@ _ERROR_PHRASES = {
 _TEMPLATE_VARIABLE = re.compile(r"\{([a-z0-9_.]+)(=[^}]*)?\}")
 _JSON_EXAMPLE = re.compile(r"(?:--json|-d)\s+'(\{.*?\})'", re.DOTALL)
 _ERROR_DOMAIN = "customers.v1"
-# Sent with every RATE_LIMITED answer (server/transport/status.py rate_limit_headers).
+# Sent with every RATE_LIMITED answer (server/rpc/status.py rate_limit_headers).
 RATE_LIMIT_HEADERS = ("Retry-After", "RateLimit-Policy", "RateLimit")
 _HTTP_BODY = "google.api.HttpBody"
 _EMPTY = "google.protobuf.Empty"

@@ -2,7 +2,7 @@
 and gateway themselves rather than listed again here:
 
 - the domain errors (every DomainError subclass under server/domain) through the server's
-  one error table (server/transport/status.py TABLE: kind -> gRPC code, HTTP status);
+  one error table (server/rpc/status.py TABLE: kind -> gRPC code, HTTP status);
 - the signature and digest checks' reasons (server/services/ports.py REASONS), all 401;
 - Envoy's own rejections (gateway/config.py LOCAL_REPLY_CODES).
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import server.domain
 from gateway.config import LOCAL_REPLY_CODES
 from server.domain.errors import DomainError, RequestNotAuthenticated, Unauthenticated
+from server.rpc.status import TABLE
 from server.services.ports import REASONS as SIGNATURE_REASONS
-from server.transport.status import TABLE
 
 
 @dataclass(frozen=True, slots=True)

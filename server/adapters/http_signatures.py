@@ -42,12 +42,8 @@ from server.adapters.signature_fields import (
     parse_signature_fields,
     reject,
 )
-from server.adapters.signing_keys import (
-    ECDSA_P384_SHA384,
-    ED25519,
-    InvalidSigningKey,
-    load_verification_key,
-)
+from server.adapters.signing_keys import ECDSA_P384_SHA384, ED25519, load_verification_key
+from server.domain.signing_keys import InvalidSigningKey
 from server.services.ports import (
     ALGORITHM_MISMATCH,
     DIGEST_MISSING,

@@ -18,7 +18,7 @@ from typing import Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from server.domain.signing_keys import PublicKey
+from server.domain.signing_keys import InvalidSigningKey, PublicKey
 
 ECDSA_P384_SHA384: Final = "ecdsa-p384-sha384"
 ED25519: Final = "ed25519"
@@ -31,13 +31,9 @@ _P384_COORDINATE_BYTES: Final = 48
 VerificationKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
-class InvalidSigningKey(ValueError):
-    """The submitted key is not base64 of a PEM SPKI for a supported algorithm."""
-
-
 def parse_submitted_key(submitted: str) -> PublicKey:
     """Parse base64(PEM SPKI) as `PUT /auth/signing` receives it; raise InvalidSigningKey
-    (a ValueError) saying what is wrong."""
+    (the domain error, INVALID_SIGNING_KEY on publicKey) saying what is wrong."""
     if not isinstance(submitted, str) or not submitted.strip():
         raise InvalidSigningKey("publicKey is required: base64 of a PEM SubjectPublicKeyInfo")
     if len(submitted) > MAX_SUBMITTED_CHARS:

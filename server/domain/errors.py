@@ -1,4 +1,4 @@
-"""Domain errors. Each has a stable UPPER_SNAKE `reason` and a `kind`; transport/status.py
+"""Domain errors. Each has a stable UPPER_SNAKE `reason` and a `kind`; rpc/status.py
 holds the one table from kind to gRPC code and HTTP status."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ IN_FLIGHT_LEASE = timedelta(seconds=30)
 class RecordState(enum.StrEnum):
     # Claimed by a call still running. Visible to others only as a held row lock: the claim
     # commits with the answer (store/idempotency.py). A committed in-flight row comes only
-    # from an older release, which claimed in a transaction of its own.
+    # from an older server version, which claimed in a transaction of its own.
     IN_FLIGHT = "in_flight"
     COMPLETED = "completed"  # the response is stored and is replayed
 

@@ -1,4 +1,5 @@
-"""Customer identifiers: CAIP-10 account ids (`chainId`) and partner `externalId`s.
+"""Identifiers: CAIP-10 account ids (`chainId`), partner `externalId`s, and the UUIDs of
+our own resources as a request names them.
 
 There is no CAIP-10 package on PyPI, so the grammar lives here as strict regexes: the general
 CAIP-10 shape for every namespace, plus the eip155 rules (decimal chain id, 20-byte hex
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from uuid import UUID
 
 from eth_utils.address import is_checksum_address, to_checksum_address
 
@@ -180,3 +182,11 @@ def _evm_checksum_address(address: str) -> str:
             "checksummed; send it all lowercase to skip the check)"
         )
     return str(to_checksum_address(address))
+
+
+def parse_id(value: str, not_found: type[Exception]) -> UUID:
+    """Ids that are not UUIDs cannot name anything: answer as for an unknown id."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise not_found() from None

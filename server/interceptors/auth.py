@@ -37,10 +37,10 @@ from server.domain.errors import (
 from server.domain.principals import Principals, Role, ServicePrincipal
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.interceptors.peer_identity import caller_identities, peer_identities
+from server.rpc.context import current
+from server.rpc.policy import MethodPolicies
 from server.services.authentication import RequestAuthenticator
 from server.services.ports import SignedRequest
-from server.transport.context import current
-from server.transport.policy import MethodPolicies
 
 # What gateway/request.lua forwards with a REST call.
 GATEWAY_METHOD = "x-gateway-method"
@@ -118,7 +118,7 @@ class AuthInterceptor(BehaviourInterceptor):
         self._scheme = public_scheme
 
     def applies_to(self, method: str) -> bool:
-        """Every method but the public ones (the proto's access option, transport/policy.py);
+        """Every method but the public ones (the proto's access option, rpc/policy.py);
         one the server does not know is not public."""
         return not self._policy.is_public(method)
 

@@ -11,10 +11,10 @@ import structlog
 
 from server.domain.errors import DatabaseUnavailable, DomainError
 from server.interceptors.handlers import BehaviourInterceptor, Context
+from server.rpc import status
+from server.rpc.context import request_id
+from server.rpc.http_status import STATUS_HEADER
 from server.store.retry import is_retryable
-from server.transport import status
-from server.transport.context import request_id
-from server.transport.http_status import HEADER
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,7 @@ async def _abort(context: Context, error: BaseException) -> None:
             # transcoder a refused stream would start as a 200 event stream without it.
             http = status.http_status_of(error)
         if http is not None:
-            headers = ((HEADER, str(http)), *headers)
+            headers = ((STATUS_HEADER, str(http)), *headers)
         if headers:
             # Only possible before the first response message: errors come before that.
             await context.send_initial_metadata(headers)

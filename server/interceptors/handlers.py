@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from server.transport.context import metadata, open_scope
+from server.rpc.context import metadata, open_scope
 
 # Server reflection is the one bidirectional-streaming service here: grpc's own code, public,
 # with nothing to check. No interceptor applies to it (and none could wrap it).

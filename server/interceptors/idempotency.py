@@ -25,6 +25,8 @@ from server.domain.errors import (
 from server.domain.idempotency import Decision
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.interceptors.retry import run_again
+from server.rpc import http_status, status
+from server.rpc.context import current, partner
 from server.services.ports import Clock
 from server.store.idempotency import (
     ClaimSettled,
@@ -34,16 +36,14 @@ from server.store.idempotency import (
     StoredAnswer,
     Ticket,
 )
-from server.transport import http_status, status
-from server.transport.context import current, partner
 
-HEADER = "idempotency-key"
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 
 log = structlog.get_logger(__name__)
 
 
 def _key(context: Context) -> UUID:
-    raw = current().headers.get(HEADER)
+    raw = current().headers.get(IDEMPOTENCY_KEY_HEADER)
     if not raw:
         raise IdempotencyKeyMissing()
     try:
@@ -121,7 +121,7 @@ class IdempotencyInterceptor(BehaviourInterceptor):
         if refused is not None:
             raise refused
         if scope.answered_status is not None:
-            headers = ((http_status.HEADER, str(scope.answered_status)),)
+            headers = ((http_status.STATUS_HEADER, str(scope.answered_status)),)
             await context.send_initial_metadata(headers)
         return response
 
@@ -148,7 +148,7 @@ async def _settled(context: Context, outcome: Outcome) -> Any:
 async def _replay(context: Context, answer: StoredAnswer) -> Any:
     headers = [(http_status.REPLAYED_HEADER, "true")]
     if answer.http_status is not None:
-        headers.append((http_status.HEADER, str(answer.http_status)))
+        headers.append((http_status.STATUS_HEADER, str(answer.http_status)))
     await context.send_initial_metadata(tuple(headers))
     if answer.grpc_code == 0:
         return answer.body

@@ -4,10 +4,10 @@ request changes nothing, idempotency records included):
 
 - bytes that do not parse are INVALID_ARGUMENT (MALFORMED_REQUEST);
 - a field the proto marks REQUIRED (google.api.field_behavior) left empty is INVALID_FIELD
-  naming it, over REST and gRPC (transport/required.py; the document's `required`);
+  naming it, over REST and gRPC (rpc/required.py; the document's `required`);
 - a REST call's raw JSON body and query, as gateway/request.lua forwards them, must have the
   JSON types of gen/openapi.json, not merely what proto3 JSON parsing accepts
-  (transport/rest_json.py): 400 INVALID_REQUEST naming the field.
+  (rpc/rest_json.py): 400 INVALID_REQUEST naming the field.
 
 Cheap on the hot path: a REST call without a body and without a query (a signed GET of one
 resource) costs a header lookup; native gRPC calls are not looked at.
@@ -24,10 +24,10 @@ from google.protobuf.descriptor import Descriptor
 from server.domain.errors import MalformedRequest
 from server.interceptors.auth import GATEWAY_METHOD, rest_request, via_gateway
 from server.interceptors.handlers import BehaviourInterceptor, Context, Undecodable
-from server.transport import rest_json
-from server.transport.context import current
-from server.transport.policy import MethodPolicies
-from server.transport.required import check_required
+from server.rpc import rest_json
+from server.rpc.context import current
+from server.rpc.policy import MethodPolicies
+from server.rpc.required import check_required
 
 
 @dataclass(frozen=True, slots=True)

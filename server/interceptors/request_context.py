@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from server.interceptors.handlers import BehaviourInterceptor, Context
 from server.logging import AccessLog
-from server.transport.context import current, metadata_dict
+from server.rpc.context import current, metadata_dict
 
 CALLS = Counter("grpc_server_handled_total", "Calls handled", ["method", "code"])
 LATENCY = Histogram(

@@ -10,7 +10,7 @@ from server.domain import accounts as rules
 from server.domain.accounts import Account, AccountType, Card, CardType, EntityStatus
 from server.domain.customer import Customer
 from server.domain.errors import AccountNotFound, CardNotFound, CustomerNotFound, InvalidField
-from server.services.customers import parse_id
+from server.domain.identifiers import parse_id
 from server.services.paging import Page, decode_cursor, encode_cursor, page_size
 from server.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 

@@ -24,7 +24,12 @@ from server.domain.errors import (
     SandboxOnly,
     UnsupportedChain,
 )
-from server.domain.identifiers import InvalidIdentifier, parse_account_id, validate_external_id
+from server.domain.identifiers import (
+    InvalidIdentifier,
+    parse_account_id,
+    parse_id,
+    validate_external_id,
+)
 from server.services.paging import Page, decode_cursor, encode_cursor, page_size
 from server.services.ports import (
     Clock,
@@ -79,14 +84,6 @@ def _unsupported(chain_id: str) -> UnsupportedChain:
         f"Wallets in the '{namespace}' namespace cannot sign the ownership challenge yet; "
         "only eip155 (Ethereum) accounts can complete onboarding"
     )
-
-
-def parse_id(value: str, not_found: type[Exception]) -> UUID:
-    """Ids that are not UUIDs cannot name anything: answer as for an unknown id."""
-    try:
-        return UUID(value)
-    except ValueError:
-        raise not_found() from None
 
 
 class CustomerService:

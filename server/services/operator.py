@@ -18,8 +18,8 @@ from server.domain import accounts as cascade
 from server.domain.accounts import Account, Card
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import AccountNotFound, CardNotFound, CustomerNotFound, InvalidField
+from server.domain.identifiers import parse_id
 from server.domain.operator import OperatorAction, OperatorActionRecord, validate_reason
-from server.services.customers import parse_id
 from server.services.paging import Page, decode_cursor, encode_cursor, page_size
 from server.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 

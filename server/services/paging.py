@@ -27,23 +27,53 @@ def page_size(requested: int) -> int:
     return requested or DEFAULT_PAGE_SIZE
 
 
+# One opaque codec for every page token: URL-safe base64 without padding over a short text
+# (`created_at|id` for keyset lists, `seq:N` for the event feed). Anything that does not
+# decode is a token this service did not issue.
+_TOKEN_ERRORS = (ValueError, binascii.Error, UnicodeDecodeError)
+
+
+def _wrap(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _unwrap(token: str) -> str:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+
+
+def _not_issued() -> InvalidField:
+    return InvalidField("pageToken", "pageToken is not one this service issued")
+
+
 def encode_cursor(created_at: datetime, entity_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{entity_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _wrap(f"{created_at.isoformat()}|{entity_id}")
 
 
 def decode_cursor(token: str) -> PageCursor | None:
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, entity_id = raw.split("|")
+        stamp, entity_id = _unwrap(token).split("|")
         created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("naive")
         return PageCursor(created_at=created_at, id=UUID(entity_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidField("pageToken", "pageToken is not one this service issued") from None
+    except _TOKEN_ERRORS:
+        raise _not_issued() from None
+
+
+def encode_seq(seq: int) -> str:
+    return _wrap(f"seq:{seq}")
+
+
+def decode_seq(token: str) -> int:
+    try:
+        prefix, seq = _unwrap(token).split(":")
+        if prefix != "seq":
+            raise ValueError(prefix)
+        return int(seq)
+    except _TOKEN_ERRORS:
+        raise _not_issued() from None
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ class UnitOfWork(Protocol):
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Runs `callback` once this transaction has really committed, never if it rolls
         back. (An idempotent request's transaction commits later than `commit` returns,
-        together with its stored answer: store/claims.py.)"""
+        together with its stored answer: store/idempotency.py.)"""
         ...
 
     def credentials_changed(self, partner_id: UUID) -> None:
@@ -232,7 +232,7 @@ class TokenCodec(Protocol):
 
 
 class PublicKeyParser(Protocol):
-    """Parses a partner-submitted public key; raises ValueError saying what is wrong."""
+    """Parses a partner-submitted public key; raises InvalidSigningKey saying what is wrong."""
 
     def __call__(self, submitted: str) -> PublicKey: ...
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from server.domain.signing_keys import (
-    InvalidSigningKey,
     SigningKey,
     SigningKeyNotFound,
     check_can_add,
@@ -30,10 +29,7 @@ class SigningKeyService:
         self._live: Recent[UUID, list[SigningKey]] = Recent(clock, CACHE_TTL)
 
     async def register(self, *, partner_id: UUID, public_key: str) -> Registered:
-        try:
-            parsed = self._parse(public_key)
-        except ValueError as exc:
-            raise InvalidSigningKey(str(exc)) from None
+        parsed = self._parse(public_key)
         async with self._uow(write=True) as uow:
             live = await uow.signing_keys.live(partner_id=partner_id, for_update=True)
             if not check_can_add(live, parsed.key_id):

@@ -22,8 +22,8 @@ from server.domain.deliveries import (
     parse_delivery_id,
 )
 from server.domain.errors import InvalidField
+from server.domain.identifiers import parse_id
 from server.domain.webhooks import WebhookNotFound, WebhookSubscription, new_secret
-from server.services.customers import parse_id
 from server.services.paging import Page, page_size
 from server.services.ports import Clock
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from uuid import UUID
 
 from server.domain.events import EventType
+from server.domain.identifiers import parse_id
 from server.domain.webhooks import (
     MAX_SUBSCRIPTIONS,
     WebhookLimitReached,
@@ -24,7 +25,6 @@ from server.domain.webhooks import (
     new_secret,
     parse_types,
 )
-from server.services.customers import parse_id
 from server.services.ports import Clock
 
 

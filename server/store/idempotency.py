@@ -22,7 +22,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.domain.idempotency import (
@@ -33,7 +32,7 @@ from server.domain.idempotency import (
     StoredRecord,
     decide,
 )
-from server.store.dialect import is_postgres
+from server.store.dialect import PerDialect
 from server.store.tables import IdempotencyRow
 from server.store.unit_of_work import (
     SecondWriteScope,
@@ -60,14 +59,14 @@ _RECORD_FOR_UPDATE = _RECORD.with_for_update()
 _CLAIM_COLUMNS = ("fingerprint", "state", "claim_id", "lease_until", "expires_at", "created_at")
 
 
-def _claim_insert(dialect: Any) -> Any:
+def _claim_insert(insert: Any, postgres: bool) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back only for a fresh key. (Its
     values come as execute() parameters, one per column.)"""
-    insert = dialect.insert(_keys).on_conflict_do_nothing(index_elements=["partner_id", "key"])
-    return insert.returning(_keys.c.key)
+    claim = insert(_keys).on_conflict_do_nothing(index_elements=["partner_id", "key"])
+    return claim.returning(_keys.c.key)
 
 
-_CLAIM_INSERT = {"postgresql": _claim_insert(postgresql), "sqlite": _claim_insert(sqlite)}
+_CLAIM_INSERT = PerDialect(_claim_insert)
 _RECLAIM = (
     sa.update(_keys)
     .where(_THIS_KEY)
@@ -187,7 +186,7 @@ class IdempotencyStore:
             "expires_at": ticket.now + KEY_LIFETIME,
             "created_at": ticket.now,
         }
-        insert = _CLAIM_INSERT["postgresql" if is_postgres(session) else "sqlite"]
+        insert = _CLAIM_INSERT.of(session)
         for _ in range(2):  # a second pass only if the row went away in between (the sweep)
             row_values = {"partner_id": ticket.partner_id, "key": ticket.key, **values}
             if (await session.execute(insert, row_values)).first() is not None:
@@ -196,7 +195,7 @@ class IdempotencyStore:
             if row is None:
                 continue
             outcome = _outcome(row, ticket.fingerprint, ticket.now)
-            if outcome.runs:  # expired, or abandoned by an older release: take it over
+            if outcome.runs:  # expired, or abandoned by an older server version: take it over
                 renewed = {f"v_{name}": value for name, value in values.items()}
                 await session.execute(_RECLAIM, {**ticket.where, **renewed})
             return outcome

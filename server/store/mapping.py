@@ -1,148 +1,105 @@
-"""Rows <-> domain entities. Kept apart so the domain never sees SQLModel.
+"""Rows <-> domain entities, by one rule instead of a hand-written mirror per entity.
 
-The `*_from_row` functions take a Core result row of the table's columns (by column name);
-the `*_values` functions give the column values a Core INSERT or UPDATE writes. No ORM
-instance is built on either path (see repositories.py).
+The SQLModel tables (tables.py) are the persistence model; the domain dataclasses never see
+them. A table's column and the entity's field share a name, and the field's type says how a
+value crosses: an enum is stored as its value, a list as a fresh list (a JSON column), every
+other value as it is. Fields that are no column (`changes`, the pending audit records) are
+not persisted here. `EntityMapping` checks at import that every column has its field, so a
+column added to tables.py without a field (or renamed on one side) fails at once.
+
+`load` takes a Core result row of the table's columns; `values` gives the column values a
+Core INSERT or UPDATE writes. No ORM instance is built on either path (see repositories.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import Row
 
-from server.domain.accounts import (
-    Account,
-    AccountType,
-    Card,
-    CardType,
-    EntityStatus,
-    InactiveCause,
-)
-from server.domain.customer import Customer, CustomerStatus, KycVerdict
+from server.domain.accounts import Account, Card
+from server.domain.customer import Customer
 from server.domain.partner import Partner
 from server.domain.signing_keys import PublicKey, SigningKey
+from server.store.tables import AccountRow, CardRow, CustomerRow, PartnerRow
+
+T = TypeVar("T")
+
+Convert = Callable[[Any], Any]
 
 
-def partner_from_row(row: Row[Any]) -> Partner:
-    return Partner(
-        id=row.id,
-        name=row.name,
-        api_key=row.api_key,
-        secret_hash=row.secret_hash,
-        credentials_version=row.credentials_version,
-        created_at=row.created_at,
-    )
+def _enum_of(hint: Any) -> type[enum.Enum] | None:
+    """The enum a field holds (`Status` or `Status | None`), else None."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    for option in options:
+        if isinstance(option, type) and issubclass(option, enum.Enum):
+            return option
+    return None
 
 
-def partner_values(partner: Partner) -> dict[str, Any]:
-    return {
-        "id": partner.id,
-        "name": partner.name,
-        "api_key": partner.api_key,
-        "secret_hash": partner.secret_hash,
-        "credentials_version": partner.credentials_version,
-        "created_at": partner.created_at,
-    }
+def _crossing(hint: Any) -> tuple[Convert, Convert] | None:
+    """(column value -> field value, field value -> column value), or None for as-is."""
+    kind = _enum_of(hint)
+    if kind is not None:
+        # An empty string read back counts as no value, as a missing one does.
+        return (lambda value: kind(value) if value else None), (lambda value: value.value)
+    if typing.get_origin(hint) is list:
+        return list, list
+    return None
 
 
-def customer_from_row(row: Row[Any]) -> Customer:
-    return Customer(
-        id=row.id,
-        partner_id=row.partner_id,
-        external_id=row.external_id,
-        chain_id=row.chain_id,
-        chain_key=row.chain_key,
-        status=CustomerStatus(row.status),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        kyc_session_id=row.kyc_session_id,
-        kyc_verdict=KycVerdict(row.kyc_verdict) if row.kyc_verdict else None,
-        challenge_message=row.challenge_message,
-        challenge_expires_at=row.challenge_expires_at,
-        suspension_reason=row.suspension_reason,
-    )
+class EntityMapping(Generic[T]):
+    def __init__(self, entity: type[T], table: sa.Table) -> None:
+        hints = typing.get_type_hints(entity)
+        fields = {field.name for field in dataclasses.fields(entity)}  # type: ignore[arg-type]
+        missing = [column.name for column in table.c if column.name not in fields]
+        if missing:
+            raise TypeError(f"{entity.__name__} has no field for {table.name} columns {missing}")
+        self._entity = entity
+        self._plain: list[str] = []
+        self._converted: list[tuple[str, Convert, Convert]] = []
+        for column in table.c:
+            crossing = _crossing(hints[column.name])
+            if crossing is None:
+                self._plain.append(column.name)
+            else:
+                self._converted.append((column.name, *crossing))
+
+    def load(self, row: Row[Any]) -> T:
+        columns = row._mapping
+        values = {name: columns[name] for name in self._plain}
+        for name, load, _ in self._converted:
+            value = columns[name]
+            values[name] = None if value is None else load(value)
+        return self._entity(**values)
+
+    def values(self, entity: T) -> dict[str, Any]:
+        values = {name: getattr(entity, name) for name in self._plain}
+        for name, _, dump in self._converted:
+            value = getattr(entity, name)
+            values[name] = None if value is None else dump(value)
+        return values
 
 
-def customer_values(customer: Customer) -> dict[str, Any]:
-    return {
-        "id": customer.id,
-        "partner_id": customer.partner_id,
-        "external_id": customer.external_id,
-        "chain_id": customer.chain_id,
-        "chain_key": customer.chain_key,
-        "status": customer.status.value,
-        "kyc_session_id": customer.kyc_session_id,
-        "kyc_verdict": customer.kyc_verdict.value if customer.kyc_verdict else None,
-        "challenge_message": customer.challenge_message,
-        "challenge_expires_at": customer.challenge_expires_at,
-        "suspension_reason": customer.suspension_reason,
-        "created_at": customer.created_at,
-        "updated_at": customer.updated_at,
-    }
+def _table(row: type[Any]) -> sa.Table:
+    return row.__table__  # type: ignore[no-any-return]
 
 
-def account_from_row(row: Row[Any]) -> Account:
-    return Account(
-        id=row.id,
-        partner_id=row.partner_id,
-        customer_id=row.customer_id,
-        type=AccountType(row.type),
-        currencies=list(row.currencies),
-        status=EntityStatus(row.status),
-        inactive_cause=InactiveCause(row.inactive_cause) if row.inactive_cause else None,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def account_values(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "partner_id": account.partner_id,
-        "customer_id": account.customer_id,
-        "type": account.type.value,
-        "currencies": list(account.currencies),
-        "status": account.status.value,
-        "inactive_cause": account.inactive_cause.value if account.inactive_cause else None,
-        "created_at": account.created_at,
-        "updated_at": account.updated_at,
-    }
-
-
-def card_from_row(row: Row[Any]) -> Card:
-    return Card(
-        id=row.id,
-        partner_id=row.partner_id,
-        account_id=row.account_id,
-        customer_id=row.customer_id,
-        type=CardType(row.type),
-        network=row.network,
-        masked_pan=row.masked_pan,
-        status=EntityStatus(row.status),
-        inactive_cause=InactiveCause(row.inactive_cause) if row.inactive_cause else None,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def card_values(card: Card) -> dict[str, Any]:
-    return {
-        "id": card.id,
-        "partner_id": card.partner_id,
-        "account_id": card.account_id,
-        "customer_id": card.customer_id,
-        "type": card.type.value,
-        "network": card.network,
-        "masked_pan": card.masked_pan,
-        "status": card.status.value,
-        "inactive_cause": card.inactive_cause.value if card.inactive_cause else None,
-        "created_at": card.created_at,
-        "updated_at": card.updated_at,
-    }
+PARTNERS = EntityMapping(Partner, _table(PartnerRow))
+CUSTOMERS = EntityMapping(Customer, _table(CustomerRow))
+ACCOUNTS = EntityMapping(Account, _table(AccountRow))
+CARDS = EntityMapping(Card, _table(CardRow))
 
 
 def signing_key_from_row(row: Row[Any]) -> SigningKey:
+    """The one entity whose shape is not its table's: the key itself is a value object."""
     return SigningKey(
         partner_id=row.partner_id,
         public=PublicKey(row.key_id, row.algorithm, row.public_key_pem),

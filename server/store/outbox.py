@@ -11,12 +11,11 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from server.domain.events import ChangeEvent, EventType
-from server.store.dialect import is_postgres
+from server.store.dialect import PerDialect
 from server.store.tables import EventPositionRow, EventRow, PartnerSequenceRow
 
 # PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
@@ -27,8 +26,10 @@ _positions = EventPositionRow.__table__  # type: ignore[attr-defined]
 GLOBAL = "global"
 
 
-def _bump(insert: Any, *returning: Any) -> Any:
-    """Takes `k_count` sequence numbers for partner `k_partner_id`; returns the last one."""
+def _bump(insert: Any, postgres: bool) -> Any:
+    """Takes `k_count` sequence numbers for partner `k_partner_id`; returns the last one.
+    PostgreSQL also notifies in the same statement (one round trip fewer per commit); the
+    notification is delivered to listeners when, and only if, the transaction commits."""
     count = sa.bindparam("k_count", type_=sa.BigInteger())
     statement = (
         insert(_sequences)
@@ -37,10 +38,11 @@ def _bump(insert: Any, *returning: Any) -> Any:
             index_elements=["partner_id"], set_={"last_seq": _sequences.c.last_seq + count}
         )
     )
-    return statement.returning(_sequences.c.last_seq, *returning)
+    notify = sa.func.pg_notify(CHANNEL, sa.cast(_sequences.c.partner_id, sa.Text))
+    return statement.returning(_sequences.c.last_seq, *((notify,) if postgres else ()))
 
 
-def _bump_position(insert: Any) -> Any:
+def _bump_position(insert: Any, postgres: bool) -> Any:
     """Takes `k_count` global positions; returns the last one. Its row lock (PostgreSQL) is
     the last one the transaction takes, held to COMMIT: position order is commit order
     across every partner, and a reader who sees position p sees every position below it."""
@@ -55,15 +57,8 @@ def _bump_position(insert: Any) -> Any:
     return statement.returning(_positions.c.last_position)
 
 
-_BUMP_POSITION_SQLITE = _bump_position(sqlite.insert)
-_BUMP_POSITION_POSTGRES = _bump_position(postgresql.insert)
-_BUMP_SQLITE = _bump(sqlite.insert)
-# PostgreSQL also notifies in the same statement (one round trip fewer per commit); the
-# notification is delivered to listeners when, and only if, the transaction commits.
-_BUMP_POSTGRES = _bump(
-    postgresql.insert,
-    sa.func.pg_notify(CHANNEL, sa.cast(_sequences.c.partner_id, sa.Text)),
-)
+_BUMP = PerDialect(_bump)
+_BUMP_POSITION = PerDialect(_bump_position)
 
 
 async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
@@ -73,8 +68,7 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    postgres = is_postgres(session)
-    bump = _BUMP_POSTGRES if postgres else _BUMP_SQLITE
+    bump = _BUMP.of(session)
     numbered: list[ChangeEvent] = []
     # In partner order: two transactions bumping the same partners lock them in one order.
     for partner_id, batch in sorted(by_partner.items(), key=lambda item: item[0]):
@@ -86,7 +80,7 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     # After every partner row: the global row is always locked last (no lock cycle). It
     # serializes the commits that write events, across partners, for one statement and a
     # commit (on SQLite, writers are serialized already).
-    bump_position = _BUMP_POSITION_POSTGRES if postgres else _BUMP_POSITION_SQLITE
+    bump_position = _BUMP_POSITION.of(session)
     positions = await session.execute(bump_position, {"k_count": len(numbered)})
     last_position = int(positions.one()[0])
     first = last_position - len(numbered) + 1

@@ -157,19 +157,19 @@ def _page(limit: int, after: PageCursor | None) -> dict[str, Any]:
 
 _PARTNER = _Read(
     _rows(_partners).where(_partners.c.id == sa.bindparam("id")),
-    mapping.partner_from_row,
+    mapping.PARTNERS.load,
 )
 _PARTNER_FOR_UPDATE = _PARTNER.locking()
 _PARTNER_BY_API_KEY = _Read(
     _rows(_partners).where(_partners.c.api_key == sa.bindparam("api_key")),
-    mapping.partner_from_row,
+    mapping.PARTNERS.load,
 )
 
-_CUSTOMER = _Read(_tenant_rows(_customers, "id"), mapping.customer_from_row)
+_CUSTOMER = _Read(_tenant_rows(_customers, "id"), mapping.CUSTOMERS.load)
 _CUSTOMER_FOR_UPDATE = _CUSTOMER.locking()
 _CUSTOMER_BY_KYC_SESSION = _Read(
     _rows(_customers).where(_customers.c.kyc_session_id == sa.bindparam("session_id")),
-    mapping.customer_from_row,
+    mapping.CUSTOMERS.load,
 )
 _CUSTOMER_BY_KYC_SESSION_FOR_UPDATE = _CUSTOMER_BY_KYC_SESSION.locking()
 _CUSTOMER_DUPLICATE = (
@@ -193,30 +193,30 @@ def _customer_page(*, after: bool, status: bool, external_id: bool) -> _Read[Cus
     if external_id:
         query = query.where(_customers.c.external_id == sa.bindparam("external_id"))
     page = _newest_first(query, _customers, after=after)
-    return _Read(page, mapping.customer_from_row)
+    return _Read(page, mapping.CUSTOMERS.load)
 
 
-_ACCOUNT = _Read(_tenant_rows(_accounts, "id"), mapping.account_from_row)
+_ACCOUNT = _Read(_tenant_rows(_accounts, "id"), mapping.ACCOUNTS.load)
 _ACCOUNTS_OF_CUSTOMER_QUERY = _tenant_rows(_accounts, "customer_id")
-_ACCOUNTS_OF_CUSTOMER = _Read(_ACCOUNTS_OF_CUSTOMER_QUERY, mapping.account_from_row)
+_ACCOUNTS_OF_CUSTOMER = _Read(_ACCOUNTS_OF_CUSTOMER_QUERY, mapping.ACCOUNTS.load)
 
 
 @cache
 def _account_page(*, after: bool) -> _Read[Account]:
     page = _newest_first(_ACCOUNTS_OF_CUSTOMER_QUERY, _accounts, after=after)
-    return _Read(page, mapping.account_from_row)
+    return _Read(page, mapping.ACCOUNTS.load)
 
 
-_CARD = _Read(_tenant_rows(_cards, "id"), mapping.card_from_row)
-_CARDS_OF_CUSTOMER = _Read(_tenant_rows(_cards, "customer_id"), mapping.card_from_row)
+_CARD = _Read(_tenant_rows(_cards, "id"), mapping.CARDS.load)
+_CARDS_OF_CUSTOMER = _Read(_tenant_rows(_cards, "customer_id"), mapping.CARDS.load)
 _CARDS_OF_ACCOUNT_QUERY = _tenant_rows(_cards, "account_id")
-_CARDS_OF_ACCOUNT = _Read(_CARDS_OF_ACCOUNT_QUERY, mapping.card_from_row)
+_CARDS_OF_ACCOUNT = _Read(_CARDS_OF_ACCOUNT_QUERY, mapping.CARDS.load)
 
 
 @cache
 def _card_page(*, after: bool) -> _Read[Card]:
     page = _newest_first(_CARDS_OF_ACCOUNT_QUERY, _cards, after=after)
-    return _Read(page, mapping.card_from_row)
+    return _Read(page, mapping.CARDS.load)
 
 
 _LIVE_KEYS = (
@@ -312,7 +312,7 @@ class _Repository:
 
 class SqlPartnerRepository(_Repository):
     async def add(self, partner: Partner) -> None:
-        await self._write(_INSERT["partners"], mapping.partner_values(partner))
+        await self._write(_INSERT["partners"], mapping.PARTNERS.values(partner))
 
     async def get(self, partner_id: UUID, *, for_update: bool = False) -> Partner | None:
         return await self._one(_PARTNER_FOR_UPDATE if for_update else _PARTNER, {"id": partner_id})
@@ -321,7 +321,7 @@ class SqlPartnerRepository(_Repository):
         return await self._one(_PARTNER_BY_API_KEY, {"api_key": api_key})
 
     async def save(self, partner: Partner) -> None:
-        await self._write(_UPDATE["partners"], _by_id(mapping.partner_values(partner)))
+        await self._write(_UPDATE["partners"], _by_id(mapping.PARTNERS.values(partner)))
 
 
 class SqlCustomerRepository(_Repository):
@@ -329,7 +329,7 @@ class SqlCustomerRepository(_Repository):
 
     async def add(self, customer: Customer) -> None:
         try:
-            await self._write(_INSERT["customers"], mapping.customer_values(customer))
+            await self._write(_INSERT["customers"], mapping.CUSTOMERS.values(customer))
         except IntegrityError as exc:
             # A concurrent create won the race the duplicate check could not see.
             field = "externalId" if "external" in str(exc.orig) else "chainId"
@@ -371,7 +371,7 @@ class SqlCustomerRepository(_Repository):
         return await self._all(read, params)
 
     async def save(self, customer: Customer) -> None:
-        await self._write(_UPDATE["customers"], _by_id(mapping.customer_values(customer)))
+        await self._write(_UPDATE["customers"], _by_id(mapping.CUSTOMERS.values(customer)))
         await self._record(customer)
 
     async def get_by_kyc_session(
@@ -386,7 +386,7 @@ class SqlAccountRepository(_Repository):
     _table_name = "accounts"
 
     async def add(self, account: Account) -> None:
-        await self._write(_INSERT["accounts"], mapping.account_values(account))
+        await self._write(_INSERT["accounts"], mapping.ACCOUNTS.values(account))
         await self._record(account, created=True)
 
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None:
@@ -403,7 +403,7 @@ class SqlAccountRepository(_Repository):
         return await self._all(_account_page(after=after is not None), params)
 
     async def save(self, account: Account) -> None:
-        await self._write(_UPDATE["accounts"], _by_id(mapping.account_values(account)))
+        await self._write(_UPDATE["accounts"], _by_id(mapping.ACCOUNTS.values(account)))
         await self._record(account)
 
     async def switch_all(self, accounts: Sequence[Account]) -> None:
@@ -414,7 +414,7 @@ class SqlCardRepository(_Repository):
     _table_name = "cards"
 
     async def add(self, card: Card) -> None:
-        await self._write(_INSERT["cards"], mapping.card_values(card))
+        await self._write(_INSERT["cards"], mapping.CARDS.values(card))
         await self._record(card, created=True)
 
     async def get(self, *, partner_id: UUID, card_id: UUID) -> Card | None:
@@ -435,7 +435,7 @@ class SqlCardRepository(_Repository):
         return await self._all(_card_page(after=after is not None), params)
 
     async def save(self, card: Card) -> None:
-        await self._write(_UPDATE["cards"], _by_id(mapping.card_values(card)))
+        await self._write(_UPDATE["cards"], _by_id(mapping.CARDS.values(card)))
         await self._record(card)
 
     async def switch_all(self, cards: Sequence[Card]) -> None:

@@ -313,9 +313,9 @@ class SqlUnitOfWork:
     ) -> None:
         if self._owner is not None:
             return  # the owner ends this transaction (finish), with the call's answer
-        await self._release(rollback=self._write)
+        await self._end(rollback=self._write)
 
-    async def _release(self, *, rollback: bool) -> None:
+    async def _end(self, *, rollback: bool) -> None:
         if not self._held:
             return
         self._held = False
@@ -339,7 +339,7 @@ class SqlUnitOfWork:
                 retry.committing()
                 await self.session.commit()
         finally:
-            await self._release(rollback=not commit)
+            await self._end(rollback=not commit)
         if commit:
             self._committed(published, self._after_commit)
 

@@ -6,10 +6,10 @@ import grpc
 
 from customers.v1 import accounts_pb2 as pb
 from customers.v1 import accounts_pb2_grpc, resources_pb2
+from server.rpc.context import partner
+from server.rpc.http_status import answer_with
 from server.services.accounts import AccountService
 from server.transport import convert
-from server.transport.context import partner
-from server.transport.http_status import answer_with
 
 
 class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):

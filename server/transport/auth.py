@@ -9,11 +9,11 @@ from google.protobuf import empty_pb2
 from customers.v1 import auth_pb2 as pb
 from customers.v1 import auth_pb2_grpc
 from server.domain.signing_keys import SigningKey
+from server.rpc.context import partner
+from server.rpc.http_status import answer_with
 from server.services.auth import AuthService
 from server.services.signing_keys import SigningKeyService
-from server.transport.context import partner
 from server.transport.convert import timestamp
-from server.transport.http_status import answer_with
 
 
 def _key(key: SigningKey) -> pb.SigningKey:

@@ -13,10 +13,10 @@ from customers.v1 import customers_pb2_grpc, resources_pb2, simulator_pb2, simul
 from server.domain.errors import InvalidField
 from server.domain.events import ChangeEvent
 from server.events.watch import CustomerWatch
+from server.rpc.context import partner
+from server.rpc.http_status import answer_with
 from server.services.customers import CustomerService
 from server.transport import convert
-from server.transport.context import partner
-from server.transport.http_status import answer_with
 
 HEARTBEAT = pb.CustomerEvent(heartbeat=True)
 

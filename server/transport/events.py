@@ -6,9 +6,9 @@ from typing import Any
 
 from customers.v1 import events_pb2 as pb
 from customers.v1 import events_pb2_grpc
+from server.rpc.context import partner
 from server.services.events import EventService
 from server.transport import convert
-from server.transport.context import partner
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):

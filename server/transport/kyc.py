@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2
 from customers.v1 import kyc_pb2, kyc_pb2_grpc
 from server.adapters.kyc import SandboxKyc
 from server.domain.errors import SandboxOnly
+from server.rpc.context import metadata_dict
 from server.services.kyc import KycService
 
 HTML = "text/html; charset=utf-8"
@@ -63,11 +64,7 @@ class KycCallbackServicer(kyc_pb2_grpc.KycCallbackServiceServicer):
     ) -> empty_pb2.Empty:
         # Every HTTP header reaches us as metadata (lower-case); the body's content type
         # travels in the HttpBody, since the gRPC call's own is application/grpc.
-        headers = {
-            item.key: item.value
-            for item in context.invocation_metadata() or ()
-            if isinstance(item.value, str)
-        }
+        headers = metadata_dict(context)
         headers["content-type"] = request.content_type
         await self._kyc.receive_callback(body=request.data, headers=headers)
         return empty_pb2.Empty()

@@ -12,9 +12,9 @@ from customers.v1 import operator_pb2 as pb
 from server.domain.errors import InvalidField
 from server.domain.operator import OperatorAction
 from server.events.watch import EveryoneWatch
+from server.rpc.context import principal
 from server.services.operator import OperatorService
 from server.transport import convert
-from server.transport.context import principal
 
 
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):

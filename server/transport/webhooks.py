@@ -12,11 +12,11 @@ from customers.v1 import webhooks_pb2 as pb
 from customers.v1 import webhooks_pb2_grpc
 from server.domain.deliveries import Delivery
 from server.domain.webhooks import WebhookSubscription
+from server.rpc.context import partner
+from server.rpc.http_status import answer_with
 from server.services.webhook_operations import WebhookOperations
 from server.services.webhooks import WebhookService
-from server.transport.context import partner
 from server.transport.convert import as_gateway_prints, timestamp
-from server.transport.http_status import answer_with
 
 
 def webhook(subscription: WebhookSubscription, *, with_secret: bool = False) -> pb.Webhook:

@@ -21,9 +21,9 @@ import pytest
 from google.protobuf.descriptor import Descriptor
 
 from client.signing import generate_key, public_key_b64
-from server.transport.policy import POLICY
-from server.transport.required import required_fields
-from server.transport.services import SERVICES
+from server.rpc.policy import POLICY
+from server.rpc.required import required_fields
+from server.rpc.services import SERVICES
 from tests.e2e.conftest import error_reason
 from tests.helpers.rest import RestPartner
 from tests.helpers.wallets import caip10, new_wallet, sign_challenge

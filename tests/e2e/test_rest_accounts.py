@@ -111,7 +111,7 @@ def test_invalid_account_and_card_bodies_answer_400(partner: RestPartner) -> Non
 
 def test_a_single_currency_string_is_a_400_not_a_one_item_list(partner: RestPartner) -> None:
     """proto3 JSON parsing would read a scalar as a one-item list; the contract says array
-    (server/transport/rest_json.py; tests/e2e/test_rest_strict_json.py has the rest)."""
+    (server/rpc/rest_json.py; tests/e2e/test_rest_strict_json.py has the rest)."""
     customer = partner.active_customer()
     answer = partner.call(
         "POST",

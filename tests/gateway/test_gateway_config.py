@@ -19,8 +19,8 @@ from gateway.process import envoy_binary
 from gateway.tls import Certificate, GrpcEdge, certificate_sha256
 from server.config import Settings
 from server.edge import public_grpc, render_gateway
-from server.transport.services import INTERNAL_SERVICE_NAMES
-from server.transport.services import SERVICE_NAMES as SERVICES
+from server.rpc.services import INTERNAL_SERVICE_NAMES
+from server.rpc.services import SERVICE_NAMES as SERVICES
 from tests.helpers.certificates import TestCA
 
 HTTP_PORT = 18_123

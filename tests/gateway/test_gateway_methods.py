@@ -8,7 +8,7 @@ import pytest
 
 from gateway.methods import path_methods, template_regex
 from scripts.gen_protos import DESCRIPTOR
-from server.transport.services import SERVICES
+from server.rpc.services import SERVICES
 
 
 def table() -> dict[str, str]:

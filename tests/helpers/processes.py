@@ -49,10 +49,16 @@ def migrate(database_url: str) -> None:
 
 
 def wait_serving(
-    address: str, credentials: grpc.ChannelCredentials | None = None, timeout: float = 20.0
+    address: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    timeout: float = 20.0,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    log: pathlib.Path | None = None,
 ) -> None:
     """Until the gRPC health check at `address` answers SERVING (over TLS with
-    `credentials`)."""
+    `credentials`). With `process`, its exit ends the wait at once, quoting `log`'s tail.
+    (bench/ waits for its servers with this one loop too.)"""
     deadline = time.monotonic() + timeout
     channel = (
         grpc.insecure_channel(address)
@@ -62,6 +68,10 @@ def wait_serving(
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
+            if process is not None and process.poll() is not None:
+                lines = log.read_text(errors="replace").splitlines()[-25:] if log else []
+                tail = "\n".join(lines)
+                raise RuntimeError(f"server exited with {process.returncode}:\n{tail}")
             try:
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from server.config import Settings
-from server.transport.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
+from server.rpc.services import INTERNAL_SERVICE_NAMES, SERVICE_NAMES
 from tests.fakes import FakeUnitOfWorkFactory
 from tests.fakes.world import fake_world
 

@@ -1,4 +1,4 @@
-"""The auth and idempotency policy read from the proto (server/transport/policy.py)."""
+"""The auth and idempotency policy read from the proto (server/rpc/policy.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from customers.v1 import options_pb2
 from server.domain.principals import Role
-from server.transport.policy import (
+from server.rpc.policy import (
     POLICY,
     Access,
     MethodPolicy,
     build,
     service_of,
 )
-from server.transport.services import INTERNAL_SERVICES, SERVICES
+from server.rpc.services import INTERNAL_SERVICES, SERVICES
 
 PUBLIC = frozenset(
     {

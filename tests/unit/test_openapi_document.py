@@ -15,8 +15,8 @@ from openapi_spec_validator.versions import consts, get_spec_version
 from scripts.openapi import DESCRIPTOR, OUTPUT, build, render
 from scripts.openapi.reasons import catalogue
 from server.domain.errors import DomainError
+from server.rpc.policy import POLICY, Access
 from server.services.ports import REASONS as SIGNATURE_REASONS
-from server.transport.policy import POLICY, Access
 
 _VERBS = ("get", "put", "post", "patch", "delete")
 
@@ -210,10 +210,10 @@ def test_descriptions_and_examples_come_from_the_proto_comments(
 def test_request_fields_are_required_in_the_document_exactly_where_the_server_requires_them(
     document: dict[str, Any],
 ) -> None:
-    # The server's check (transport/required.py) and the document read one annotation; this
+    # The server's check (rpc/required.py) and the document read one annotation; this
     # holds the two readings together, operation by operation.
-    from server.transport.required import required_fields
-    from server.transport.services import SERVICES
+    from server.rpc.required import required_fields
+    from server.rpc.services import SERVICES
 
     inputs = {
         f"/{service.full_name}/{method.name}": method.input_type

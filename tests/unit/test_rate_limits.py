@@ -10,8 +10,8 @@ import pytest
 
 from server.config import Settings
 from server.domain.limits import Quota, RateLimited, TokenBucket, TooManyStreams
+from server.rpc import status
 from server.services.limits import PartnerRateLimiter
-from server.transport import status
 from tests.helpers.clock import SteppingClock
 
 

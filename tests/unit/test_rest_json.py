@@ -1,4 +1,4 @@
-"""The REST JSON check (server/transport/rest_json.py): what proto3 parsing would take but the
+"""The REST JSON check (server/rpc/rest_json.py): what proto3 parsing would take but the
 published contract does not is refused, naming the field; what the contract allows passes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from customers.v1 import accounts_pb2, customers_pb2, events_pb2, webhooks_pb2
 from server.domain.errors import InvalidJson
-from server.transport.rest_json import check_body, check_query
+from server.rpc.rest_json import check_body, check_query
 
 ACCOUNT = accounts_pb2.CreateAccountRequest.DESCRIPTOR
 CUSTOMER = customers_pb2.CreateCustomerRequest.DESCRIPTOR

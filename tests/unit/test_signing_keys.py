@@ -14,12 +14,11 @@ from client.signing import generate_key, public_key_b64
 from server.adapters.signing_keys import (
     ECDSA_P384_SHA384,
     ED25519,
-    InvalidSigningKey,
     jwk_thumbprint,
     load_verification_key,
     parse_submitted_key,
 )
-from server.domain.signing_keys import PublicKey
+from server.domain.signing_keys import InvalidSigningKey, PublicKey
 
 # RFC 8037 Appendix A.3: the thumbprint of the Appendix A.2 Ed25519 public key.
 RFC8037_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"

@@ -15,7 +15,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # An older release marked "changes committed, answer not stored yet" as 'committed',
+    # An older server version marked "changes committed, answer not stored yet" as 'committed',
     # answered 409 in flight until the key expired. The same answer, in today's states: an
     # in-flight claim whose lease lasts as long as the key.
     op.execute(
@@ -25,4 +25,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass  # the rows are valid for the older release as they are
+    pass  # the rows are valid for the older server version as they are

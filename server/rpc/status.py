@@ -49,14 +49,6 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def rich_status(
-    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None
-) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
-    proto = status_pb2.Status(code=code.value[0], message=message, details=[_pack(info)])
-    return rpc_status.to_status(proto)
-
-
 def for_error(error: DomainError) -> tuple[grpc.Status, int | None]:
     """The status to abort with, and the REST status to force when the transcoder's own
     mapping of the gRPC code would differ from the contract."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.transport.context import current
+from server.rpc.context import current
 
-HEADER = "x-http-status"
+STATUS_HEADER = "x-http-status"
 REPLAYED_HEADER = "idempotent-replayed"
 
 
@@ -21,4 +21,4 @@ async def answer_with(context: Any, status: int) -> None:
     scope = current()
     scope.answered_status = status
     if not scope.holds_status:
-        await context.send_initial_metadata(((HEADER, str(status)),))
+        await context.send_initial_metadata(((STATUS_HEADER, str(status)),))

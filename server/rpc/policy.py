@@ -25,7 +25,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from customers.v1 import options_pb2
 from server.domain.principals import Role
-from server.transport.services import INTERNAL_SERVICES, SERVICES
+from server.rpc.services import INTERNAL_SERVICES, SERVICES
 
 MODIFYING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
