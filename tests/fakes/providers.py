@@ -10,7 +10,7 @@ from uuid import UUID
 
 from server.domain.customer import KycVerdict
 from server.domain.errors import Unauthenticated
-from server.domain.signing_keys import PublicKey
+from server.domain.signing_keys import InvalidSigningKey, PublicKey
 from server.services.ports import KycCallback, KycSession, TokenClaims
 
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -102,8 +102,9 @@ class FakeTokens:
 
 
 def fake_key_parser(submitted: str) -> PublicKey:
-    """`ed25519:NAME` is a key named NAME; anything else is refused, as a bad key is."""
+    """`ed25519:NAME` is a key named NAME; anything else is refused as the real parser
+    (adapters/signing_keys.py) refuses a bad key."""
     algorithm, _, name = submitted.partition(":")
     if algorithm != "ed25519" or not name:
-        raise ValueError("publicKey must be an Ed25519 or P-384 public key")
+        raise InvalidSigningKey("publicKey must be an Ed25519 or P-384 public key")
     return PublicKey(key_id=f"kid-{name}", algorithm="ed25519", pem=f"PEM {name}")
