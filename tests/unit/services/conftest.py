@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+from server.domain.accounts import Account, AccountType
 from server.domain.customer import Customer
 from tests.fakes.world import FakeWorld, fake_world
 
@@ -55,3 +56,13 @@ def signature(world: FakeWorld, challenge_b64: str, chain_id: str) -> str:
     text = base64.b64decode(challenge_b64).decode()
     address = chain_id.rsplit(":", 1)[1]
     return base64.b64encode(world.wallets.sign(text, address)).decode()
+
+
+async def euro_card_account(world: FakeWorld, partner_id: UUID, customer: Customer) -> Account:
+    """A card account in EUR for `customer`: the account most rules here start from."""
+    return await world.container.accounts.create_account(
+        partner_id=partner_id,
+        customer_id=str(customer.id),
+        type=AccountType.CARD_ACCOUNT,
+        currencies=["EUR"],
+    )

@@ -7,19 +7,14 @@ import pytest
 from server.domain.accounts import AccountType, CardType, EntityStatus, InactiveCause
 from server.domain.errors import InvalidField, InvalidStateTransition
 from tests.fakes.world import FakeWorld
-from tests.unit.services.conftest import active_customer, signed_customer
+from tests.unit.services.conftest import active_customer, euro_card_account, signed_customer
 
 
 async def test_an_account_needs_an_active_customer(world: FakeWorld) -> None:
     partner = world.partner()
     customer = await signed_customer(world, partner)  # verifying
     with pytest.raises(InvalidStateTransition):
-        await world.container.accounts.create_account(
-            partner_id=partner,
-            customer_id=str(customer.id),
-            type=AccountType.CARD_ACCOUNT,
-            currencies=["EUR"],
-        )
+        await euro_card_account(world, partner, customer)
     assert world.uow.tables.accounts == {}
 
 
@@ -45,12 +40,7 @@ async def test_account_deactivation_cascades_and_activation_restores_only_those_
     partner = world.partner()
     customer = await active_customer(world, partner)
     accounts = world.container.accounts
-    account = await accounts.create_account(
-        partner_id=partner,
-        customer_id=str(customer.id),
-        type=AccountType.CARD_ACCOUNT,
-        currencies=["EUR"],
-    )
+    account = await euro_card_account(world, partner, customer)
     cascaded = await accounts.create_card(
         partner_id=partner, account_id=str(account.id), type=CardType.VIRTUAL
     )
@@ -74,12 +64,7 @@ async def test_a_card_is_not_activated_on_an_inactive_account(world: FakeWorld) 
     partner = world.partner()
     customer = await active_customer(world, partner)
     accounts = world.container.accounts
-    account = await accounts.create_account(
-        partner_id=partner,
-        customer_id=str(customer.id),
-        type=AccountType.CARD_ACCOUNT,
-        currencies=["EUR"],
-    )
+    account = await euro_card_account(world, partner, customer)
     card = await accounts.create_card(
         partner_id=partner, account_id=str(account.id), type=CardType.PHYSICAL
     )
@@ -97,12 +82,7 @@ async def test_nothing_of_an_inactive_customer_can_be_switched_on(world: FakeWor
     partner = world.partner()
     customer = await active_customer(world, partner)
     accounts = world.container.accounts
-    account = await accounts.create_account(
-        partner_id=partner,
-        customer_id=str(customer.id),
-        type=AccountType.CARD_ACCOUNT,
-        currencies=["EUR"],
-    )
+    account = await euro_card_account(world, partner, customer)
     await world.container.customers.deactivate(partner_id=partner, customer_id=str(customer.id))
     with pytest.raises(InvalidStateTransition):
         await accounts.activate_account(partner_id=partner, account_id=str(account.id))

@@ -22,6 +22,7 @@ from server.domain.errors import (
 from tests.fakes.world import FakeWorld, fake_settings, fake_world
 from tests.unit.services.conftest import (
     active_customer,
+    euro_card_account,
     new_chain_id,
     signature,
     signed_customer,
@@ -220,12 +221,7 @@ async def test_deactivation_cascades_and_activation_restores_exactly_what_it_swi
     partner = world.partner()
     customer = await active_customer(world, partner)
     accounts = world.container.accounts
-    kept_on = await accounts.create_account(
-        partner_id=partner,
-        customer_id=str(customer.id),
-        type=AccountType.CARD_ACCOUNT,
-        currencies=["EUR"],
-    )
+    kept_on = await euro_card_account(world, partner, customer)
     turned_off = await accounts.create_account(
         partner_id=partner,
         customer_id=str(customer.id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain.accounts import AccountType, CardType, EntityStatus, InactiveCause
+from server.domain.accounts import CardType, EntityStatus, InactiveCause
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.errors import (
     CustomerNotFound,
@@ -14,7 +14,7 @@ from server.domain.errors import (
 )
 from server.domain.operator import OperatorAction
 from tests.fakes.world import FakeWorld
-from tests.unit.services.conftest import active_customer, signed_customer
+from tests.unit.services.conftest import active_customer, euro_card_account, signed_customer
 
 PRINCIPAL = "risk-engine"
 
@@ -31,12 +31,7 @@ async def test_a_suspension_switches_everything_off_and_only_reinstate_lifts_it(
     partner = world.partner()
     customer = await active_customer(world, partner)
     accounts = world.container.accounts
-    account = await accounts.create_account(
-        partner_id=partner,
-        customer_id=str(customer.id),
-        type=AccountType.CARD_ACCOUNT,
-        currencies=["EUR"],
-    )
+    account = await euro_card_account(world, partner, customer)
     card = await accounts.create_card(
         partner_id=partner, account_id=str(account.id), type=CardType.VIRTUAL
     )
