@@ -293,16 +293,21 @@ def _verdict(samples: list[Minute]) -> dict[str, Any]:
         return {"note": "fewer than 3 minutes: no trend"}
     first, last = samples[1], samples[-1]
     p99s = [m.p99_ms for m in samples[1:]]
+    half = samples[len(samples) // 2 :]
     growth = {
         "rss_mib": round(last.server_rss_mib - first.server_rss_mib, 1),
         "rss_pct": round(100 * (last.server_rss_mib / first.server_rss_mib - 1), 1),
+        # A cache filling shows as growth that stops; a leak keeps its slope to the end.
+        "rss_mib_per_min_second_half": round(
+            (half[-1].server_rss_mib - half[0].server_rss_mib) / max(len(half) - 1, 1), 2
+        ),
         "server_fds": last.server_fds - first.server_fds,
         "envoy_fds": last.envoy_fds - first.envoy_fds,
         "db_connections": last.db_connections - first.db_connections,
         "p99_last_over_median": round(last.p99_ms / statistics.median(p99s), 2),
     }
     growth["flat"] = (
-        growth["rss_pct"] < 10
+        growth["rss_pct"] < 2
         and abs(growth["server_fds"]) <= 8
         and abs(growth["envoy_fds"]) <= 8
         and abs(growth["db_connections"]) <= 2
