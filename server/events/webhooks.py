@@ -298,7 +298,7 @@ class WebhookWorker:
             claims += [c for c in claiming.result() if c.delivery_id not in started]
         if claims:
             try:
-                await self._store.release(claims, now=self._clock.now())
+                await self._store.hand_back(claims, now=self._clock.now())
             except Exception:  # the leases run out instead
                 log.warning("could not hand back webhook deliveries", exc_info=True)
 

@@ -8,7 +8,7 @@ for good. A partner's `seq` is handed out under that partner's sequence row lock
 partner the commit order is the sequence order, and "everything after seq N" never skips.
 
 Every write goes through the unit-of-work factory, so SQLite writers share the one write
-lock and an API call's idempotency marker (store/claims.py) lands in the same transaction.
+lock and an API call's idempotency record (store/idempotency.py) lands in the same transaction.
 """
 
 from __future__ import annotations
@@ -589,7 +589,7 @@ class SqlWebhookStore:
             await uow.commit()
             return disabled
 
-    async def release(self, claims: Iterable[Claimed], *, now: datetime) -> None:
+    async def hand_back(self, claims: Iterable[Claimed], *, now: datetime) -> None:
         """Hands unfinished deliveries back at shutdown, due at once, so a restart (or
         another replica) need not wait for their leases to run out."""
         async with self._uow(write=True) as uow:
