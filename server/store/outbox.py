@@ -57,8 +57,42 @@ def _bump_position(insert: Any, postgres: bool) -> Any:
     return statement.returning(_positions.c.last_position)
 
 
+def _bump_both(insert: Any, postgres: bool) -> Any:
+    """One partner's `k_count` sequence numbers and as many global positions in one
+    statement (PostgreSQL: one round trip instead of two), returning (last seq, last
+    position). The position row's insert reads the sequence row's RETURNING, so the
+    sequence row is locked first and the global row last, as in the two-statement form."""
+    if not postgres:
+        return None  # SQLite has no data-modifying CTE: two statements (a write lock anyway)
+    count = sa.bindparam("k_count", type_=sa.BigInteger())
+    sequence = _bump(insert, postgres).cte("bumped")
+    position = insert(_positions).from_select(
+        ["name", "last_position"],
+        sa.select(sa.literal(GLOBAL, sa.String()), count).select_from(sequence),
+    )
+    position = position.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"last_position": _positions.c.last_position + position.excluded.last_position},
+    ).returning(_positions.c.last_position)
+    positioned = position.cte("positioned")
+    return sa.select(sequence.c.last_seq, positioned.c.last_position).select_from(
+        sequence.join(positioned, sa.true())
+    )
+
+
 _BUMP = PerDialect(_bump)
 _BUMP_POSITION = PerDialect(_bump_position)
+_BUMP_BOTH = PerDialect(_bump_both)
+
+
+def _numbered(
+    batch: Sequence[ChangeEvent], last_seq: int, first_position: int
+) -> list[ChangeEvent]:
+    count = len(batch)
+    return [
+        replace(event, seq=last_seq - count + 1 + offset, position=first_position + offset)
+        for offset, event in enumerate(batch)
+    ]
 
 
 async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
@@ -68,23 +102,17 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    bump = _BUMP.of(session)
-    numbered: list[ChangeEvent] = []
-    # In partner order: two transactions bumping the same partners lock them in one order.
-    for partner_id, batch in sorted(by_partner.items(), key=lambda item: item[0]):
-        count = len(batch)
-        params = {"k_partner_id": partner_id, "k_count": count}
-        last = int((await session.execute(bump, params)).one()[0])
-        for offset, event in enumerate(batch):
-            numbered.append(replace(event, seq=last - count + 1 + offset))
-    # After every partner row: the global row is always locked last (no lock cycle). It
-    # serializes the commits that write events, across partners, for one statement and a
-    # commit (on SQLite, writers are serialized already).
-    bump_position = _BUMP_POSITION.of(session)
-    positions = await session.execute(bump_position, {"k_count": len(numbered)})
-    last_position = int(positions.one()[0])
-    first = last_position - len(numbered) + 1
-    numbered = [replace(event, position=first + index) for index, event in enumerate(numbered)]
+    both = _BUMP_BOTH.of(session)
+    if both is not None and len(by_partner) == 1:
+        # The usual case, one partner's events: both numbers in one statement.
+        [(partner_id, batch)] = by_partner.items()
+        params = {"k_partner_id": partner_id, "k_count": len(batch)}
+        last_seq, last_position = (await session.execute(both, params)).one()
+        numbered = _numbered(batch, int(last_seq), int(last_position) - len(batch) + 1)
+    else:
+        numbered = await _number_apart(session, by_partner)
+    # One multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL; SQLite's executemany
+    # runs in-process).
     await session.execute(
         _INSERT_EVENTS,
         [
@@ -101,6 +129,29 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
             for e in numbered
         ],
     )
+    return numbered
+
+
+async def _number_apart(
+    session: AsyncSession, by_partner: dict[UUID, list[ChangeEvent]]
+) -> list[ChangeEvent]:
+    """Each partner's sequence numbers, then the global positions: one statement each."""
+    bump = _BUMP.of(session)
+    sequenced: list[tuple[list[ChangeEvent], int]] = []
+    # In partner order: two transactions bumping the same partners lock them in one order.
+    for partner_id, batch in sorted(by_partner.items(), key=lambda item: item[0]):
+        params = {"k_partner_id": partner_id, "k_count": len(batch)}
+        sequenced.append((batch, int((await session.execute(bump, params)).one()[0])))
+    # After every partner row: the global row is always locked last (no lock cycle). It
+    # serializes the commits that write events, across partners, for one statement and a
+    # commit (on SQLite, writers are serialized already).
+    total = sum(len(batch) for batch, _ in sequenced)
+    positions = await session.execute(_BUMP_POSITION.of(session), {"k_count": total})
+    position = int(positions.one()[0]) - total + 1
+    numbered: list[ChangeEvent] = []
+    for batch, last_seq in sequenced:
+        numbered.extend(_numbered(batch, last_seq, position))
+        position += len(batch)
     return numbered
 
 

@@ -78,9 +78,12 @@ def _by_id(values: dict[str, Any]) -> dict[str, Any]:
 
 _INSERT = {table.name: sa.insert(table) for table in (_partners, _customers, _accounts, _cards)}
 _UPDATE = {table.name: _update_by_id(table) for table in (_partners, _customers, _accounts, _cards)}
-# What a cascade changes on an account or card: its status, why it is off, when.
+# What a cascade changes on accounts or cards: their status, why they are off, when; for
+# every row of the `k_ids` list at once (an expanding IN: one statement for any number).
 _SWITCHED = {
-    table.name: _update_by_id(table).values(
+    table.name: sa.update(table)
+    .where(table.c.id.in_(sa.bindparam("k_ids", expanding=True)))
+    .values(
         status=sa.bindparam("v_status"),
         inactive_cause=sa.bindparam("v_inactive_cause"),
         updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
@@ -292,22 +295,25 @@ class _Repository:
             self._outbox.append(changed(entity, self._shape))
 
     async def _switch_all(self, table: str, entities: Sequence[Account] | Sequence[Card]) -> None:
-        """The changed ones of `entities`, whose status is all a cascade changes: one
-        executemany UPDATE of those columns (one round trip per statement kind, not one per
-        row), their audit rows and events."""
+        """The changed ones of `entities`, whose status is all a cascade changes: one UPDATE
+        per distinct new state (a cascade has one: every row off, or on, at the same time),
+        not one per row; then their audit rows and events."""
         dirty = [entity for entity in entities if entity.changes]
-        if dirty:
-            params = [
-                {
-                    "k_id": e.id,
-                    "v_status": e.status.value,
-                    "v_inactive_cause": e.inactive_cause.value if e.inactive_cause else None,
-                    "v_updated_at": e.updated_at,
-                }
-                for e in dirty
-            ]
+        if not dirty:
+            return
+        states: dict[tuple[Any, ...], list[UUID]] = {}
+        for e in dirty:
+            cause = e.inactive_cause.value if e.inactive_cause else None
+            states.setdefault((e.status.value, cause, e.updated_at), []).append(e.id)
+        for (status, cause, updated_at), ids in states.items():
+            params = {
+                "k_ids": ids,
+                "v_status": status,
+                "v_inactive_cause": cause,
+                "v_updated_at": updated_at,
+            }
             await self._session.execute(_SWITCHED[table], params)
-            await self._record_all(dirty)
+        await self._record_all(dirty)
 
 
 class SqlPartnerRepository(_Repository):
