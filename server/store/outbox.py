@@ -4,6 +4,7 @@ streams, webhooks and catch-up."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from server.domain.events import ChangeEvent, EventType
-from server.store.dialect import PerDialect
+from server.store.dialect import PerDialect, is_postgres
 from server.store.tables import EventPositionRow, EventRow, PartnerSequenceRow
 
 # PostgreSQL channel that wakes every replica's streams and webhook dispatcher.
@@ -57,32 +58,43 @@ def _bump_position(insert: Any, postgres: bool) -> Any:
     return statement.returning(_positions.c.last_position)
 
 
-def _bump_both(insert: Any, postgres: bool) -> Any:
-    """One partner's `k_count` sequence numbers and as many global positions in one
-    statement (PostgreSQL: one round trip instead of two), returning (last seq, last
-    position). The position row's insert reads the sequence row's RETURNING, so the
-    sequence row is locked first and the global row last, as in the two-statement form."""
-    if not postgres:
-        return None  # SQLite has no data-modifying CTE: two statements (a write lock anyway)
-    count = sa.bindparam("k_count", type_=sa.BigInteger())
-    sequence = _bump(insert, postgres).cte("bumped")
-    position = insert(_positions).from_select(
-        ["name", "last_position"],
-        sa.select(sa.literal(GLOBAL, sa.String()), count).select_from(sequence),
-    )
-    position = position.on_conflict_do_update(
-        index_elements=["name"],
-        set_={"last_position": _positions.c.last_position + position.excluded.last_position},
-    ).returning(_positions.c.last_position)
-    positioned = position.cte("positioned")
-    return sa.select(sequence.c.last_seq, positioned.c.last_position).select_from(
-        sequence.join(positioned, sa.true())
-    )
+# PostgreSQL, one partner's events (every change but an operator's cross-partner ones): its
+# sequence numbers, the global positions and the event rows in one statement, one round
+# trip instead of three, the rows as arrays (one short statement text, prepared once by
+# psycopg, whatever the number of events). The positions' INSERT reads `bumped` and the
+# events' INSERT reads both, so the partner's row is locked first and the global row last,
+# as in the statement-by-statement form (_number_apart). Row ids follow the events' order.
+_WRITE_ONE_PARTNER = sa.text(
+    f"""
+WITH bumped AS (
+    INSERT INTO partner_sequences (partner_id, last_seq) VALUES (:partner_id, :count)
+    ON CONFLICT (partner_id) DO UPDATE
+        SET last_seq = partner_sequences.last_seq + excluded.last_seq
+    RETURNING last_seq, pg_notify('{CHANNEL}', CAST(partner_id AS text))
+), positioned AS (
+    INSERT INTO event_positions (name, last_position) SELECT '{GLOBAL}', :count FROM bumped
+    ON CONFLICT (name) DO UPDATE
+        SET last_position = event_positions.last_position + excluded.last_position
+    RETURNING last_position
+), inserted AS (
+    INSERT INTO events (event_id, partner_id, seq, type, entity_id, payload, occurred_at,
+                        position)
+    SELECT e.event_id, :partner_id, bumped.last_seq - :count + e.n, e.type, e.entity_id,
+           e.payload, e.occurred_at, positioned.last_position - :count + e.n
+    FROM bumped, positioned,
+         unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]),
+                CAST(:entity_ids AS uuid[]), CAST(:payloads AS json[]),
+                CAST(:occurred AS timestamptz[]))
+             WITH ORDINALITY AS e(event_id, type, entity_id, payload, occurred_at, n)
+    ORDER BY e.n
+)
+SELECT bumped.last_seq, positioned.last_position FROM bumped, positioned
+"""
+)
 
 
 _BUMP = PerDialect(_bump)
 _BUMP_POSITION = PerDialect(_bump_position)
-_BUMP_BOTH = PerDialect(_bump_both)
 
 
 def _numbered(
@@ -102,15 +114,10 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
-    both = _BUMP_BOTH.of(session)
-    if both is not None and len(by_partner) == 1:
-        # The usual case, one partner's events: both numbers in one statement.
+    if len(by_partner) == 1 and is_postgres(session):
         [(partner_id, batch)] = by_partner.items()
-        params = {"k_partner_id": partner_id, "k_count": len(batch)}
-        last_seq, last_position = (await session.execute(both, params)).one()
-        numbered = _numbered(batch, int(last_seq), int(last_position) - len(batch) + 1)
-    else:
-        numbered = await _number_apart(session, by_partner)
+        return await _write_one_partner(session, partner_id, batch)
+    numbered = await _number_apart(session, by_partner)
     # One multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL; SQLite's executemany
     # runs in-process).
     await session.execute(
@@ -130,6 +137,23 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
         ],
     )
     return numbered
+
+
+async def _write_one_partner(
+    session: AsyncSession, partner_id: UUID, batch: Sequence[ChangeEvent]
+) -> list[ChangeEvent]:
+    params = {
+        "partner_id": partner_id,
+        "count": len(batch),
+        "event_ids": [e.event_id for e in batch],
+        "types": [e.type.value for e in batch],
+        "entity_ids": [e.entity_id for e in batch],
+        # As SQLAlchemy's JSON type writes them (its default serializer).
+        "payloads": [json.dumps(e.payload) for e in batch],
+        "occurred": [e.occurred_at for e in batch],
+    }
+    last_seq, last_position = (await session.execute(_WRITE_ONE_PARTNER, params)).one()
+    return _numbered(batch, int(last_seq), int(last_position) - len(batch) + 1)
 
 
 async def _number_apart(

@@ -109,6 +109,12 @@ _DELETE_SIGNING_KEY = (
 )
 
 
+async def write_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Audit rows as one multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL)."""
+    if rows:
+        await session.execute(_INSERT_STATUS_CHANGES, rows)
+
+
 class _Read(Generic[E]):
     """One read: its Core statement and the row -> domain conversion."""
 
@@ -242,10 +248,14 @@ class _Repository:
         session: AsyncSession,
         outbox: list[ChangeEvent] | None = None,
         shape: Shape | None = None,
+        audit: list[dict[str, Any]] | None = None,
     ) -> None:
         self._session = session
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
+        # Its audit rows (status changes), also written at commit, all in one INSERT
+        # (write_audit); without the list, each batch at once.
+        self._audit = audit
         self._shape = shape  # the API's JSON of an entity: every event's payload
 
     async def _one(self, read: _Read[E], params: dict[str, Any]) -> E | None:
@@ -272,7 +282,7 @@ class _Repository:
             await self._record_all([entity])
 
     async def _record_all(self, entities: Sequence[Customer | Account | Card]) -> None:
-        """Audit rows for the entities' status changes (one executemany), and an event each."""
+        """Audit rows for the entities' status changes, and an event each."""
         audit = [
             {
                 "partner_id": entity.partner_id,
@@ -286,8 +296,10 @@ class _Repository:
             for entity in entities
             for change in entity.changes
         ]
-        if audit:
-            await self._session.execute(_INSERT_STATUS_CHANGES, audit)
+        if self._audit is not None:
+            self._audit.extend(audit)
+        else:
+            await write_audit(self._session, audit)
         if self._shape is None:
             raise RuntimeError("this unit of work was made without the API shape of events")
         for entity in entities:

@@ -32,6 +32,7 @@ from server.store.repositories import (
     SqlOperatorActionRepository,
     SqlPartnerRepository,
     SqlSigningKeyRepository,
+    write_audit,
 )
 from server.store.write_lock import SqliteWriteLock, lock_file_of
 
@@ -280,6 +281,7 @@ class SqlUnitOfWork:
         if self._owner is not None:
             self._owner.enter(self)  # before any wait: a second scope fails at once
         self.outbox: list[ChangeEvent] = []
+        self.audit: list[dict[str, Any]] = []  # status-change rows, written at commit
         self._after_commit: list[Callable[[], None]] = []
         self._credentials_changed: set[UUID] = set()
         if self._lock is not None:
@@ -294,9 +296,9 @@ class SqlUnitOfWork:
         self.session = cast(AsyncSession, made)
         shape = self._shape
         self.partners = SqlPartnerRepository(self.session, self.outbox, shape)
-        self.customers = SqlCustomerRepository(self.session, self.outbox, shape)
-        self.accounts = SqlAccountRepository(self.session, self.outbox, shape)
-        self.cards = SqlCardRepository(self.session, self.outbox, shape)
+        self.customers = SqlCustomerRepository(self.session, self.outbox, shape, self.audit)
+        self.accounts = SqlAccountRepository(self.session, self.outbox, shape, self.audit)
+        self.cards = SqlCardRepository(self.session, self.outbox, shape, self.audit)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
         self.operator_actions = SqlOperatorActionRepository(self.session)
         self.events = SqlEventReader(self.session)
@@ -370,11 +372,16 @@ class SqlUnitOfWork:
         self._committed(published, after)
 
     async def _number_events(self) -> list[ChangeEvent]:
-        """Writes the outbox: the last statement before COMMIT. Numbering locks the
+        """Writes the audit rows the repositories collected (one INSERT for all), then the
+        outbox: the last statement before COMMIT. Numbering locks the
         partner's sequence row (PostgreSQL) until the commit, so nothing else is done, or
         waited for, while it is held: concurrent writers of one partner queue on it for a
         statement and a commit only, and no transaction ever holds it while waiting for
         another lock (no deadlock through it, whatever rows each took before)."""
+        if self.audit:
+            # Before the outbox: no other statement runs while its sequence lock is held.
+            await write_audit(self.session, self.audit)
+            self.audit.clear()
         if not self.outbox:
             return []
         numbered = await outbox.write(self.session, self.outbox)
