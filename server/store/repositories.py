@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
@@ -34,6 +35,7 @@ from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
 from server.store import mapping
+from server.store.dialect import PerDialect, is_postgres
 from server.store.tables import (
     AccountRow,
     CardRow,
@@ -78,19 +80,48 @@ def _by_id(values: dict[str, Any]) -> dict[str, Any]:
 
 _INSERT = {table.name: sa.insert(table) for table in (_partners, _customers, _accounts, _cards)}
 _UPDATE = {table.name: _update_by_id(table) for table in (_partners, _customers, _accounts, _cards)}
-# What a cascade changes on accounts or cards: their status, why they are off, when; for
-# every row of the `k_ids` list at once (an expanding IN: one statement for any number).
-_SWITCHED = {
-    table.name: sa.update(table)
-    .where(table.c.id.in_(sa.bindparam("k_ids", expanding=True)))
-    .values(
-        status=sa.bindparam("v_status"),
-        inactive_cause=sa.bindparam("v_inactive_cause"),
-        updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
+
+
+def _switched(table: sa.Table, postgres: bool) -> sa.Update:
+    """What a cascade changes on accounts or cards: their status, why they are off, when;
+    for every row of the `k_ids` list at once. PostgreSQL takes the list as one array
+    (`= ANY`: one statement text, prepared once, whatever the number); SQLite an expanding
+    IN."""
+    ids = sa.bindparam("k_ids", type_=postgresql.ARRAY(sa.Uuid()))
+    which = (
+        table.c.id == sa.any_(ids)
+        if postgres
+        else table.c.id.in_(sa.bindparam("k_ids", expanding=True))
     )
+    return (
+        sa.update(table)
+        .where(which)
+        .values(
+            status=sa.bindparam("v_status"),
+            inactive_cause=sa.bindparam("v_inactive_cause"),
+            updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
+        )
+    )
+
+
+_SWITCHED = {
+    table.name: PerDialect(lambda _insert, postgres, table=table: _switched(table, postgres))
     for table in (_accounts, _cards)
 }
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
+# PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
+# number of rows (a cascade writes 61).
+_INSERT_STATUS_CHANGES_PG = sa.text(
+    """
+INSERT INTO status_changes (partner_id, entity, entity_id, from_status, to_status, cause, at)
+SELECT a.partner_id, a.entity, a.entity_id, a.from_status, a.to_status, a.cause, a.at
+FROM unnest(CAST(:partner_id AS uuid[]), CAST(:entity AS text[]),
+            CAST(:entity_id AS uuid[]), CAST(:from_status AS text[]),
+            CAST(:to_status AS text[]), CAST(:cause AS text[]), CAST(:at AS timestamptz[]))
+    WITH ORDINALITY AS a(partner_id, entity, entity_id, from_status, to_status, cause, at, n)
+ORDER BY a.n
+"""
+)
 _INSERT_OPERATOR_ACTION = sa.insert(_operator_actions)
 # Whose entity an id is: the one cross-partner read an internal service's call starts with;
 # everything after it is the partner-scoped reads and writes partners' calls use.
@@ -110,8 +141,13 @@ _DELETE_SIGNING_KEY = (
 
 
 async def write_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Audit rows as one multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL)."""
-    if rows:
+    """Audit rows in one INSERT, in their order."""
+    if not rows:
+        return
+    if is_postgres(session):
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        await session.execute(_INSERT_STATUS_CHANGES_PG, columns)
+    else:
         await session.execute(_INSERT_STATUS_CHANGES, rows)
 
 
@@ -324,7 +360,7 @@ class _Repository:
                 "v_inactive_cause": cause,
                 "v_updated_at": updated_at,
             }
-            await self._session.execute(_SWITCHED[table], params)
+            await self._session.execute(_SWITCHED[table].of(self._session), params)
         await self._record_all(dirty)
 
 
