@@ -104,10 +104,14 @@ def _switched(table: sa.Table, postgres: bool) -> sa.Update:
     )
 
 
-_SWITCHED = {
-    table.name: PerDialect(lambda _insert, postgres, table=table: _switched(table, postgres))
-    for table in (_accounts, _cards)
-}
+def _switched_per_dialect(table: sa.Table) -> PerDialect[sa.Update]:
+    def build(_insert: Any, postgres: bool) -> sa.Update:
+        return _switched(table, postgres)
+
+    return PerDialect(build)
+
+
+_SWITCHED = {table.name: _switched_per_dialect(table) for table in (_accounts, _cards)}
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
 # PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
 # number of rows (a cascade writes 61).
