@@ -12,7 +12,13 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url, echo=echo)
     # No pool_pre_ping: it costs a round trip per checkout; stale connections are recycled.
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+    engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # An executemany INSERT (a cascade's 61 events, its audit rows) becomes one multi-row
+    # INSERT ... VALUES per 1,000 rows, as SQLAlchemy's psycopg2 dialect does by default;
+    # psycopg 3's own executemany sends and executes one INSERT per row. (Not for
+    # ON CONFLICT inserts, which SQLAlchemy keeps per row.)
+    engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def sqlite_inline_engine(url: str) -> Engine:

@@ -42,9 +42,10 @@ class SqlNonceRegistry:
     async def seen(self, key_id: str, nonce: str, *, keep_until: int, now: int) -> bool:
         """One statement: a new nonce is inserted, an expired one of the same name is taken
         over (its expiry moved), a live one conflicts and returns no row: a replay. (Was a
-        DELETE of the expired row and an INSERT: one round trip more on every request.)"""
+        DELETE of the expired row and an INSERT: one round trip more on every request.) On
+        PostgreSQL it runs in autocommit: no BEGIN and COMMIT around it."""
         table = _NONCES
-        async with self._uow(write=True) as uow:
+        async with self._uow.single_statement() as uow:
             insert = upsert_insert(uow.session)(table).values(
                 key_id=key_id,
                 nonce=nonce,

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
@@ -34,6 +35,7 @@ from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
 from server.store import mapping
+from server.store.dialect import PerDialect, is_postgres
 from server.store.tables import (
     AccountRow,
     CardRow,
@@ -78,16 +80,52 @@ def _by_id(values: dict[str, Any]) -> dict[str, Any]:
 
 _INSERT = {table.name: sa.insert(table) for table in (_partners, _customers, _accounts, _cards)}
 _UPDATE = {table.name: _update_by_id(table) for table in (_partners, _customers, _accounts, _cards)}
-# What a cascade changes on an account or card: its status, why it is off, when.
-_SWITCHED = {
-    table.name: _update_by_id(table).values(
-        status=sa.bindparam("v_status"),
-        inactive_cause=sa.bindparam("v_inactive_cause"),
-        updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
+
+
+def _switched(table: sa.Table, postgres: bool) -> sa.Update:
+    """What a cascade changes on accounts or cards: their status, why they are off, when;
+    for every row of the `k_ids` list at once. PostgreSQL takes the list as one array
+    (`= ANY`: one statement text, prepared once, whatever the number); SQLite an expanding
+    IN."""
+    ids = sa.bindparam("k_ids", type_=postgresql.ARRAY(sa.Uuid()))
+    which = (
+        table.c.id == sa.any_(ids)
+        if postgres
+        else table.c.id.in_(sa.bindparam("k_ids", expanding=True))
     )
-    for table in (_accounts, _cards)
-}
+    return (
+        sa.update(table)
+        .where(which)
+        .values(
+            status=sa.bindparam("v_status"),
+            inactive_cause=sa.bindparam("v_inactive_cause"),
+            updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
+        )
+    )
+
+
+def _switched_per_dialect(table: sa.Table) -> PerDialect[sa.Update]:
+    def build(_insert: Any, postgres: bool) -> sa.Update:
+        return _switched(table, postgres)
+
+    return PerDialect(build)
+
+
+_SWITCHED = {table.name: _switched_per_dialect(table) for table in (_accounts, _cards)}
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
+# PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
+# number of rows (a cascade writes 61).
+_INSERT_STATUS_CHANGES_PG = sa.text(
+    """
+INSERT INTO status_changes (partner_id, entity, entity_id, from_status, to_status, cause, at)
+SELECT a.partner_id, a.entity, a.entity_id, a.from_status, a.to_status, a.cause, a.at
+FROM unnest(CAST(:partner_id AS uuid[]), CAST(:entity AS text[]),
+            CAST(:entity_id AS uuid[]), CAST(:from_status AS text[]),
+            CAST(:to_status AS text[]), CAST(:cause AS text[]), CAST(:at AS timestamptz[]))
+    WITH ORDINALITY AS a(partner_id, entity, entity_id, from_status, to_status, cause, at, n)
+ORDER BY a.n
+"""
+)
 _INSERT_OPERATOR_ACTION = sa.insert(_operator_actions)
 # Whose entity an id is: the one cross-partner read an internal service's call starts with;
 # everything after it is the partner-scoped reads and writes partners' calls use.
@@ -104,6 +142,17 @@ _DELETE_SIGNING_KEY = (
     )
     .returning(_signing_keys.c.key_id)
 )
+
+
+async def write_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Audit rows in one INSERT, in their order."""
+    if not rows:
+        return
+    if is_postgres(session):
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        await session.execute(_INSERT_STATUS_CHANGES_PG, columns)
+    else:
+        await session.execute(_INSERT_STATUS_CHANGES, rows)
 
 
 class _Read(Generic[E]):
@@ -239,10 +288,14 @@ class _Repository:
         session: AsyncSession,
         outbox: list[ChangeEvent] | None = None,
         shape: Shape | None = None,
+        audit: list[dict[str, Any]] | None = None,
     ) -> None:
         self._session = session
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
+        # Its audit rows (status changes), also written at commit, all in one INSERT
+        # (write_audit); without the list, each batch at once.
+        self._audit = audit
         self._shape = shape  # the API's JSON of an entity: every event's payload
 
     async def _one(self, read: _Read[E], params: dict[str, Any]) -> E | None:
@@ -269,7 +322,7 @@ class _Repository:
             await self._record_all([entity])
 
     async def _record_all(self, entities: Sequence[Customer | Account | Card]) -> None:
-        """Audit rows for the entities' status changes (one executemany), and an event each."""
+        """Audit rows for the entities' status changes, and an event each."""
         audit = [
             {
                 "partner_id": entity.partner_id,
@@ -283,8 +336,10 @@ class _Repository:
             for entity in entities
             for change in entity.changes
         ]
-        if audit:
-            await self._session.execute(_INSERT_STATUS_CHANGES, audit)
+        if self._audit is not None:
+            self._audit.extend(audit)
+        else:
+            await write_audit(self._session, audit)
         if self._shape is None:
             raise RuntimeError("this unit of work was made without the API shape of events")
         for entity in entities:
@@ -292,22 +347,25 @@ class _Repository:
             self._outbox.append(changed(entity, self._shape))
 
     async def _switch_all(self, table: str, entities: Sequence[Account] | Sequence[Card]) -> None:
-        """The changed ones of `entities`, whose status is all a cascade changes: one
-        executemany UPDATE of those columns (one round trip per statement kind, not one per
-        row), their audit rows and events."""
+        """The changed ones of `entities`, whose status is all a cascade changes: one UPDATE
+        per distinct new state (a cascade has one: every row off, or on, at the same time),
+        not one per row; then their audit rows and events."""
         dirty = [entity for entity in entities if entity.changes]
-        if dirty:
-            params = [
-                {
-                    "k_id": e.id,
-                    "v_status": e.status.value,
-                    "v_inactive_cause": e.inactive_cause.value if e.inactive_cause else None,
-                    "v_updated_at": e.updated_at,
-                }
-                for e in dirty
-            ]
-            await self._session.execute(_SWITCHED[table], params)
-            await self._record_all(dirty)
+        if not dirty:
+            return
+        states: dict[tuple[Any, ...], list[UUID]] = {}
+        for e in dirty:
+            cause = e.inactive_cause.value if e.inactive_cause else None
+            states.setdefault((e.status.value, cause, e.updated_at), []).append(e.id)
+        for (status, cause, updated_at), ids in states.items():
+            params = {
+                "k_ids": ids,
+                "v_status": status,
+                "v_inactive_cause": cause,
+                "v_updated_at": updated_at,
+            }
+            await self._session.execute(_SWITCHED[table].of(self._session), params)
+        await self._record_all(dirty)
 
 
 class SqlPartnerRepository(_Repository):

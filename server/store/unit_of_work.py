@@ -32,6 +32,7 @@ from server.store.repositories import (
     SqlOperatorActionRepository,
     SqlPartnerRepository,
     SqlSigningKeyRepository,
+    write_audit,
 )
 from server.store.write_lock import SqliteWriteLock, lock_file_of
 
@@ -280,6 +281,7 @@ class SqlUnitOfWork:
         if self._owner is not None:
             self._owner.enter(self)  # before any wait: a second scope fails at once
         self.outbox: list[ChangeEvent] = []
+        self.audit: list[dict[str, Any]] = []  # status-change rows, written at commit
         self._after_commit: list[Callable[[], None]] = []
         self._credentials_changed: set[UUID] = set()
         if self._lock is not None:
@@ -294,9 +296,9 @@ class SqlUnitOfWork:
         self.session = cast(AsyncSession, made)
         shape = self._shape
         self.partners = SqlPartnerRepository(self.session, self.outbox, shape)
-        self.customers = SqlCustomerRepository(self.session, self.outbox, shape)
-        self.accounts = SqlAccountRepository(self.session, self.outbox, shape)
-        self.cards = SqlCardRepository(self.session, self.outbox, shape)
+        self.customers = SqlCustomerRepository(self.session, self.outbox, shape, self.audit)
+        self.accounts = SqlAccountRepository(self.session, self.outbox, shape, self.audit)
+        self.cards = SqlCardRepository(self.session, self.outbox, shape, self.audit)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
         self.operator_actions = SqlOperatorActionRepository(self.session)
         self.events = SqlEventReader(self.session)
@@ -370,11 +372,16 @@ class SqlUnitOfWork:
         self._committed(published, after)
 
     async def _number_events(self) -> list[ChangeEvent]:
-        """Writes the outbox: the last statement before COMMIT. Numbering locks the
+        """Writes the audit rows the repositories collected (one INSERT for all), then the
+        outbox: the last statement before COMMIT. Numbering locks the
         partner's sequence row (PostgreSQL) until the commit, so nothing else is done, or
         waited for, while it is held: concurrent writers of one partner queue on it for a
         statement and a commit only, and no transaction ever holds it while waiting for
         another lock (no deadlock through it, whatever rows each took before)."""
+        if self.audit:
+            # Before the outbox: no other statement runs while its sequence lock is held.
+            await write_audit(self.session, self.audit)
+            self.audit.clear()
         if not self.outbox:
             return []
         numbered = await outbox.write(self.session, self.outbox)
@@ -414,6 +421,11 @@ class SqlUnitOfWorkFactory:
             reader = engine if is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
             self._read = lambda: _AsyncCoreSession(reader)
             self._write = lambda: _AsyncCoreSession(writer)
+        # One write statement that is a transaction on its own (the signature nonce): on
+        # PostgreSQL in autocommit, so without the BEGIN and COMMIT round trips around it
+        # (two of a signed request's round trips); on SQLite a write unit of work (the write
+        # lock, BEGIN IMMEDIATE) as any other write.
+        self._single = self._write if is_sqlite else self._read
         self._write_lock = SqliteWriteLock(lock_file_of(engine.url.database)) if is_sqlite else None
         # Told about every committed batch of events (wakes this process's streams at once).
         self.on_commit: OnCommit | None = None
@@ -430,3 +442,10 @@ class SqlUnitOfWorkFactory:
                 shape=self._shape,
             )
         return SqlUnitOfWork(self._read, None, shape=self._shape)
+
+    def single_statement(self) -> SqlUnitOfWork:
+        """A write unit of work for one statement that needs no transaction around it (it is
+        atomic alone, and nothing else commits with it). Never joins a call's owned write
+        transaction; `commit` ends it as usual."""
+        lock = self._write_lock if self._single is self._write else None
+        return SqlUnitOfWork(self._single, lock, self.on_commit, write=True, shape=self._shape)

@@ -1,9 +1,14 @@
 """Repository reads on both databases (and SQLite's inline engine, which runs them on a
 plain Session): Core statements that build no ORM instance, in read and write units of
-work alike, and a read followed by `save` (the ORM's merge) still writes the change."""
+work alike, and a read followed by `save` (the ORM's merge) still writes the change. And a
+unit of work's bulk writes: a cascade's rows switched by one UPDATE per new state, its audit
+rows in one INSERT in the order they happened, its events numbered and inserted in one
+statement (PostgreSQL, one partner) or one per step (SQLite, several partners), gap-free
+and in order either way."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -321,3 +326,103 @@ async def test_read_then_save_in_a_write_unit_of_work(
         assert stored is not None and stored.credentials_version == 4
         events = await uow.events.after(partner_id=pid, seq=0, limit=100)
     assert {e.entity_id for e in events} >= {customer.id, account.id, cards[0].id}
+
+
+def _sync(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("+aiosqlite", ""), poolclass=sa.pool.NullPool)
+
+
+def _rows(url: str, query: str, **params: Any) -> list[Any]:
+    engine = _sync(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(query), params))
+    finally:
+        engine.dispose()
+
+
+async def test_a_cascade_switches_its_rows_and_records_audit_and_events_in_order(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, database_url: str
+) -> None:
+    pid, owner = seeded.partner.id, seeded.customers[1]
+    later = T0 + timedelta(hours=1)
+    async with factory(write=True) as uow:
+        cards = await uow.cards.for_account(partner_id=pid, account_id=seeded.accounts[0].id)
+        cards.sort(key=lambda card: card.created_at)
+        # Two new states among three rows: two UPDATEs, each for its own rows only.
+        assert cards[0].switch_off(InactiveCause.CUSTOMER, later)
+        assert cards[1].switch_off(InactiveCause.CUSTOMER, later)
+        assert cards[2].switch_off(InactiveCause.PARTNER, later + timedelta(seconds=1))
+        accounts = await uow.accounts.for_customer(partner_id=pid, customer_id=owner.id)
+        active = [a for a in accounts if a.inactive_cause is None]
+        assert active[0].switch_off(InactiveCause.CUSTOMER, later)
+        await uow.accounts.switch_all(accounts)
+        await uow.cards.switch_all(cards)
+        await uow.commit()
+    expected = [active[0], *cards]
+
+    async with factory() as uow:
+        stored = await uow.cards.for_account(partner_id=pid, account_id=seeded.accounts[0].id)
+        stored_accounts = await uow.accounts.for_customer(partner_id=pid, customer_id=owner.id)
+    assert sorted(stored, key=lambda c: c.id) == sorted(cards, key=lambda c: c.id)
+    assert sorted(stored_accounts, key=lambda a: a.id) == sorted(accounts, key=lambda a: a.id)
+
+    audit = _rows(
+        database_url,
+        "SELECT entity_id, to_status, cause, at FROM status_changes ORDER BY id",
+    )
+    assert [(str(row.entity_id).replace("-", ""), row.to_status) for row in audit] == [
+        (entity.id.hex, "inactive") for entity in expected
+    ]
+
+    events = _rows(
+        database_url,
+        "SELECT entity_id, seq, position, type, payload FROM events"
+        " WHERE partner_id = :pid ORDER BY id",
+        pid=pid.hex if "sqlite" in database_url else pid,
+    )
+    # Seeding wrote 10 events (5 customers, 2 accounts, 3 cards); these follow, in order.
+    cascade = events[-len(expected) :]
+    assert [row.seq for row in events] == list(range(1, len(events) + 1))
+    positions = [row.position for row in events]
+    assert positions == list(range(positions[0], positions[0] + len(events)))
+    assert [str(row.entity_id).replace("-", "") for row in cascade] == [
+        entity.id.hex for entity in expected
+    ]
+    for row, entity in zip(cascade, expected, strict=True):
+        payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        assert payload == convert.payload(entity)
+
+
+async def test_events_of_two_partners_in_one_unit_of_work_are_numbered_per_partner(
+    factory: SqlUnitOfWorkFactory, database_url: str
+) -> None:
+    partners = [Partner(uuid.uuid4(), f"p{i}", uuid.uuid4(), "h" * 64, 1, T0) for i in (0, 1)]
+    async with factory(write=True) as uow:
+        for partner in partners:
+            await uow.partners.add(partner)
+        await uow.commit()
+    async with factory(write=True) as uow:
+        for i in range(3):
+            partner = partners[i % 2]
+            await uow.customers.add(
+                Customer(
+                    id=uuid.uuid4(),
+                    partner_id=partner.id,
+                    external_id=f"two-{i}",
+                    chain_id=f"eip155:1:0x{i + 100:040X}",
+                    chain_key=f"eip155:1:0x{i + 100:040x}",
+                    status=CustomerStatus.INITIATING,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+        await uow.commit()
+    rows = _rows(database_url, "SELECT partner_id, seq, position FROM events ORDER BY position")
+    assert len(rows) == 3
+    per_partner: dict[str, list[int]] = {}
+    for row in rows:
+        per_partner.setdefault(str(row.partner_id), []).append(row.seq)
+    assert sorted(per_partner.values()) == [[1], [1, 2]]
+    positions = [row.position for row in rows]
+    assert positions == list(range(positions[0], positions[0] + 3))
