@@ -131,6 +131,72 @@ _BEHIND = sa.select(_cursors_table.c.partner_id, _cursors_table.c.last_seq).wher
 _RELAYED_PARTNERS = sa.select(_cursors_table.c.partner_id)
 
 
+# The claim's statements, built once over Core tables with bound parameters: built per claim
+# (and joined through the ORM class, which routed them through the ORM's execution) they
+# were a third of the claim's CPU, for cache keys and compile state alone.
+# Two candidate queries, each walking ix_webhook_deliveries_due in its order and stopping at
+# the limit: one over "pending OR lease ran out" must fetch and sort every due row first,
+# which made each claim cost as much as the whole backlog. Candidates come without their
+# payloads: most are turned down (their receiver has no free slot), and only those taken are
+# read whole, by the UPDATE that leases them. `busy` subscriptions are skipped in the query.
+_CANDIDATE_COLUMNS = (
+    _D.c.id,
+    _D.c.attempts,
+    _D.c.event_id,
+    _D.c.subscription_id,
+    _D.c.created_at,
+    _D.c.redelivered_at,
+    _S.c.callback_url,
+    _S.c.secret,
+    _S.c.previous_secret,
+    _S.c.previous_secret_until,
+    _S.c.deleted_at,
+)
+
+
+def _candidates(state: DeliveryState, due: Any) -> sa.Select[Any]:
+    return (
+        sa.select(*_CANDIDATE_COLUMNS)
+        .select_from(_D.join(_S, _S.c.id == _D.c.subscription_id))
+        .where(
+            _D.c.state == state.value,
+            due <= sa.bindparam("now", type_=due.type),
+            _S.c.disabled_at.is_(None),
+            _D.c.subscription_id.not_in(sa.bindparam("busy", expanding=True)),
+        )
+        .order_by(due)
+        .limit(sa.bindparam("candidates", type_=sa.Integer()))
+    )
+
+
+_STALE = _candidates(DeliveryState.DELIVERING, _D.c.lease_until)  # their worker died
+_PENDING = _candidates(DeliveryState.PENDING, _D.c.next_attempt_at)
+# PostgreSQL: SKIP LOCKED, so every replica claims at once, disjointly.
+_STALE_LOCKED = _STALE.with_for_update(of=_D, skip_locked=True)
+_PENDING_LOCKED = _PENDING.with_for_update(of=_D, skip_locked=True)
+_LEASE = (
+    sa.update(_D)
+    .where(_D.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(
+        state=DeliveryState.DELIVERING.value,
+        lease_until=sa.bindparam("lease_until", type_=_D.c.lease_until.type),
+        attempts=_D.c.attempts + 1,
+    )
+    .returning(_D.c.id, _D.c.payload)
+)
+# Live leases per callback URL, other than the `held` ones.
+_LEASES = (
+    sa.select(_S.c.callback_url, sa.func.count())
+    .select_from(_D.join(_S, _S.c.id == _D.c.subscription_id))
+    .where(
+        _D.c.state == DeliveryState.DELIVERING.value,
+        _D.c.lease_until > sa.bindparam("now", type_=_D.c.lease_until.type),
+        _D.c.id.not_in(sa.bindparam("held", expanding=True)),
+    )
+    .group_by(_S.c.callback_url)
+)
+
+
 class SqlWebhookStore:
     def __init__(
         self,
@@ -406,57 +472,19 @@ class SqlWebhookStore:
         transaction-level advisory lock, on SQLite by its one writer at a time; the count
         then sees every lease committed before."""
         candidates = candidates or limit * CANDIDATES_PER_SLOT
-        columns = (
-            _D.c.id,
-            _D.c.attempts,
-            _D.c.event_id,
-            _D.c.subscription_id,
-            _D.c.created_at,
-            _D.c.redelivered_at,
-            _S.c.callback_url,
-            _S.c.secret,
-            _S.c.previous_secret,
-            _S.c.previous_secret_until,
-            _S.c.deleted_at,
-        )
-        # Two queries, each walking ix_webhook_deliveries_due in its order and stopping at
-        # the limit: one over "pending OR lease ran out" must fetch and sort every due row
-        # first, which made each claim cost as much as the whole backlog. Candidates come
-        # without their payloads: most are turned down (their receiver has no free slot),
-        # and only those taken are read whole, by the UPDATE that leases them.
-        stale = (
-            sa.select(*columns)
-            .join(_Subscription, _S.c.id == _D.c.subscription_id)
-            .where(
-                _D.c.state == DeliveryState.DELIVERING.value,
-                _D.c.lease_until <= now,
-                _S.c.disabled_at.is_(None),
-            )
-            .order_by(_D.c.lease_until)
-            .limit(candidates)
-        )
-        pending = (
-            sa.select(*columns)
-            .join(_Subscription, _S.c.id == _D.c.subscription_id)
-            .where(
-                _D.c.state == DeliveryState.PENDING.value,
-                _D.c.next_attempt_at <= now,
-                _S.c.disabled_at.is_(None),
-            )
-            .order_by(_D.c.next_attempt_at)
-            .limit(candidates)
-        )
-        if busy:
-            skipped = _D.c.subscription_id.not_in(list(busy))
-            stale, pending = stale.where(skipped), pending.where(skipped)
+        params = {"now": now, "busy": list(busy), "candidates": candidates}
         async with self._uow(write=True) as uow:
             session = uow.session
             if is_postgres(session):
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
-                stale = stale.with_for_update(of=_D, skip_locked=True)
-                pending = pending.with_for_update(of=_D, skip_locked=True)
+                stale, pending = _STALE_LOCKED, _PENDING_LOCKED
+            else:
+                stale, pending = _STALE, _PENDING
             elsewhere = await self._leases_elsewhere(session, now=now, held=held)
-            rows = [*(await session.execute(stale)).all(), *(await session.execute(pending)).all()]
+            rows = [
+                *(await session.execute(stale, params)).all(),
+                *(await session.execute(pending, params)).all(),
+            ]
             taken: list[Claimed] = []
             orphaned: list[int] = []
             for row in rows:
@@ -482,14 +510,7 @@ class SqlWebhookStore:
                     taken.append(claimed)
             if taken:
                 leased = await session.execute(
-                    sa.update(_D)
-                    .where(_D.c.id.in_([c.delivery_id for c in taken]))
-                    .values(
-                        state=DeliveryState.DELIVERING.value,
-                        lease_until=lease_until,
-                        attempts=_D.c.attempts + 1,
-                    )
-                    .returning(_D.c.id, _D.c.payload)
+                    _LEASE, {"ids": [c.delivery_id for c in taken], "lease_until": lease_until}
                 )
                 payloads = {row.id: dict(row.payload) for row in leased}
                 taken = [replace(c, payload=payloads[c.delivery_id]) for c in taken]
@@ -513,20 +534,9 @@ class SqlWebhookStore:
     ) -> Counter[str]:
         """Live leases per receiver (`host:port`), other than `held`. Few rows: at most the
         attempts under way everywhere, found through ix_webhook_deliveries_due."""
-        query = (
-            sa.select(_S.c.callback_url, sa.func.count())
-            .select_from(_D)
-            .join(_Subscription, _S.c.id == _D.c.subscription_id)
-            .where(
-                _D.c.state == DeliveryState.DELIVERING.value,
-                _D.c.lease_until > now,
-            )
-            .group_by(_S.c.callback_url)
-        )
-        if held:
-            query = query.where(_D.c.id.not_in(list(held)))
         found: Counter[str] = Counter()
-        for url, count in (await session.execute(query)).all():
+        leases = await session.execute(_LEASES, {"now": now, "held": list(held)})
+        for url, count in leases.all():
             found[receiver(url)] += int(count)
         return found
 
