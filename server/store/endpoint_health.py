@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 _Delivery = WebhookDeliveryRow
 _Subscription = WebhookSubscriptionRow
 DELETED = "subscription deleted"
+# Built once over the Core table: these run with every batch of outcomes, and as ORM
+# statements built per batch their compile and cache keys cost more than the UPDATE itself.
+_S = _Subscription.__table__  # type: ignore[attr-defined]
+_RECOVERED = (
+    sa.update(_S)
+    .where(_S.c.id.in_(sa.bindparam("ids", expanding=True)), _S.c.failing_since.isnot(None))
+    .values(failing_since=None)
+)
+_FAILING = (
+    sa.update(_S)
+    .where(_S.c.id.in_(sa.bindparam("ids", expanding=True)), _S.c.failing_since.is_(None))
+    .values(failing_since=sa.bindparam("now", type_=_S.c.failing_since.type))
+)
 
 
 def minimal_shape(subscription: Any) -> dict[str, Any]:
@@ -51,18 +64,10 @@ async def track(
     healthy = {o.claimed.subscription_id for o in outcomes if o.state is delivered}
     failing = {o.claimed.subscription_id for o in outcomes if o.state is not delivered} - healthy
     if healthy:
-        await session.execute(
-            sa.update(_Subscription)
-            .where(col(_Subscription.id).in_(healthy), col(_Subscription.failing_since).isnot(None))
-            .values(failing_since=None)
-        )
+        await session.execute(_RECOVERED, {"ids": list(healthy)})
     if not failing:
         return []
-    await session.execute(
-        sa.update(_Subscription)
-        .where(col(_Subscription.id).in_(failing), col(_Subscription.failing_since).is_(None))
-        .values(failing_since=now)
-    )
+    await session.execute(_FAILING, {"ids": list(failing), "now": now})
     rows = list(
         (
             await session.execute(
