@@ -39,6 +39,7 @@ from standardwebhooks import Webhook
 from server.domain.deliveries import signing_secrets
 from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed, receiver
 from server.events.failures import round_failed
+from server.events.receiver_pools import ReceiverPools
 from server.services.ports import Clock
 from server.store.webhooks import CANDIDATES_PER_SLOT, Claimed, Outcome, SqlWebhookStore
 
@@ -134,13 +135,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool that connects through the guarded backend.
-    (httpx 0.28 takes no network backend, so the pool it built is swapped for ours; httpx
-    is pinned.) No proxies from the environment: they would bypass the address checks."""
+    """httpx's transport over connection pools (one per receiver: events/receiver_pools.py)
+    that connect through the guarded backend. (httpx 0.28 takes no network backend, so the
+    pool it built is swapped for ours; httpx is pinned.) No proxies from the environment:
+    they would bypass the address checks."""
 
     def __init__(self, backend: httpcore.AsyncNetworkBackend, limits: httpx.Limits) -> None:
         super().__init__(trust_env=False, limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = ReceiverPools(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -254,9 +256,9 @@ class WebhookWorker:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        limits = httpx.Limits(
+        limits = httpx.Limits(  # per receiver (events/receiver_pools.py)
             max_connections=self._options.global_limit,
-            max_keepalive_connections=self._options.global_limit // 2,
+            max_keepalive_connections=self._options.per_receiver_limit,
         )
         backend = GuardedNetworkBackend(resolve=self._resolve, production=self._options.production)
         self._client = httpx.AsyncClient(
