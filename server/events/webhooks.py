@@ -41,7 +41,13 @@ from server.domain.webhooks import DeliveryState, RetrySchedule, address_allowed
 from server.events.failures import round_failed
 from server.events.receiver_pools import ReceiverPools
 from server.services.ports import Clock
-from server.store.webhooks import CANDIDATES_PER_SLOT, Claimed, Outcome, SqlWebhookStore
+from server.store.webhooks import (
+    CANDIDATES_PER_SLOT,
+    Claimed,
+    Claims,
+    Outcome,
+    SqlWebhookStore,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -233,7 +239,8 @@ class WebhookWorker:
         self._retries: list[datetime] = []  # heap: when deliveries this worker put off are due
         self._client: httpx.AsyncClient | None = None
         self._transactions: set[asyncio.Task[Any]] = set()  # shielded store calls under way
-        self._claiming: asyncio.Task[list[Claimed]] | None = None
+        self._claiming: asyncio.Task[Claims] | None = None
+        self._more = False  # the last claim may have left due deliveries it could take
         self._relayed: frozenset[UUID] | None = None  # partners with a cursor; None: unknown
         # Outcomes of finished attempts, written together by one task (_record_loop).
         self._outcomes: list[Outcome] = []
@@ -347,7 +354,7 @@ class WebhookWorker:
                 started = await self.dispatch_once()
             except Exception as error:  # noqa: BLE001 (round_failed logs it)
                 round_failed("webhook dispatch failed", error)
-            if started and len(self._in_flight) < self._options.global_limit:
+            if self._more and started and len(self._in_flight) < self._options.global_limit:
                 continue  # more may be due
             await _wait(self._dispatch_wanted, self._until_next_retry())
             if self._in_flight:
@@ -358,6 +365,7 @@ class WebhookWorker:
     async def dispatch_once(self) -> int:
         """Claims what is due and has a free receiver slot, and starts those POSTs."""
         free = self._options.global_limit - len(self._in_flight)
+        self._more = False
         if free <= 0:
             return 0
         limit = self._options.per_receiver_limit
@@ -393,6 +401,7 @@ class WebhookWorker:
         )
         claims = await self._transaction(self._claiming)
         self._claiming = None
+        self._more = claims.more
         for claimed in claims:
             item = _InFlight(claimed, receiver(claimed.callback_url))
             self._in_flight[claimed.delivery_id] = item

@@ -74,6 +74,14 @@ class Claimed:
     elsewhere: int = 0
 
 
+class Claims(list[Claimed]):
+    """What a claim leased. `more`: a candidate read stopped at its limit, so due deliveries
+    the caller could take may be left; without it, claiming again before a slot frees or
+    new deliveries come would only walk the busy receivers' backlog again for nothing."""
+
+    more: bool = False
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one attempt ended, to be recorded."""
@@ -459,7 +467,7 @@ class SqlWebhookStore:
         accept: Callable[[Claimed], bool],
         candidates: int | None = None,
         held: Collection[int] = (),
-    ) -> list[Claimed]:
+    ) -> Claims:
         """Leases up to `limit` due deliveries: pending ones whose time has come, and
         delivering ones whose lease ran out (their worker died). `busy` subscriptions are
         skipped in the query (their receiver has no free slot), `accept` decides the rest in
@@ -481,10 +489,9 @@ class SqlWebhookStore:
             else:
                 stale, pending = _STALE, _PENDING
             elsewhere = await self._leases_elsewhere(session, now=now, held=held)
-            rows = [
-                *(await session.execute(stale, params)).all(),
-                *(await session.execute(pending, params)).all(),
-            ]
+            stale_rows = (await session.execute(stale, params)).all()
+            pending_rows = (await session.execute(pending, params)).all()
+            rows = [*stale_rows, *pending_rows]
             taken: list[Claimed] = []
             orphaned: list[int] = []
             for row in rows:
@@ -526,7 +533,9 @@ class SqlWebhookStore:
                 )
             if taken or orphaned:
                 await uow.commit()
-            return taken
+            claims = Claims(taken)
+            claims.more = max(len(stale_rows), len(pending_rows)) >= candidates
+            return claims
 
     @staticmethod
     async def _leases_elsewhere(
