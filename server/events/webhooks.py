@@ -216,6 +216,16 @@ class _InFlight:
     posting: bool = True  # False once the outcome is being written (never cut that short)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What a claim that read every due delivery outside its busy subscriptions found: due
+    work, if any, only for `subscriptions` (as of `at`, after `relays` relay rounds)."""
+
+    subscriptions: frozenset[UUID]
+    at: datetime
+    relays: int
+
+
 class WebhookWorker:
     """The relay and the dispatcher of one replica. `wake()` says events may have committed
     (here or on another replica); without it both poll every `options.poll` seconds."""
@@ -241,6 +251,8 @@ class WebhookWorker:
         self._transactions: set[asyncio.Task[Any]] = set()  # shielded store calls under way
         self._claiming: asyncio.Task[Claims] | None = None
         self._more = False  # the last claim may have left due deliveries it could take
+        self._seen: _Seen | None = None  # the last claim that considered every due delivery
+        self._relays = 0  # relay rounds that created deliveries
         self._relayed: frozenset[UUID] | None = None  # partners with a cursor; None: unknown
         # Outcomes of finished attempts, written together by one task (_record_loop).
         self._outcomes: list[Outcome] = []
@@ -341,6 +353,7 @@ class WebhookWorker:
             )
             created_total += created
             if created:
+                self._relays += 1
                 self._dispatch_wanted.set()
             if not read:
                 return created_total
@@ -354,7 +367,7 @@ class WebhookWorker:
                 started = await self.dispatch_once()
             except Exception as error:  # noqa: BLE001 (round_failed logs it)
                 round_failed("webhook dispatch failed", error)
-            if self._more and started and len(self._in_flight) < self._options.global_limit:
+            if started and self._worth_claiming_again():
                 continue  # more may be due
             await _wait(self._dispatch_wanted, self._until_next_retry())
             if self._in_flight:
@@ -370,19 +383,18 @@ class WebhookWorker:
             return 0
         limit = self._options.per_receiver_limit
         tentative: Counter[str] = Counter()
+        considered: set[UUID] = set()
 
         def accept(claimed: Claimed) -> bool:
+            considered.add(claimed.subscription_id)
             key = receiver(claimed.callback_url)
             if self._per_receiver[key] + tentative[key] + claimed.elsewhere >= limit:
                 return False
             tentative[key] += 1
             return True
 
-        busy = {
-            item.claimed.subscription_id
-            for item in self._in_flight.values()
-            if self._per_receiver[item.receiver] >= limit
-        }
+        busy = self._busy()
+        relays = self._relays
         # Rows worth reading: the free slots of receivers under way, and room for a few not
         # under way. Reading a few per global slot instead read ~200 rows per freed slot.
         open_slots = sum(limit - used for used in self._per_receiver.values() if used < limit)
@@ -402,12 +414,43 @@ class WebhookWorker:
         claims = await self._transaction(self._claiming)
         self._claiming = None
         self._more = claims.more
+        if not claims.more and len(claims) < free:
+            # Every due delivery outside `busy` was considered: until something new is
+            # relayed or comes due, only these subscriptions can have any.
+            self._seen = _Seen(frozenset(busy | considered), now, relays)
         for claimed in claims:
             item = _InFlight(claimed, receiver(claimed.callback_url))
             self._in_flight[claimed.delivery_id] = item
             self._per_receiver[item.receiver] += 1
             item.task = asyncio.create_task(self._deliver(item))
         return len(claims)
+
+    def _busy(self) -> set[UUID]:
+        """Subscriptions whose receiver has no free slot here."""
+        limit = self._options.per_receiver_limit
+        return {
+            item.claimed.subscription_id
+            for item in self._in_flight.values()
+            if self._per_receiver[item.receiver] >= limit
+        }
+
+    def _worth_claiming_again(self) -> bool:
+        """After a claim that started POSTs: claim again at once, or wait for a slot to free?
+        Again only if due deliveries the claim could not read may be left for receivers with
+        a free slot. When every subscription the last complete read found due work for is
+        busy, another claim would walk their whole backlog to find nothing (it was most of
+        a delivery's claim cost, once per freed slot)."""
+        if not self._more or len(self._in_flight) >= self._options.global_limit:
+            return False
+        seen = self._seen
+        if seen is None or seen.relays != self._relays:
+            return True
+        now = self._clock.now()
+        if (now - seen.at).total_seconds() > self._options.poll:
+            return True  # other replicas' relays, expired leases, redeliveries: as polled
+        if self._retries and self._retries[0] <= now:
+            return True
+        return not seen.subscriptions <= self._busy()
 
     def _held(self) -> set[int]:
         """Deliveries whose leases are this worker's: under way, or finished with the
