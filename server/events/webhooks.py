@@ -398,7 +398,10 @@ class WebhookWorker:
         # Rows worth reading: the free slots of receivers under way, and room for a few not
         # under way. Reading a few per global slot instead read ~200 rows per freed slot.
         open_slots = sum(limit - used for used in self._per_receiver.values() if used < limit)
-        candidates = min(free, open_slots + limit * NEW_RECEIVERS) * CANDIDATES_PER_SLOT
+        new_receivers = self._new_receivers()
+        candidates = min(free, open_slots + limit * new_receivers) * CANDIDATES_PER_SLOT
+        if not candidates:
+            return 0  # every receiver with due work is at its limit: nothing to take
         now = self._clock.now()
         self._claiming = asyncio.ensure_future(
             self._store.claim(
@@ -442,15 +445,32 @@ class WebhookWorker:
         a delivery's claim cost, once per freed slot)."""
         if not self._more or len(self._in_flight) >= self._options.global_limit:
             return False
+        seen = self._still_seen()
+        return seen is None or not seen.subscriptions <= self._busy()
+
+    def _still_seen(self) -> _Seen | None:
+        """The last complete read's finding, while nothing since can have added due work:
+        nothing relayed here, no retry of ours due, and less than a poll interval old (other
+        replicas' relays, expired leases, redeliveries: found as a poll would)."""
         seen = self._seen
         if seen is None or seen.relays != self._relays:
-            return True
+            return None
         now = self._clock.now()
         if (now - seen.at).total_seconds() > self._options.poll:
-            return True  # other replicas' relays, expired leases, redeliveries: as polled
+            return None
         if self._retries and self._retries[0] <= now:
-            return True
-        return not seen.subscriptions <= self._busy()
+            return None
+        return seen
+
+    def _new_receivers(self) -> int:
+        """How many receivers with nothing under way a claim reads candidates for: none when
+        the last complete read found due work only for subscriptions under way (most rows
+        such a claim read were turned down: their receiver had one free slot, not nine)."""
+        seen = self._still_seen()
+        if seen is None:
+            return NEW_RECEIVERS
+        under_way = {item.claimed.subscription_id for item in self._in_flight.values()}
+        return 0 if seen.subscriptions <= under_way else NEW_RECEIVERS
 
     def _held(self) -> set[int]:
         """Deliveries whose leases are this worker's: under way, or finished with the

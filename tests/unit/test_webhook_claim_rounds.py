@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from server.events.webhooks import DeliveryOptions, WebhookWorker
-from server.store.webhooks import Claimed, Claims, SqlWebhookStore
+from server.store.webhooks import CANDIDATES_PER_SLOT, Claimed, Claims, SqlWebhookStore
 from tests.helpers.clock import SteppingClock
 
 RECEIVER = "http://127.0.0.1:9/hook"
@@ -35,6 +35,7 @@ class FakeStore:
 
     def __init__(self, due: list[Claimed]) -> None:
         self.due = due
+        self.reads: list[int | None] = []
 
     async def claim(
         self,
@@ -45,6 +46,7 @@ class FakeStore:
         candidates: int | None = None,
         **_: Any,
     ) -> Claims:
+        self.reads.append(candidates)
         window = [c for c in self.due if c.subscription_id not in busy][: candidates or limit]
         taken = [c for c in window if accept(c)][:limit]
         self.due = [c for c in self.due if c not in taken]
@@ -83,6 +85,26 @@ async def test_new_deliveries_relayed_make_it_claim_again() -> None:
     worker._relays += 1  # as relay_once does when it created deliveries
     worker._more = True
     assert worker._worth_claiming_again()
+    for item in worker._in_flight.values():
+        assert item.task is not None
+        item.task.cancel()
+
+
+async def test_when_only_receivers_under_way_have_due_work_a_freed_slot_reads_only_its_share() -> (
+    None
+):
+    subscription = uuid.uuid4()
+    store = FakeStore([_claimed(i, subscription) for i in range(50)])
+    worker = await _worker(store)
+    await worker.dispatch_once()
+    await worker.dispatch_once()  # a complete read: due work only for `subscription`
+    finished = next(iter(worker._in_flight.values()))
+    assert finished.task is not None
+    finished.task.cancel()
+    del worker._in_flight[finished.claimed.delivery_id]
+    worker._per_receiver[finished.receiver] -= 1
+    assert await worker.dispatch_once() == 1
+    assert store.reads[-1] == CANDIDATES_PER_SLOT  # one free slot, no room for new receivers
     for item in worker._in_flight.values():
         assert item.task is not None
         item.task.cancel()
