@@ -27,7 +27,7 @@ from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
 from server.store.migrate import upgrade
-from tests.helpers.processes import free_port, wait_serving
+from tests.helpers.processes import free_port, server_env, wait_serving
 
 if TYPE_CHECKING:
     from tests.helpers.partners import PartnerCredentials
@@ -138,12 +138,9 @@ def running_server(
     port = free_port()
     socket_dir = tempfile.mkdtemp(prefix="cust-bench-")  # short: Unix socket path limit
     sockets = [os.path.join(socket_dir, f"worker-{index}.sock") for index in range(workers)]
-    env = dict(os.environ)
-    env.update(
-        CUSTOMERS_DATABASE_URL=database_url,
-        CUSTOMERS_GRPC_PORT=str(port),
-        CUSTOMERS_METRICS_PORT="0",
-        CUSTOMERS_LOG_LEVEL="WARNING",
+    env = server_env(
+        database_url,
+        port,
         # The gateway's address: native gRPC signatures are checked against its host:port.
         CUSTOMERS_PUBLIC_URL=public_url,
         CUSTOMERS_WORKERS=str(workers),
