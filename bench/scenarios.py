@@ -36,7 +36,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench.baseline.process import Baseline, BaselineError, running_baseline
-from bench.load import LoadError, LoadResult, grpc_frame, h2load, wrk
+from bench.load import LoadError, LoadResult, grpc_frame, h2load, percentile, wrk
 from bench.micro import (
     idempotency_record,
     rate_limit_admit,
@@ -759,11 +759,6 @@ def workers(ctx: Context) -> Plan:
     )
 
 
-def _percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(percent / 100 * len(ordered)) - 1)]
-
-
 CASCADE_ACCOUNTS, CASCADE_CARDS = 10, 5  # per customer; per account
 CASCADE_TARGET_MS = 20.0  # issue 10: deactivate with its cascade, p50
 
@@ -783,9 +778,9 @@ def cascade_latency(partner: SignedPartner, customer_id: str, toggles: int) -> d
                 raise LoadError(f"cascade {path}: {answer.status_code} {answer.text}")
     return {
         "off_p50": statistics.median(off),
-        "off_p99": _percentile(off, 99),
+        "off_p99": percentile(sorted(off), 99),
         "on_p50": statistics.median(on),
-        "on_p99": _percentile(on, 99),
+        "on_p99": percentile(sorted(on), 99),
     }
 
 

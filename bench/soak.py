@@ -41,11 +41,11 @@ from bench.stack import (
     Stack,
     children,
     create_partner,
-    new_key,
     postgres_unavailable,
     running_stack,
 )
 from bench.webhooks import Receiver
+from client.idempotency import new_key
 from client.signing import SigningAuth
 
 PARTNERS = 4

@@ -8,7 +8,6 @@ partner gets a token, registers its first key with the token alone, and signs fr
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
@@ -19,15 +18,19 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from client.idempotency import new_key
 from client.signing import PrivateSigningKey, SigningAuth, generate_key, public_key_b64
 from gateway.process import start_envoy_sync, stop_envoy_sync
 from server.edge import render_gateway
 from server.store.migrate import upgrade
-from tests.helpers.processes import free_port, wait_serving
+from tests.helpers.processes import free_port, server_env, wait_serving
+
+if TYPE_CHECKING:
+    from tests.helpers.partners import PartnerCredentials
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PG_SERVER = os.environ.get("CUSTOMERS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -135,12 +138,9 @@ def running_server(
     port = free_port()
     socket_dir = tempfile.mkdtemp(prefix="cust-bench-")  # short: Unix socket path limit
     sockets = [os.path.join(socket_dir, f"worker-{index}.sock") for index in range(workers)]
-    env = dict(os.environ)
-    env.update(
-        CUSTOMERS_DATABASE_URL=database_url,
-        CUSTOMERS_GRPC_PORT=str(port),
-        CUSTOMERS_METRICS_PORT="0",
-        CUSTOMERS_LOG_LEVEL="WARNING",
+    env = server_env(
+        database_url,
+        port,
         # The gateway's address: native gRPC signatures are checked against its host:port.
         CUSTOMERS_PUBLIC_URL=public_url,
         CUSTOMERS_WORKERS=str(workers),
@@ -191,34 +191,19 @@ def running_stack(kind: str, folder: pathlib.Path, workers: int = 1) -> Iterator
             stop_envoy_sync(envoy)
 
 
-@dataclass(frozen=True)
-class Partner:
-    partner_id: str
-    api_key: str
-    api_secret: str
+def create_partner(database_url: str) -> PartnerCredentials:
+    """Through the same use case as `python -m server partners create`: the tests' helper
+    (imported here, not at the top: it builds the whole server)."""
+    from tests.helpers.partners import create_partner as made_by_tests
 
-
-def create_partner(database_url: str) -> Partner:
-    """Through the same use case as `python -m server partners create`."""
-    from server.bootstrap import build
-    from server.config import Settings
-
-    async def create() -> Partner:
-        container = await build(Settings(database_url=database_url, metrics_port=0))
-        try:
-            made = await container.auth.create_partner(f"bench-{uuid.uuid4().hex[:8]}")
-        finally:
-            await container.close()
-        return Partner(str(made.partner_id), str(made.api_key), made.api_secret)
-
-    return asyncio.run(create())
+    return made_by_tests(database_url, f"bench-{uuid.uuid4().hex[:8]}")
 
 
 class SignedPartner:
     """A partner speaking REST to Envoy with one signing key, as the SDK does: a token,
     the first key registered with the token alone, every later call signed (with a nonce)."""
 
-    def __init__(self, http: httpx.Client, partner: Partner, algorithm: str) -> None:
+    def __init__(self, http: httpx.Client, partner: PartnerCredentials, algorithm: str) -> None:
         self.http = http
         self.partner = partner
         answer = http.post(
@@ -285,10 +270,6 @@ def signed_challenge(wallet: Any, challenge_b64: str) -> tuple[str, bytes]:
 
     text = base64.b64decode(challenge_b64).decode()
     return text, bytes(wallet.sign_message(encode_defunct(text=text)).signature)
-
-
-def new_key() -> str:
-    return str(uuid.uuid4())
 
 
 def _expect(response: httpx.Response, status: int) -> None:

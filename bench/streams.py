@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench.load import percentile
 from bench.procs import group_cpu, used_between
 from bench.stack import SignedPartner, Stack, create_partner, free_port, running_stack
 
@@ -80,11 +81,6 @@ def rss_kib(pids: list[int]) -> int:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # -- the client processes ----------------------------------------------------------------
@@ -226,8 +222,8 @@ def _measure(
         "register_s": watched.register_s,
         "register_server_cpu_s": watched.register_server_cpu_s,
         "register_client_cpu_s": watched.register_client_cpu_s,
-        "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
-        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "p50_ms": percentile(sorted(latencies), 50) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(sorted(latencies), 99) * 1000 if latencies else float("nan"),
         # Changes, their fan-out and the idle ticks: the server's side alone.
         "server_us_per_delivery": seen["cpu"] / max(1, len(latencies)) * 1e6,
         "server_rss_idle_mib": idle / 1024,
@@ -323,8 +319,8 @@ def run_baseline(streams: int, changes: int, clients: int, interval: float) -> d
         "delivered": len(latencies),
         "expected": streams // clients * clients * changes,
         "register_s": watched.register_s,
-        "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
-        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "p50_ms": percentile(sorted(latencies), 50) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(sorted(latencies), 99) * 1000 if latencies else float("nan"),
         **figures,
     }
 

@@ -38,7 +38,7 @@ def build(descriptor_set: bytes) -> Json:
         schemas.ref(name, output=True)
     operations = Operations(index, schemas, catalogue(), PACKAGE)
     paths: Json = {}
-    # The services the gateway transcodes (server/edge.py), in the server's order.
+    # The services the gateway transcodes (server/rpc/services.py), in the proto's order.
     for service in SERVICE_NAMES:
         for method in index.methods_of(service):
             operations.add(paths, method)

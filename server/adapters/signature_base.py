@@ -141,15 +141,15 @@ def signature_params(parsed: ParsedSignature) -> str:
     section 4.1) from what was parsed, as the library and RFC 9421 section 2.3 do; the
     parameters in the order received. Components here carry no parameters, and parameter
     values are only Integers and Strings (signature_fields.py refuses anything else)."""
-    items = " ".join(_sf_string(name) for name, _ in parsed.components)
+    items = " ".join(_sf_quote(name) for name, _ in parsed.components)
     params = "".join(
-        f";{name}={value}" if type(value) is int else f";{name}={_sf_string(str(value))}"
+        f";{name}={value}" if type(value) is int else f";{name}={_sf_quote(str(value))}"
         for name, value in parsed.params.items()
     )
     return f"({items}){params}"
 
 
-def _sf_string(value: str) -> str:
+def _sf_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

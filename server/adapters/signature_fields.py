@@ -76,7 +76,7 @@ def _reject_duplicate(name: str, context: str) -> None:
         raise ValueError(f"duplicate member '{name}'")
 
 
-def _sf_string(quoted: str) -> str:
+def _sf_unquote(quoted: str) -> str:
     inner = quoted[1:-1]
     return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
 
@@ -88,12 +88,12 @@ def _plain_inner_list(value: str) -> dict[str, object] | None:
         return None
     label, items, params = match.groups()
     names: list[tuple[str, dict[str, object]]] = [
-        (_sf_string(name), {}) for name in _ONE_STRING.findall(items)
+        (_sf_unquote(name), {}) for name in _ONE_STRING.findall(items)
     ]
     parameters: dict[str, object] = {}
     for key, raw in _ONE_PARAMETER.findall(params):
         # A repeated key keeps its first place and its last value, as in http_sf.
-        parameters[key] = _sf_string(raw) if raw.startswith('"') else int(raw)
+        parameters[key] = _sf_unquote(raw) if raw.startswith('"') else int(raw)
     return {label: (names, parameters)}
 
 

@@ -146,11 +146,16 @@ class EventHub:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
-            for watchers in [*self._subscriptions.values(), self._everyone]:
-                for subscription in watchers:
-                    if subscription.quiet and subscription.queue.empty():
-                        subscription.queue.put_nowait(None)
-                    subscription.quiet = True
+            self.tick()
+
+    def tick(self) -> None:
+        """One heartbeat tick: a heartbeat for every stream offered nothing since the last
+        one (and with nothing waiting in its queue)."""
+        for watchers in [*self._subscriptions.values(), self._everyone]:
+            for subscription in watchers:
+                if subscription.quiet and subscription.queue.empty():
+                    subscription.queue.put_nowait(None)
+                subscription.quiet = True
 
     async def _deliver(self) -> None:
         while True:

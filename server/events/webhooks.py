@@ -237,11 +237,15 @@ class WebhookWorker:
         options: DeliveryOptions,
         *,
         resolve: Resolve = system_resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport`: what the POSTs go through; by default the guarded one below (the
+        address checks). Service tests give an in-memory receiver (httpx.MockTransport)."""
         self._store = store
         self._clock = clock
         self._options = options
         self._resolve = resolve
+        self._transport = transport
         self._relay_wanted = asyncio.Event()
         self._dispatch_wanted = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
@@ -281,7 +285,7 @@ class WebhookWorker:
         )
         backend = GuardedNetworkBackend(resolve=self._resolve, production=self._options.production)
         self._client = httpx.AsyncClient(
-            transport=GuardedTransport(backend, limits),
+            transport=self._transport or GuardedTransport(backend, limits),
             timeout=httpx.Timeout(self._options.timeout),
             follow_redirects=False,
             trust_env=False,
@@ -596,5 +600,9 @@ async def _drain(response: httpx.Response) -> None:
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
+    # cancelled just as the event is set, swallowing the cancellation, and the loop then
+    # never stops (a worker's shutdown hung; tests/unit/services/test_webhook_delivery.py).
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()

@@ -33,7 +33,9 @@ class NewPartner:
     api_secret: str
 
 
-def new_secret() -> str:
+def new_api_secret() -> str:
+    """A partner's API secret (shown once; only its hash is kept). Not the webhook signing
+    secret, which is domain/webhooks.new_secret, in the Standard Webhooks format."""
     return secrets.token_urlsafe(32)
 
 
@@ -49,7 +51,7 @@ class AuthService:
         self._versions: Recent[UUID, int | None] = Recent(clock, CACHE_TTL)
 
     async def create_partner(self, name: str) -> NewPartner:
-        secret = new_secret()
+        secret = new_api_secret()
         partner = Partner(
             id=uuid.uuid4(),
             name=name,
@@ -78,7 +80,7 @@ class AuthService:
 
     async def rotate_credentials(self, *, partner_id: UUID) -> NewPartner:
         """A new secret; every token issued before stops working at once (version bump)."""
-        secret = new_secret()
+        secret = new_api_secret()
         async with self._uow(write=True) as uow:
             # Locked: two rotations at once must not both hand out a secret.
             partner = await uow.partners.get(partner_id, for_update=True)

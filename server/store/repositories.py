@@ -82,36 +82,33 @@ _INSERT = {table.name: sa.insert(table) for table in (_partners, _customers, _ac
 _UPDATE = {table.name: _update_by_id(table) for table in (_partners, _customers, _accounts, _cards)}
 
 
-def _switched(table: sa.Table, postgres: bool) -> sa.Update:
+def _switched(table: sa.Table) -> PerDialect[sa.Update]:
     """What a cascade changes on accounts or cards: their status, why they are off, when;
     for every row of the `k_ids` list at once. PostgreSQL takes the list as one array
     (`= ANY`: one statement text, prepared once, whatever the number); SQLite an expanding
     IN."""
-    ids = sa.bindparam("k_ids", type_=postgresql.ARRAY(sa.Uuid()))
-    which = (
-        table.c.id == sa.any_(ids)
-        if postgres
-        else table.c.id.in_(sa.bindparam("k_ids", expanding=True))
-    )
-    return (
-        sa.update(table)
-        .where(which)
-        .values(
-            status=sa.bindparam("v_status"),
-            inactive_cause=sa.bindparam("v_inactive_cause"),
-            updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
-        )
-    )
 
-
-def _switched_per_dialect(table: sa.Table) -> PerDialect[sa.Update]:
     def build(_insert: Any, postgres: bool) -> sa.Update:
-        return _switched(table, postgres)
+        ids = sa.bindparam("k_ids", type_=postgresql.ARRAY(sa.Uuid()))
+        which = (
+            table.c.id == sa.any_(ids)
+            if postgres
+            else table.c.id.in_(sa.bindparam("k_ids", expanding=True))
+        )
+        return (
+            sa.update(table)
+            .where(which)
+            .values(
+                status=sa.bindparam("v_status"),
+                inactive_cause=sa.bindparam("v_inactive_cause"),
+                updated_at=sa.bindparam("v_updated_at", type_=UTCDateTime()),
+            )
+        )
 
     return PerDialect(build)
 
 
-_SWITCHED = {table.name: _switched_per_dialect(table) for table in (_accounts, _cards)}
+_SWITCHED = {table.name: _switched(table) for table in (_accounts, _cards)}
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
 # PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
 # number of rows (a cascade writes 61).

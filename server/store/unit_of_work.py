@@ -421,11 +421,7 @@ class SqlUnitOfWorkFactory:
             reader = engine if is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
             self._read = lambda: _AsyncCoreSession(reader)
             self._write = lambda: _AsyncCoreSession(writer)
-        # One write statement that is a transaction on its own (the signature nonce): on
-        # PostgreSQL in autocommit, so without the BEGIN and COMMIT round trips around it
-        # (two of a signed request's round trips); on SQLite a write unit of work (the write
-        # lock, BEGIN IMMEDIATE) as any other write.
-        self._single = self._write if is_sqlite else self._read
+        self._is_sqlite = is_sqlite
         self._write_lock = SqliteWriteLock(lock_file_of(engine.url.database)) if is_sqlite else None
         # Told about every committed batch of events (wakes this process's streams at once).
         self.on_commit: OnCommit | None = None
@@ -446,6 +442,13 @@ class SqlUnitOfWorkFactory:
     def single_statement(self) -> SqlUnitOfWork:
         """A write unit of work for one statement that needs no transaction around it (it is
         atomic alone, and nothing else commits with it). Never joins a call's owned write
-        transaction; `commit` ends it as usual."""
-        lock = self._write_lock if self._single is self._write else None
-        return SqlUnitOfWork(self._single, lock, self.on_commit, write=True, shape=self._shape)
+        transaction; `commit` ends it as usual.
+
+        The signature nonce is one: on SQLite a write unit of work as any other (the write
+        lock, BEGIN IMMEDIATE); on PostgreSQL a session in autocommit, without the BEGIN and
+        COMMIT round trips around it (two of a signed request's round trips), and no lock."""
+        if self._is_sqlite:
+            return SqlUnitOfWork(
+                self._write, self._write_lock, self.on_commit, write=True, shape=self._shape
+            )
+        return SqlUnitOfWork(self._read, None, self.on_commit, write=True, shape=self._shape)

@@ -292,3 +292,15 @@ class FakeEvents:
 
     async def last_seq(self, *, partner_id: UUID) -> int:
         return max((e.seq for e in self._rows if e.partner_id == partner_id), default=0)
+
+    async def after_position(
+        self, *, position: int, limit: int, types: Iterable[EventType] = ()
+    ) -> list[ChangeEvent]:
+        """Every partner's events after a global position, in commit order."""
+        wanted = set(types)
+        return [
+            e for e in self._rows if e.position > position and (not wanted or e.type in wanted)
+        ][:limit]
+
+    async def last_position(self) -> int:
+        return max((e.position for e in self._rows), default=0)

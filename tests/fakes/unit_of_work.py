@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from server.domain.events import ChangeEvent
 from tests.fakes.repositories import (
     FakeAccounts,
     FakeCards,
@@ -36,6 +37,25 @@ class FakeStore:
     commits: int = 0
     credentials_changed: list[UUID] = field(default_factory=list)  # "NOTIFY"s, in order
     position: int = 0
+
+    def number(self, tables: Tables, events: list[ChangeEvent]) -> None:
+        """Appends the events to `tables`, numbered as the outbox numbers them at commit:
+        the next sequence of their partner, the next global position."""
+        for event in events:
+            self.position += 1
+            last = max(
+                (e.seq for e in tables.events if e.partner_id == event.partner_id), default=0
+            )
+            tables.events.append(dataclasses.replace(event, seq=last + 1, position=self.position))
+
+    def commit_events(self, *events: ChangeEvent) -> list[ChangeEvent]:
+        """Events committed by someone else (another request, another replica): what the
+        stream and relay tests feed in. Returns them as numbered."""
+        tables = copy.deepcopy(self.tables)
+        self.number(tables, list(events))
+        self.tables = tables
+        self.commits += 1
+        return tables.events[-len(events) :] if events else []
 
 
 class FakeUnitOfWork:
@@ -68,15 +88,7 @@ class FakeUnitOfWork:
 
     async def commit(self) -> None:
         assert self.write, "a read unit of work committed"
-        for event in self._outbox.pending:  # numbered in commit order, like the outbox
-            self._store.position += 1
-            last = max(
-                (e.seq for e in self._tables.events if e.partner_id == event.partner_id),
-                default=0,
-            )
-            self._tables.events.append(
-                dataclasses.replace(event, seq=last + 1, position=self._store.position)
-            )
+        self._store.number(self._tables, self._outbox.pending)  # in commit order
         self._outbox.pending.clear()
         # A copy: the use case's objects, changed after this, need another commit.
         self._store.tables = copy.deepcopy(self._tables)

@@ -4,6 +4,168 @@
  */
 
 export interface paths {
+    "/customers/{customerId}/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The customer's accounts, newest first
+         * @description The customer's accounts, newest first.
+         *
+         *     ```sh
+         *     python -m client call GET /customers/$ID/accounts
+         *     ```
+         */
+        get: operations["ListAccounts"];
+        put?: never;
+        /**
+         * Opens an account for an active customer
+         * @description Opens an account for an active customer. 201. Active at once in the sandbox.
+         *
+         *     ```sh
+         *     python -m client call POST /customers/$ID/accounts \
+         *       --json '{"type":"card_account","currencies":["EUR"]}'
+         *     ```
+         */
+        post: operations["CreateAccount"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{accountId}/deactivate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Deactivates the account and its active cards
+         * @description Deactivates the account and its active cards. No-op (200) when already inactive.
+         *
+         *     ```sh
+         *     python -m client call PATCH /accounts/$ACCOUNT/deactivate
+         *     ```
+         */
+        patch: operations["DeactivateAccount"];
+        trace?: never;
+    };
+    "/accounts/{accountId}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Reactivates the account (its customer must be active) and the cards its deactivation changed
+         * @description Reactivates the account (its customer must be active) and the cards its deactivation changed. No-op (200) when already active.
+         *
+         *     ```sh
+         *     python -m client call PATCH /accounts/$ACCOUNT/activate
+         *     ```
+         */
+        patch: operations["ActivateAccount"];
+        trace?: never;
+    };
+    "/accounts/{accountId}/cards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's cards, newest first
+         * @description The account's cards, newest first.
+         *
+         *     ```sh
+         *     python -m client call GET /accounts/$ACCOUNT/cards
+         *     ```
+         */
+        get: operations["ListCards"];
+        put?: never;
+        /**
+         * Issues a card on an active account of an active customer
+         * @description Issues a card on an active account of an active customer. 201.
+         *
+         *     ```sh
+         *     python -m client call POST /accounts/$ACCOUNT/cards \
+         *       --json '{"type":"virtual"}'
+         *     ```
+         */
+        post: operations["CreateCard"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/cards/{cardId}/deactivate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Deactivates the card
+         * @description Deactivates the card. No-op (200) when already inactive.
+         *
+         *     ```sh
+         *     python -m client call PATCH /cards/$CARD/deactivate
+         *     ```
+         */
+        patch: operations["DeactivateCard"];
+        trace?: never;
+    };
+    "/cards/{cardId}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Reactivates the card (its account and customer must be active)
+         * @description Reactivates the card (its account and customer must be active). No-op when active.
+         *
+         *     ```sh
+         *     python -m client call PATCH /cards/$CARD/activate
+         *     ```
+         */
+        patch: operations["ActivateCard"];
+        trace?: never;
+    };
     "/auth/token": {
         parameters: {
             query?: never;
@@ -313,7 +475,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/customers/{customerId}/accounts": {
+    "/events": {
         parameters: {
             query?: never;
             header?: never;
@@ -321,206 +483,20 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The customer's accounts, newest first
-         * @description The customer's accounts, newest first.
+         * The partner's change events after a sequence, oldest first
+         * @description The partner's change events after a sequence, oldest first. Events are kept 30 days.
          *
          *     ```sh
-         *     python -m client call GET /customers/$ID/accounts
+         *     python -m client call GET '/events?after=0&types=customer.updated&pageSize=100'
          *     ```
          */
-        get: operations["ListAccounts"];
+        get: operations["ListEvents"];
         put?: never;
-        /**
-         * Opens an account for an active customer
-         * @description Opens an account for an active customer. 201. Active at once in the sandbox.
-         *
-         *     ```sh
-         *     python -m client call POST /customers/$ID/accounts \
-         *       --json '{"type":"card_account","currencies":["EUR"]}'
-         *     ```
-         */
-        post: operations["CreateAccount"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
-        trace?: never;
-    };
-    "/accounts/{accountId}/deactivate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Deactivates the account and its active cards
-         * @description Deactivates the account and its active cards. No-op (200) when already inactive.
-         *
-         *     ```sh
-         *     python -m client call PATCH /accounts/$ACCOUNT/deactivate
-         *     ```
-         */
-        patch: operations["DeactivateAccount"];
-        trace?: never;
-    };
-    "/accounts/{accountId}/activate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Reactivates the account (its customer must be active) and the cards its deactivation changed
-         * @description Reactivates the account (its customer must be active) and the cards its deactivation changed. No-op (200) when already active.
-         *
-         *     ```sh
-         *     python -m client call PATCH /accounts/$ACCOUNT/activate
-         *     ```
-         */
-        patch: operations["ActivateAccount"];
-        trace?: never;
-    };
-    "/accounts/{accountId}/cards": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The account's cards, newest first
-         * @description The account's cards, newest first.
-         *
-         *     ```sh
-         *     python -m client call GET /accounts/$ACCOUNT/cards
-         *     ```
-         */
-        get: operations["ListCards"];
-        put?: never;
-        /**
-         * Issues a card on an active account of an active customer
-         * @description Issues a card on an active account of an active customer. 201.
-         *
-         *     ```sh
-         *     python -m client call POST /accounts/$ACCOUNT/cards \
-         *       --json '{"type":"virtual"}'
-         *     ```
-         */
-        post: operations["CreateCard"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/cards/{cardId}/deactivate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Deactivates the card
-         * @description Deactivates the card. No-op (200) when already inactive.
-         *
-         *     ```sh
-         *     python -m client call PATCH /cards/$CARD/deactivate
-         *     ```
-         */
-        patch: operations["DeactivateCard"];
-        trace?: never;
-    };
-    "/cards/{cardId}/activate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Reactivates the card (its account and customer must be active)
-         * @description Reactivates the card (its account and customer must be active). No-op when active.
-         *
-         *     ```sh
-         *     python -m client call PATCH /cards/$CARD/activate
-         *     ```
-         */
-        patch: operations["ActivateCard"];
-        trace?: never;
-    };
-    "/simulator/customers/{customerId}/verify": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Records an approving KYC verdict
-         * @description Records an approving KYC verdict; applied when the customer reaches `verifying`. 202.
-         *
-         *     ```sh
-         *     python -m client call PATCH /simulator/customers/$ID/verify
-         *     ```
-         */
-        patch: operations["VerifyCustomer"];
-        trace?: never;
-    };
-    "/simulator/customers/{customerId}/reject": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /**
-         * Records a rejecting KYC verdict
-         * @description Records a rejecting KYC verdict. 202.
-         *
-         *     ```sh
-         *     python -m client call PATCH /simulator/customers/$ID/reject
-         *     ```
-         */
-        patch: operations["RejectCustomer"];
         trace?: never;
     };
     "/kyc/{sessionId}": {
@@ -597,28 +573,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/events": {
+    "/simulator/customers/{customerId}/verify": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /**
-         * The partner's change events after a sequence, oldest first
-         * @description The partner's change events after a sequence, oldest first. Events are kept 30 days.
-         *
-         *     ```sh
-         *     python -m client call GET '/events?after=0&types=customer.updated&pageSize=100'
-         *     ```
-         */
-        get: operations["ListEvents"];
+        get?: never;
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Records an approving KYC verdict
+         * @description Records an approving KYC verdict; applied when the customer reaches `verifying`. 202.
+         *
+         *     ```sh
+         *     python -m client call PATCH /simulator/customers/$ID/verify
+         *     ```
+         */
+        patch: operations["VerifyCustomer"];
+        trace?: never;
+    };
+    "/simulator/customers/{customerId}/reject": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Records a rejecting KYC verdict
+         * @description Records a rejecting KYC verdict. 202.
+         *
+         *     ```sh
+         *     python -m client call PATCH /simulator/customers/$ID/reject
+         *     ```
+         */
+        patch: operations["RejectCustomer"];
         trace?: never;
     };
     "/webhooks": {
@@ -1329,6 +1329,794 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    ListAccounts: {
+        parameters: {
+            query?: {
+                pageSize?: number;
+                pageToken?: string;
+            };
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+            };
+            path: {
+                customerId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListAccountsResponse"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    CreateAccount: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
+                "Content-Digest": components["parameters"]["Content-Digest"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                customerId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "card_account",
+                 *       "currencies": [
+                 *         "EUR"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    type: components["schemas"]["Account.Type"];
+                    currencies: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Account"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    DeactivateAccount: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Account"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    ActivateAccount: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Account"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    ListCards: {
+        parameters: {
+            query?: {
+                pageSize?: number;
+                pageToken?: string;
+            };
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+            };
+            path: {
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListCardsResponse"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    CreateCard: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
+                "Content-Digest": components["parameters"]["Content-Digest"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "virtual"
+                 *     }
+                 */
+                "application/json": {
+                    type: components["schemas"]["Card.Type"];
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Card"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    DeactivateCard: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                cardId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Card"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CARD_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    ActivateCard: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                cardId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Card"];
+                };
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CARD_NOT_FOUND`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
     CreateToken: {
         parameters: {
             query?: never;
@@ -2609,10 +3397,16 @@ export interface operations {
             };
         };
     };
-    ListAccounts: {
+    ListEvents: {
         parameters: {
             query?: {
+                /** @description sequence to start after (0: from the first kept event) */
+                after?: string;
+                /** @description customer.updated, account.updated, card.updated, webhook.disabled (any if empty) */
+                types?: string[];
+                /** @description default 100, max 1000 */
                 pageSize?: number;
+                /** @description from next_page_token; overrides `after` */
                 pageToken?: string;
             };
             header: {
@@ -2621,9 +3415,7 @@ export interface operations {
                 /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
                 "Signature-Input": components["parameters"]["Signature-Input"];
             };
-            path: {
-                customerId: string;
-            };
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2635,7 +3427,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ListAccountsResponse"];
+                    "application/json": components["schemas"]["ListEventsResponse"];
                 };
             };
             /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
@@ -2649,914 +3441,6 @@ export interface operations {
             };
             /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    CreateAccount: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
-                "Content-Digest": components["parameters"]["Content-Digest"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                customerId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "type": "card_account",
-                 *       "currencies": [
-                 *         "EUR"
-                 *       ]
-                 *     }
-                 */
-                "application/json": {
-                    type: components["schemas"]["Account.Type"];
-                    currencies: string[];
-                };
-            };
-        };
-        responses: {
-            /** @description Created */
-            201: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Account"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    DeactivateAccount: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                accountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Account"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    ActivateAccount: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                accountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Account"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    ListCards: {
-        parameters: {
-            query?: {
-                pageSize?: number;
-                pageToken?: string;
-            };
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-            };
-            path: {
-                accountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ListCardsResponse"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    CreateCard: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description RFC 9530 digest of the exact body bytes: `sha-256=:<base64>:` (or `sha-512`). */
-                "Content-Digest": components["parameters"]["Content-Digest"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                accountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "type": "virtual"
-                 *     }
-                 */
-                "application/json": {
-                    type: components["schemas"]["Card.Type"];
-                };
-            };
-        };
-        responses: {
-            /** @description Created */
-            201: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Card"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`, `INVALID_FIELD`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `ACCOUNT_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Body too large. ErrorInfo reasons: `REQUEST_TOO_LARGE`. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    DeactivateCard: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                cardId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Card"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CARD_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    ActivateCard: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                cardId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Card"];
-                };
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CARD_NOT_FOUND`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    VerifyCustomer: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                customerId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Accepted */
-            202: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`, `SANDBOX_ONLY`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
-            429: {
-                headers: {
-                    "Retry-After": components["headers"]["Retry-After"];
-                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
-                    RateLimit: components["headers"]["RateLimit"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-        };
-    };
-    RejectCustomer: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
-                Signature: components["parameters"]["Signature"];
-                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
-                "Signature-Input": components["parameters"]["Signature-Input"];
-                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
-                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
-            };
-            path: {
-                customerId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Accepted */
-            202: {
-                headers: {
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`, `SANDBOX_ONLY`. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["google.rpc.Status"];
-                };
-            };
-            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3772,40 +3656,34 @@ export interface operations {
             };
         };
     };
-    ListEvents: {
+    VerifyCustomer: {
         parameters: {
-            query?: {
-                /** @description sequence to start after (0: from the first kept event) */
-                after?: string;
-                /** @description customer.updated, account.updated, card.updated, webhook.disabled (any if empty) */
-                types?: string[];
-                /** @description default 100, max 1000 */
-                pageSize?: number;
-                /** @description from next_page_token; overrides `after` */
-                pageToken?: string;
-            };
+            query?: never;
             header: {
                 /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
                 Signature: components["parameters"]["Signature"];
                 /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
                 "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
             };
-            path?: never;
+            path: {
+                customerId: string;
+            };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
-            200: {
+            /** @description Accepted */
+            202: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": components["schemas"]["ListEventsResponse"];
-                };
+                content?: never;
             };
-            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `INVALID_FIELD`. */
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3816,6 +3694,128 @@ export interface operations {
             };
             /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`, `SANDBOX_ONLY`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Too many requests. ErrorInfo reasons: `RATE_LIMITED`. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Server or gateway failure (5xx): `INTERNAL` (quote the request id to support), `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, 503 `DATABASE_UNAVAILABLE` (the database was unreachable or kept refusing). Safe to retry with the same Idempotency-Key: a failed call is not stored. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+        };
+    };
+    RejectCustomer: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description RFC 9421 signature: `sig1=:<base64>:`. See *Signing a request*. */
+                Signature: components["parameters"]["Signature"];
+                /** @description RFC 9421 covered components and parameters: `sig1=("@method" "@authority" "@path" ... "authorization");created=...;keyid="..."`. See *Signing a request*. */
+                "Signature-Input": components["parameters"]["Signature-Input"];
+                /** @description A fresh UUID per intended change; resend the same one to retry safely (1 hour). */
+                "Idempotency-Key": components["parameters"]["Idempotency-Key"];
+            };
+            path: {
+                customerId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request. ErrorInfo reasons: `INVALID_REQUEST`, `IDEMPOTENCY_KEY_MISSING`, `IDEMPOTENCY_KEY_INVALID`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not authenticated. ErrorInfo reasons: `UNAUTHENTICATED`, `ALGORITHM_MISMATCH`, `DIGEST_MALFORMED`, `DIGEST_MISMATCH`, `DIGEST_MISSING`, `DIGEST_UNSUPPORTED`, `NONCE_REPLAYED`, `SIGNATURE_COMPONENTS_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`, `SIGNATURE_MALFORMED`, `SIGNATURE_MISSING`, `SIGNATURE_NOT_YET_VALID`, `UNKNOWN_KEY`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Not found. ErrorInfo reasons: `CUSTOMER_NOT_FOUND`, `SANDBOX_ONLY`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Conflict. ErrorInfo reasons: `IDEMPOTENCY_KEY_IN_FLIGHT`, `INVALID_STATE_TRANSITION`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["google.rpc.Status"];
+                };
+            };
+            /** @description Idempotency-Key reused. ErrorInfo reasons: `IDEMPOTENCY_KEY_REUSED`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
