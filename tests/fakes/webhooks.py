@@ -12,7 +12,7 @@ from uuid import UUID
 
 from server.domain.events import EventType
 from server.domain.webhooks import WebhookSubscription
-from server.store.webhooks import Claimed, Outcome
+from server.store.webhooks import Claimed, Claims, Outcome
 
 
 class FakeWebhookSubscriptions:
@@ -91,11 +91,12 @@ class FakeDeliveries:
         accept: Callable[[Claimed], bool],
         candidates: int | None = None,
         held: Collection[int] = (),
-    ) -> list[Claimed]:
+    ) -> Claims:
         self.claims += 1
-        taken: list[Claimed] = []
+        taken = Claims()
         for claimed in list(self.due):
             if len(taken) >= limit:
+                taken.more = True  # stopped before reading every due delivery
                 break
             if claimed.subscription_id in busy or not accept(claimed):
                 continue
