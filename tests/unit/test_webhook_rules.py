@@ -21,12 +21,8 @@ from server.domain.webhooks import (
     parse_types,
     receiver,
 )
-from server.events.webhooks import (
-    AddressNotAllowed,
-    GuardedNetworkBackend,
-    HostNotResolved,
-    signed_request,
-)
+from server.events.egress import AddressNotAllowed, GuardedNetworkBackend, HostNotResolved
+from server.events.webhooks import signed_request
 from server.store.webhooks import Claimed, body
 
 PUBLIC = ["https://hooks.example.com/x", "http://93.184.216.34:8080/", "https://[2606:4700::1]/"]

@@ -113,6 +113,22 @@ async def test_a_2xx_answer_delivers_and_the_post_is_signed_with_the_event_id() 
     assert store.handed_back == []
 
 
+async def test_a_cookie_a_receiver_sets_is_not_sent_back() -> None:
+    seen: list[httpx.Request] = []
+
+    async def receive(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            204, headers={"set-cookie": "session=abc; Path=/"}, stream=httpx.ByteStream(b"")
+        )
+
+    store = FakeDeliveries(delivery(1), delivery(2))
+    async with running(store, receive, per_receiver_limit=1):
+        await until(lambda: len(store.finished) == 2)
+    assert len(seen) == 2
+    assert all("cookie" not in request.headers for request in seen)
+
+
 async def test_a_failed_attempt_is_put_off_on_the_backoff_schedule() -> None:
     store = FakeDeliveries(delivery(1, attempt=1), delivery(2, attempt=3))
     async with running(store, answering(503)):
