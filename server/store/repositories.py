@@ -15,6 +15,7 @@ machinery measured ~40 % of a create's CPU).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -34,8 +35,9 @@ from server.domain.operator import OperatorActionRecord
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
-from server.store import mapping
+from server.store import mapping, outbox
 from server.store.dialect import PerDialect, is_postgres
+from server.store.outbox import Prelude
 from server.store.tables import (
     AccountRow,
     CardRow,
@@ -113,19 +115,43 @@ def _switched_per_dialect(table: sa.Table) -> PerDialect[sa.Update]:
 
 _SWITCHED = {table.name: _switched_per_dialect(table) for table in (_accounts, _cards)}
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
-# PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
-# number of rows (a cascade writes 61).
-_INSERT_STATUS_CHANGES_PG = sa.text(
-    """
+# PostgreSQL: a unit of work's audit rows as one JSON document, one short statement text for
+# any number of rows (a cascade writes 61), run inside the events' statement (outbox.Prelude).
+_AUDIT_PRELUDE = """
 INSERT INTO status_changes (partner_id, entity, entity_id, from_status, to_status, cause, at)
 SELECT a.partner_id, a.entity, a.entity_id, a.from_status, a.to_status, a.cause, a.at
-FROM unnest(CAST(:partner_id AS uuid[]), CAST(:entity AS text[]),
-            CAST(:entity_id AS uuid[]), CAST(:from_status AS text[]),
-            CAST(:to_status AS text[]), CAST(:cause AS text[]), CAST(:at AS timestamptz[]))
+FROM ROWS FROM (json_to_recordset(CAST(:{p}rows AS json))
+                AS (partner_id uuid, entity text, entity_id uuid, from_status text,
+                    to_status text, cause text, at timestamptz))
     WITH ORDINALITY AS a(partner_id, entity, entity_id, from_status, to_status, cause, at, n)
+WHERE {after}
 ORDER BY a.n
-"""
-)
+RETURNING 1"""
+# PostgreSQL: a cascade's switched rows of one table and one new state, inside the events'
+# statement. The ids as one array literal: uuids need no quoting, and psycopg's list dumper
+# would run a regex over each element.
+_SWITCH_PRELUDE = """
+UPDATE {table} SET status = CAST(:{{p}}status AS varchar),
+    inactive_cause = CAST(:{{p}}cause AS varchar), updated_at = CAST(:{{p}}at AS timestamptz)
+WHERE id = ANY(CAST(:{{p}}ids AS uuid[])) AND {{after}}
+RETURNING 1"""
+_SWITCH_PRELUDES = {name: _SWITCH_PRELUDE.format(table=name) for name in ("accounts", "cards")}
+
+
+def audit_prelude(rows: list[dict[str, Any]]) -> Prelude:
+    """Audit rows in one INSERT, in their order, to run with the events (PostgreSQL)."""
+    document = [
+        {
+            **row,
+            "partner_id": str(row["partner_id"]),
+            "entity_id": str(row["entity_id"]),
+            "at": row["at"].isoformat(),
+        }
+        for row in rows
+    ]
+    return Prelude(_AUDIT_PRELUDE, {"rows": json.dumps(document)})
+
+
 _INSERT_OPERATOR_ACTION = sa.insert(_operator_actions)
 # Whose entity an id is: the one cross-partner read an internal service's call starts with;
 # everything after it is the partner-scoped reads and writes partners' calls use.
@@ -149,8 +175,7 @@ async def write_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     if not rows:
         return
     if is_postgres(session):
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        await session.execute(_INSERT_STATUS_CHANGES_PG, columns)
+        await outbox.run_apart(session, [audit_prelude(rows)])
     else:
         await session.execute(_INSERT_STATUS_CHANGES, rows)
 
@@ -289,8 +314,12 @@ class _Repository:
         outbox: list[ChangeEvent] | None = None,
         shape: Shape | None = None,
         audit: list[dict[str, Any]] | None = None,
+        deferred: list[Prelude] | None = None,
     ) -> None:
         self._session = session
+        # Writes nobody waits for, to run with the events at commit (PostgreSQL: in their
+        # statement, outbox.Prelude); without the list, each at once.
+        self._deferred = deferred
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
         # Its audit rows (status changes), also written at commit, all in one INSERT
@@ -358,6 +387,11 @@ class _Repository:
             cause = e.inactive_cause.value if e.inactive_cause else None
             states.setdefault((e.status.value, cause, e.updated_at), []).append(e.id)
         for (status, cause, updated_at), ids in states.items():
+            if self._deferred is not None:
+                literal = "{" + ",".join(str(i) for i in ids) + "}"
+                values = {"ids": literal, "status": status, "cause": cause, "at": updated_at}
+                self._deferred.append(Prelude(_SWITCH_PRELUDES[table], values))
+                continue
             params = {
                 "k_ids": ids,
                 "v_status": status,
