@@ -115,10 +115,9 @@ class OperatorService:
             if customer is None:
                 raise CustomerNotFound()
             partner_id = customer.partner_id
-            accounts = await uow.accounts.for_customer(
+            accounts, cards = await uow.accounts.with_cards(
                 partner_id=partner_id, customer_id=customer.id
             )
-            cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
             now = self._clock.now()
             if _RULES[action](customer, accounts, cards, why, now):
                 await uow.customers.save(customer)

@@ -341,6 +341,25 @@ def _rows(url: str, query: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
+async def test_a_customers_tree_is_read_in_one_statement_accounts_without_cards_included(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str]
+) -> None:
+    pid, owner = seeded.partner.id, seeded.customers[1]
+    async with factory(write=True) as uow:
+        statements.clear()
+        accounts, cards = await uow.accounts.with_cards(partner_id=pid, customer_id=owner.id)
+        assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+        # The same entities the per-table reads give, accounts and cards by creation.
+        assert accounts == seeded.accounts  # the second one has no cards
+        assert cards == seeded.cards
+        assert accounts == sorted(
+            await uow.accounts.for_customer(partner_id=pid, customer_id=owner.id),
+            key=lambda a: a.created_at,
+        )
+        other = await uow.accounts.with_cards(partner_id=pid, customer_id=seeded.customers[0].id)
+        assert other == ([], [])
+
+
 async def test_a_cascade_switches_its_rows_and_records_audit_and_events_in_order(
     factory: SqlUnitOfWorkFactory, seeded: Seeded, database_url: str
 ) -> None:
