@@ -314,6 +314,6 @@ class CustomerService:
 async def _save_changed(
     uow: UnitOfWork, customer: Customer, accounts: list[Account], cards: list[Card]
 ) -> None:
-    await uow.customers.save(customer)
+    await uow.customers.switch(customer)
     await uow.accounts.switch_all(accounts)
     await uow.cards.switch_all(cards)

@@ -120,7 +120,7 @@ class OperatorService:
             )
             now = self._clock.now()
             if _RULES[action](customer, accounts, cards, why, now):
-                await uow.customers.save(customer)
+                await uow.customers.switch(customer)
                 await uow.accounts.switch_all(accounts)
                 await uow.cards.switch_all(cards)
                 await uow.operator_actions.add(

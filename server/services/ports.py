@@ -62,6 +62,11 @@ class CustomerRepository(Protocol):
         external_id: str | None,
     ) -> list[Customer]: ...
     async def save(self, customer: Customer) -> None: ...
+    async def switch(self, customer: Customer) -> None:
+        """Saves a customer whose status a cascade changed, as `save` does; it may be written
+        with the cascade's rows at commit (nothing reads it back before)."""
+        ...
+
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:

@@ -138,6 +138,26 @@ RETURNING 1"""
 _SWITCH_PRELUDES = {name: _SWITCH_PRELUDE.format(table=name) for name in ("accounts", "cards")}
 
 
+def _update_prelude(table: sa.Table) -> str:
+    """_UPDATE's statement (every column but the key, by primary key) as a prelude, each
+    parameter cast to its column's PostgreSQL type (psycopg sends a str untyped)."""
+    dialect = postgresql.dialect()
+
+    def cast(column: sa.Column[Any]) -> str:
+        kind = str(column.type.compile(dialect=dialect))
+        # A string's length is the column's to check (a CAST to VARCHAR(n) would truncate).
+        return "varchar" if kind.startswith("VARCHAR") else kind
+
+    sets = ", ".join(
+        f"{c.name} = CAST(:{{p}}{c.name} AS {cast(c)})" for c in table.c if c.name != "id"
+    )
+    where = "WHERE id = CAST(:{p}id AS uuid) AND {after}"
+    return f"UPDATE {table.name} SET {sets}\n{where}\nRETURNING 1"
+
+
+_CUSTOMER_PRELUDE = _update_prelude(_customers)
+
+
 def audit_prelude(rows: list[dict[str, Any]]) -> Prelude:
     """Audit rows in one INSERT, in their order, to run with the events (PostgreSQL)."""
     document = [
@@ -488,6 +508,14 @@ class SqlCustomerRepository(_Repository):
 
     async def save(self, customer: Customer) -> None:
         await self._write(_UPDATE["customers"], _by_id(mapping.CUSTOMERS.values(customer)))
+        await self._record(customer)
+
+    async def switch(self, customer: Customer) -> None:
+        if self._deferred is None:
+            await self.save(customer)
+            return
+        # Its row is locked (the cascade read it FOR NO KEY UPDATE) and no key changes.
+        self._deferred.append(Prelude(_CUSTOMER_PRELUDE, mapping.CUSTOMERS.values(customer)))
         await self._record(customer)
 
     async def get_by_kyc_session(

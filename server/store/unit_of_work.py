@@ -301,7 +301,9 @@ class SqlUnitOfWork:
         shape = self._shape
         deferred = self.deferred if is_postgres(self.session) else None
         self.partners = SqlPartnerRepository(self.session, self.outbox, shape)
-        self.customers = SqlCustomerRepository(self.session, self.outbox, shape, self.audit)
+        self.customers = SqlCustomerRepository(
+            self.session, self.outbox, shape, self.audit, deferred
+        )
         self.accounts = SqlAccountRepository(self.session, self.outbox, shape, self.audit, deferred)
         self.cards = SqlCardRepository(self.session, self.outbox, shape, self.audit, deferred)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
@@ -349,6 +351,10 @@ class SqlUnitOfWork:
             await self._end(rollback=not commit)
         if commit:
             self._committed(published, self._after_commit)
+
+    def defer(self, write: Prelude) -> None:
+        """A write that needs no answer, to run with the events at commit (PostgreSQL)."""
+        self.deferred.append(write)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)

@@ -142,6 +142,9 @@ class FakeCustomers:
         self._rows[customer.id] = customer
         self._outbox.record(customer)
 
+    async def switch(self, customer: Customer) -> None:
+        await self.save(customer)
+
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:
