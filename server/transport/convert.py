@@ -141,7 +141,8 @@ def _plan(descriptor: Any) -> tuple[_Step, ...] | None:
         return _plans[descriptor.full_name]
     except KeyError:
         pass
-    steps: list[_Step] | None = []
+    steps: list[_Step] = []
+    known = True
     for field in descriptor.fields:
         names: dict[int, str] = {}
         if field.is_repeated:
@@ -154,10 +155,10 @@ def _plan(descriptor: Any) -> tuple[_Step, ...] | None:
         else:
             kind = _Kind.PLAIN if field.type in _PLAIN else None
         if kind is None:
-            steps = None
+            known = False
             break
         steps.append((field.name, field.json_name, kind, field.has_presence, names))
-    plan = None if steps is None else tuple(steps)
+    plan = tuple(steps) if known else None
     _plans[descriptor.full_name] = plan
     return plan
 
