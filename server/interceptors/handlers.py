@@ -66,6 +66,8 @@ def passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], 
             return message
         return serializer(message) if serializer else bytes(message)
 
+    # Marked, so each interceptor layer does not wrap it again (handlers.wrap).
+    serialize.passes_bytes = True  # type: ignore[attr-defined]
     return serialize
 
 
@@ -107,10 +109,15 @@ def wrap(
             async for message in messages:
                 yield message
 
+        # A stream may yield serialized messages (transport/customers.py StreamMessages:
+        # one event's bytes for thousands of streams); a message is serialized as usual.
+        serializer = handler.response_serializer
         return grpc.unary_stream_rpc_method_handler(
             stream,
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=serializer
+            if getattr(serializer, "passes_bytes", False)
+            else passing_bytes(serializer),
         )
     return refusing(handler, method)
 

@@ -178,10 +178,11 @@ class CustomerService:
         """The customer and everything it owns, changed by `rule` in one transaction."""
         async with self._uow(write=True) as uow:
             customer = await self._load(uow.customers, partner_id, customer_id, for_update=True)
-            accounts = await uow.accounts.for_customer(
+            # After the customer's lock, in a statement of its own: it must see what the
+            # transaction it waited for committed.
+            accounts, cards = await uow.accounts.with_cards(
                 partner_id=partner_id, customer_id=customer.id
             )
-            cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
             if rule(customer, accounts, cards, self._clock.now()):
                 await _save_changed(uow, customer, accounts, cards)
                 await uow.commit()
@@ -313,6 +314,6 @@ class CustomerService:
 async def _save_changed(
     uow: UnitOfWork, customer: Customer, accounts: list[Account], cards: list[Card]
 ) -> None:
-    await uow.customers.save(customer)
+    await uow.customers.switch(customer)
     await uow.accounts.switch_all(accounts)
     await uow.cards.switch_all(cards)

@@ -115,13 +115,12 @@ class OperatorService:
             if customer is None:
                 raise CustomerNotFound()
             partner_id = customer.partner_id
-            accounts = await uow.accounts.for_customer(
+            accounts, cards = await uow.accounts.with_cards(
                 partner_id=partner_id, customer_id=customer.id
             )
-            cards = await uow.cards.for_customer(partner_id=partner_id, customer_id=customer.id)
             now = self._clock.now()
             if _RULES[action](customer, accounts, cards, why, now):
-                await uow.customers.save(customer)
+                await uow.customers.switch(customer)
                 await uow.accounts.switch_all(accounts)
                 await uow.cards.switch_all(cards)
                 await uow.operator_actions.add(

@@ -62,6 +62,11 @@ class CustomerRepository(Protocol):
         external_id: str | None,
     ) -> list[Customer]: ...
     async def save(self, customer: Customer) -> None: ...
+    async def switch(self, customer: Customer) -> None:
+        """Saves a customer whose status a cascade changed, as `save` does; it may be written
+        with the cascade's rows at commit (nothing reads it back before)."""
+        ...
+
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:
@@ -79,6 +84,12 @@ class AccountRepository(Protocol):
 
     async def get(self, *, partner_id: UUID, account_id: UUID) -> Account | None: ...
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]: ...
+    async def with_cards(
+        self, *, partner_id: UUID, customer_id: UUID
+    ) -> tuple[list[Account], list[Card]]:
+        """The customer's accounts and all their cards, in one read (a cascade's tree)."""
+        ...
+
     async def list(
         self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None
     ) -> list[Account]: ...

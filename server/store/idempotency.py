@@ -32,7 +32,8 @@ from server.domain.idempotency import (
     StoredRecord,
     decide,
 )
-from server.store.dialect import PerDialect
+from server.store.dialect import PerDialect, is_postgres
+from server.store.outbox import Prelude
 from server.store.tables import IdempotencyRow
 from server.store.unit_of_work import (
     SecondWriteScope,
@@ -86,6 +87,19 @@ _ANSWER = (
         http_status=sa.bindparam("v_http_status"),
         response=sa.bindparam("v_response"),
     )
+)
+
+# PostgreSQL: the answer as a prelude of the events' statement at commit (outbox.Prelude),
+# one round trip fewer per idempotent change. The claim locked the key's row already, so
+# nothing waits there.
+_ANSWER_PRELUDE = (
+    "UPDATE idempotency_keys SET state = '"
+    + RecordState.COMPLETED.value
+    + """',
+    grpc_code = CAST(:{p}grpc_code AS integer), http_status = CAST(:{p}http_status AS integer),
+    response = CAST(:{p}response AS bytea)
+WHERE partner_id = CAST(:{p}partner_id AS uuid) AND key = CAST(:{p}key AS uuid) AND {after}
+RETURNING 1"""
 )
 
 
@@ -213,6 +227,21 @@ class IdempotencyStore:
             },
         )
 
+    async def store_in(self, uow: SqlUnitOfWork, ticket: Ticket, answer: StoredAnswer) -> None:
+        """Stores the answer in `uow`'s open transaction, to commit with its changes: on
+        PostgreSQL inside the statement that writes its events (uow.defer)."""
+        if not is_postgres(uow.session):
+            await self.store(uow.session, ticket, answer)
+            return
+        values = {
+            "grpc_code": answer.grpc_code,
+            "http_status": answer.http_status,
+            "response": answer.body,
+            "partner_id": ticket.partner_id,
+            "key": ticket.key,
+        }
+        uow.defer(Prelude(_ANSWER_PRELUDE, values))
+
     async def store_alone(self, ticket: Ticket, answer: StoredAnswer) -> Outcome:
         """Claim and answer in a transaction of their own: for a call that changed nothing
         (its handler never committed), so there is nothing else to commit with. Another
@@ -275,7 +304,7 @@ class IdempotentWrite:
         if uow is not None and self._accepted:
             committed = False
             try:
-                await self._store.store(uow.session, self.ticket, answer)
+                await self._store.store_in(uow, self.ticket, answer)
                 await uow.finish(commit=True)
                 committed = True
             finally:

@@ -80,6 +80,16 @@ class EntityMapping(Generic[T]):
             values[name] = None if value is None else load(value)
         return self._entity(**values)
 
+    def load_labeled(self, row: Row[Any], prefix: str) -> T:
+        """The entity from a row whose columns for it are labelled `prefix` + column name
+        (a join of two tables that share column names)."""
+        columns = row._mapping
+        values = {name: columns[prefix + name] for name in self._plain}
+        for name, load, _ in self._converted:
+            value = columns[prefix + name]
+            values[name] = None if value is None else load(value)
+        return self._entity(**values)
+
     def values(self, entity: T) -> dict[str, Any]:
         values = {name: getattr(entity, name) for name in self._plain}
         for name, _, dump in self._converted:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -58,39 +59,94 @@ def _bump_position(insert: Any, postgres: bool) -> Any:
     return statement.returning(_positions.c.last_position)
 
 
-# PostgreSQL, one partner's events (every change but an operator's cross-partner ones): its
-# sequence numbers, the global positions and the event rows in one statement, one round
-# trip instead of three, the rows as arrays (one short statement text, prepared once by
-# psycopg, whatever the number of events). The positions' INSERT reads `bumped` and the
-# events' INSERT reads both, so the partner's row is locked first and the global row last,
-# as in the statement-by-statement form (_number_apart). Row ids follow the events' order.
-_WRITE_ONE_PARTNER = sa.text(
-    f"""
-WITH bumped AS (
-    INSERT INTO partner_sequences (partner_id, last_seq) VALUES (:partner_id, :count)
+@dataclass(frozen=True)
+class Prelude:
+    """A write that commits with the events and whose answer nobody waits for (a cascade's
+    switched rows, the audit rows). On PostgreSQL it runs inside the events' own statement
+    (_write_one_partner), before the numbering: one round trip for all of them.
+
+    `sql` is one data-modifying statement ending in `RETURNING 1`; its parameters are
+    written `:{p}name` (the builder gives each prelude its own prefix) and its WHERE holds
+    `{after}`, a condition that makes it run after the prelude before it, so the row locks
+    are taken in the order the preludes were made (accounts before cards, as a
+    statement-by-statement transaction takes them). `params` are named without the prefix.
+    """
+
+    sql: str
+    params: dict[str, Any]
+
+
+def _after(index: int) -> str:
+    # An uncorrelated scalar subquery is an initPlan, a one-time filter evaluated before the
+    # statement reads its first row: the CTE before it has run to completion by then.
+    return "TRUE" if index == 0 else f"(SELECT count(*) FROM w{index - 1}) >= 0"
+
+
+def _prelude_ctes(templates: tuple[str, ...]) -> str:
+    return "".join(
+        f"w{i} AS ({sql.format(p=f'w{i}_', after=_after(i))}),\n" for i, sql in enumerate(templates)
+    )
+
+
+def _prefixed(preludes: Sequence[Prelude]) -> dict[str, Any]:
+    return {
+        f"w{i}_{name}": value
+        for i, prelude in enumerate(preludes)
+        for name, value in prelude.params.items()
+    }
+
+
+async def run_apart(session: AsyncSession, preludes: Sequence[Prelude]) -> None:
+    """The preludes as statements of their own, in order (no events to ride along with)."""
+    for prelude in preludes:
+        await session.execute(_one_prelude(prelude.sql), _prefixed([prelude]))
+
+
+@lru_cache(maxsize=64)
+def _one_prelude(template: str) -> sa.TextClause:
+    return sa.text(template.format(p="w0_", after="TRUE"))
+
+
+# PostgreSQL, one partner's events (every change but an operator's cross-partner ones): the
+# preludes, its sequence numbers, the global positions and the event rows in one statement,
+# one round trip instead of one per write. The sequence's INSERT waits for the last prelude
+# (`{after}`), the positions' INSERT reads `bumped` and the events' INSERT reads both, so
+# the preludes' rows are locked first, then the partner's row, and the global row last, as
+# in the statement-by-statement form (_number_apart). The events arrive as one JSON
+# document (one short statement text, prepared once by psycopg, whatever the number of
+# events; and one string to send, where arrays of text cost a regex per element to quote).
+# Row ids follow the events' order.
+@lru_cache(maxsize=64)
+def _write_one_partner_statement(templates: tuple[str, ...]) -> sa.TextClause:
+    return sa.text(
+        f"""
+WITH {_prelude_ctes(templates)}bumped AS (
+    INSERT INTO partner_sequences (partner_id, last_seq)
+    SELECT CAST(:partner_id AS uuid), CAST(:count AS bigint) WHERE {_after(len(templates))}
     ON CONFLICT (partner_id) DO UPDATE
         SET last_seq = partner_sequences.last_seq + excluded.last_seq
     RETURNING last_seq, pg_notify('{CHANNEL}', CAST(partner_id AS text))
 ), positioned AS (
-    INSERT INTO event_positions (name, last_position) SELECT '{GLOBAL}', :count FROM bumped
+    INSERT INTO event_positions (name, last_position)
+    SELECT '{GLOBAL}', CAST(:count AS bigint) FROM bumped
     ON CONFLICT (name) DO UPDATE
         SET last_position = event_positions.last_position + excluded.last_position
     RETURNING last_position
 ), inserted AS (
     INSERT INTO events (event_id, partner_id, seq, type, entity_id, payload, occurred_at,
                         position)
-    SELECT e.event_id, :partner_id, bumped.last_seq - :count + e.n, e.type, e.entity_id,
-           e.payload, e.occurred_at, positioned.last_position - :count + e.n
+    SELECT e.event_id, CAST(:partner_id AS uuid), bumped.last_seq - :count + e.n, e.type,
+           e.entity_id, e.payload, e.occurred_at, positioned.last_position - :count + e.n
     FROM bumped, positioned,
-         unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]),
-                CAST(:entity_ids AS uuid[]), CAST(:payloads AS json[]),
-                CAST(:occurred AS timestamptz[]))
+         ROWS FROM (json_to_recordset(CAST(:events AS json))
+                    AS (event_id uuid, type text, entity_id uuid, payload json,
+                        occurred_at timestamptz))
              WITH ORDINALITY AS e(event_id, type, entity_id, payload, occurred_at, n)
     ORDER BY e.n
 )
 SELECT bumped.last_seq, positioned.last_position FROM bumped, positioned
 """
-)
+    )
 
 
 _BUMP = PerDialect(_bump)
@@ -107,16 +163,19 @@ def _numbered(
     ]
 
 
-async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
-    """Numbers and inserts the events. The sequence row's lock (PostgreSQL) or the write lock
-    (SQLite) makes a partner's sequence order its commit order: no reader ever sees seq 7
-    before seq 6."""
+async def write(
+    session: AsyncSession, events: Sequence[ChangeEvent], preludes: Sequence[Prelude] = ()
+) -> list[ChangeEvent]:
+    """Runs the preludes (PostgreSQL only), then numbers and inserts the events. The
+    sequence row's lock (PostgreSQL) or the write lock (SQLite) makes a partner's sequence
+    order its commit order: no reader ever sees seq 7 before seq 6."""
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
     if len(by_partner) == 1 and is_postgres(session):
         [(partner_id, batch)] = by_partner.items()
-        return await _write_one_partner(session, partner_id, batch)
+        return await _write_one_partner(session, partner_id, batch, preludes)
+    await run_apart(session, preludes)
     numbered = await _number_apart(session, by_partner)
     # One multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL; SQLite's executemany
     # runs in-process).
@@ -140,19 +199,29 @@ async def write(session: AsyncSession, events: Sequence[ChangeEvent]) -> list[Ch
 
 
 async def _write_one_partner(
-    session: AsyncSession, partner_id: UUID, batch: Sequence[ChangeEvent]
+    session: AsyncSession,
+    partner_id: UUID,
+    batch: Sequence[ChangeEvent],
+    preludes: Sequence[Prelude],
 ) -> list[ChangeEvent]:
+    rows = [
+        {
+            "event_id": str(e.event_id),
+            "type": e.type.value,
+            "entity_id": str(e.entity_id),
+            "payload": e.payload,  # nested as is: the stored text is json.dumps(payload)
+            "occurred_at": e.occurred_at.isoformat(),  # tz-aware: the offset is kept
+        }
+        for e in batch
+    ]
     params = {
+        **_prefixed(preludes),
         "partner_id": partner_id,
         "count": len(batch),
-        "event_ids": [e.event_id for e in batch],
-        "types": [e.type.value for e in batch],
-        "entity_ids": [e.entity_id for e in batch],
-        # As SQLAlchemy's JSON type writes them (its default serializer).
-        "payloads": [json.dumps(e.payload) for e in batch],
-        "occurred": [e.occurred_at for e in batch],
+        "events": json.dumps(rows),
     }
-    last_seq, last_position = (await session.execute(_WRITE_ONE_PARTNER, params)).one()
+    statement = _write_one_partner_statement(tuple(p.sql for p in preludes))
+    last_seq, last_position = (await session.execute(statement, params)).one()
     return _numbered(batch, int(last_seq), int(last_position) - len(batch) + 1)
 
 

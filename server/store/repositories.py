@@ -15,6 +15,7 @@ machinery measured ~40 % of a create's CPU).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -34,8 +35,9 @@ from server.domain.operator import OperatorActionRecord
 from server.domain.partner import Partner
 from server.domain.signing_keys import SigningKey
 from server.services.ports import PageCursor
-from server.store import mapping
+from server.store import mapping, outbox
 from server.store.dialect import PerDialect, is_postgres
+from server.store.outbox import Prelude
 from server.store.tables import (
     AccountRow,
     CardRow,
@@ -110,19 +112,63 @@ def _switched(table: sa.Table) -> PerDialect[sa.Update]:
 
 _SWITCHED = {table.name: _switched(table) for table in (_accounts, _cards)}
 _INSERT_STATUS_CHANGES = sa.insert(_status_changes)
-# PostgreSQL: a unit of work's audit rows as arrays, one short statement text for any
-# number of rows (a cascade writes 61).
-_INSERT_STATUS_CHANGES_PG = sa.text(
-    """
+# PostgreSQL: a unit of work's audit rows as one JSON document, one short statement text for
+# any number of rows (a cascade writes 61), run inside the events' statement (outbox.Prelude).
+_AUDIT_PRELUDE = """
 INSERT INTO status_changes (partner_id, entity, entity_id, from_status, to_status, cause, at)
 SELECT a.partner_id, a.entity, a.entity_id, a.from_status, a.to_status, a.cause, a.at
-FROM unnest(CAST(:partner_id AS uuid[]), CAST(:entity AS text[]),
-            CAST(:entity_id AS uuid[]), CAST(:from_status AS text[]),
-            CAST(:to_status AS text[]), CAST(:cause AS text[]), CAST(:at AS timestamptz[]))
+FROM ROWS FROM (json_to_recordset(CAST(:{p}rows AS json))
+                AS (partner_id uuid, entity text, entity_id uuid, from_status text,
+                    to_status text, cause text, at timestamptz))
     WITH ORDINALITY AS a(partner_id, entity, entity_id, from_status, to_status, cause, at, n)
+WHERE {after}
 ORDER BY a.n
-"""
-)
+RETURNING 1"""
+# PostgreSQL: a cascade's switched rows of one table and one new state, inside the events'
+# statement. The ids as one array literal: uuids need no quoting, and psycopg's list dumper
+# would run a regex over each element.
+_SWITCH_PRELUDE = """
+UPDATE {table} SET status = CAST(:{{p}}status AS varchar),
+    inactive_cause = CAST(:{{p}}cause AS varchar), updated_at = CAST(:{{p}}at AS timestamptz)
+WHERE id = ANY(CAST(:{{p}}ids AS uuid[])) AND {{after}}
+RETURNING 1"""
+_SWITCH_PRELUDES = {name: _SWITCH_PRELUDE.format(table=name) for name in ("accounts", "cards")}
+
+
+def _update_prelude(table: sa.Table) -> str:
+    """_UPDATE's statement (every column but the key, by primary key) as a prelude, each
+    parameter cast to its column's PostgreSQL type (psycopg sends a str untyped)."""
+    dialect = postgresql.dialect()
+
+    def cast(column: sa.Column[Any]) -> str:
+        kind = str(column.type.compile(dialect=dialect))
+        # A string's length is the column's to check (a CAST to VARCHAR(n) would truncate).
+        return "varchar" if kind.startswith("VARCHAR") else kind
+
+    sets = ", ".join(
+        f"{c.name} = CAST(:{{p}}{c.name} AS {cast(c)})" for c in table.c if c.name != "id"
+    )
+    where = "WHERE id = CAST(:{p}id AS uuid) AND {after}"
+    return f"UPDATE {table.name} SET {sets}\n{where}\nRETURNING 1"
+
+
+_CUSTOMER_PRELUDE = _update_prelude(_customers)
+
+
+def audit_prelude(rows: list[dict[str, Any]]) -> Prelude:
+    """Audit rows in one INSERT, in their order, to run with the events (PostgreSQL)."""
+    document = [
+        {
+            **row,
+            "partner_id": str(row["partner_id"]),
+            "entity_id": str(row["entity_id"]),
+            "at": row["at"].isoformat(),
+        }
+        for row in rows
+    ]
+    return Prelude(_AUDIT_PRELUDE, {"rows": json.dumps(document)})
+
+
 _INSERT_OPERATOR_ACTION = sa.insert(_operator_actions)
 # Whose entity an id is: the one cross-partner read an internal service's call starts with;
 # everything after it is the partner-scoped reads and writes partners' calls use.
@@ -146,8 +192,7 @@ async def write_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     if not rows:
         return
     if is_postgres(session):
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        await session.execute(_INSERT_STATUS_CHANGES_PG, columns)
+        await outbox.run_apart(session, [audit_prelude(rows)])
     else:
         await session.execute(_INSERT_STATUS_CHANGES, rows)
 
@@ -253,6 +298,30 @@ def _account_page(*, after: bool) -> _Read[Account]:
     return _Read(page, mapping.ACCOUNTS.load)
 
 
+# A customer's accounts with their cards in one read (a cascade's whole tree): one round trip
+# instead of two. An account without cards comes once, with NULL card columns; the cards'
+# columns are labelled k_* (the tables share column names). Ordered, so a cascade's events
+# come in one order: the accounts by creation, each one's cards after it.
+_TREE_CARD_PREFIX = "k_"
+_TREE_OF_CUSTOMER = (
+    sa.select(*_accounts.c, *(c.label(_TREE_CARD_PREFIX + c.name) for c in _cards.c))
+    .select_from(
+        _accounts.outerjoin(
+            _cards,
+            sa.and_(
+                _cards.c.partner_id == _accounts.c.partner_id,
+                _cards.c.customer_id == _accounts.c.customer_id,
+                _cards.c.account_id == _accounts.c.id,
+            ),
+        )
+    )
+    .where(
+        _accounts.c.partner_id == sa.bindparam("partner_id"),
+        _accounts.c.customer_id == sa.bindparam("customer_id"),
+    )
+    .order_by(_accounts.c.created_at, _accounts.c.id, _cards.c.created_at, _cards.c.id)
+)
+
 _CARD = _Read(_tenant_rows(_cards, "id"), mapping.CARDS.load)
 _CARDS_OF_CUSTOMER = _Read(_tenant_rows(_cards, "customer_id"), mapping.CARDS.load)
 _CARDS_OF_ACCOUNT_QUERY = _tenant_rows(_cards, "account_id")
@@ -286,8 +355,12 @@ class _Repository:
         outbox: list[ChangeEvent] | None = None,
         shape: Shape | None = None,
         audit: list[dict[str, Any]] | None = None,
+        deferred: list[Prelude] | None = None,
     ) -> None:
         self._session = session
+        # Writes nobody waits for, to run with the events at commit (PostgreSQL: in their
+        # statement, outbox.Prelude); without the list, each at once.
+        self._deferred = deferred
         # Events of this unit of work; the unit of work writes them at commit (outbox).
         self._outbox = outbox if outbox is not None else []
         # Its audit rows (status changes), also written at commit, all in one INSERT
@@ -355,6 +428,11 @@ class _Repository:
             cause = e.inactive_cause.value if e.inactive_cause else None
             states.setdefault((e.status.value, cause, e.updated_at), []).append(e.id)
         for (status, cause, updated_at), ids in states.items():
+            if self._deferred is not None:
+                literal = "{" + ",".join(str(i) for i in ids) + "}"
+                values = {"ids": literal, "status": status, "cause": cause, "at": updated_at}
+                self._deferred.append(Prelude(_SWITCH_PRELUDES[table], values))
+                continue
             params = {
                 "k_ids": ids,
                 "v_status": status,
@@ -429,6 +507,14 @@ class SqlCustomerRepository(_Repository):
         await self._write(_UPDATE["customers"], _by_id(mapping.CUSTOMERS.values(customer)))
         await self._record(customer)
 
+    async def switch(self, customer: Customer) -> None:
+        if self._deferred is None:
+            await self.save(customer)
+            return
+        # Its row is locked (the cascade read it FOR NO KEY UPDATE) and no key changes.
+        self._deferred.append(Prelude(_CUSTOMER_PRELUDE, mapping.CUSTOMERS.values(customer)))
+        await self._record(customer)
+
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:
@@ -450,6 +536,19 @@ class SqlAccountRepository(_Repository):
     async def for_customer(self, *, partner_id: UUID, customer_id: UUID) -> list[Account]:
         params = {"partner_id": partner_id, "customer_id": customer_id}
         return await self._all(_ACCOUNTS_OF_CUSTOMER, params)
+
+    async def with_cards(
+        self, *, partner_id: UUID, customer_id: UUID
+    ) -> tuple[list[Account], list[Card]]:
+        params = {"partner_id": partner_id, "customer_id": customer_id}
+        accounts: list[Account] = []
+        cards: list[Card] = []
+        for row in await self._session.execute(_TREE_OF_CUSTOMER, params):
+            if not accounts or accounts[-1].id != row.id:
+                accounts.append(mapping.ACCOUNTS.load(row))
+            if row._mapping[_TREE_CARD_PREFIX + "id"] is not None:
+                cards.append(mapping.CARDS.load_labeled(row, _TREE_CARD_PREFIX))
+        return accounts, cards
 
     async def list(
         self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None

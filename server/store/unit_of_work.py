@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from server.domain.events import ChangeEvent, Shape
 from server.store import outbox, retry
-from server.store.outbox import SqlEventReader
+from server.store.dialect import is_postgres
+from server.store.outbox import Prelude, SqlEventReader
 from server.store.repositories import (
     SqlAccountRepository,
     SqlCardRepository,
@@ -32,6 +33,7 @@ from server.store.repositories import (
     SqlOperatorActionRepository,
     SqlPartnerRepository,
     SqlSigningKeyRepository,
+    audit_prelude,
     write_audit,
 )
 from server.store.write_lock import SqliteWriteLock, lock_file_of
@@ -282,6 +284,8 @@ class SqlUnitOfWork:
             self._owner.enter(self)  # before any wait: a second scope fails at once
         self.outbox: list[ChangeEvent] = []
         self.audit: list[dict[str, Any]] = []  # status-change rows, written at commit
+        # PostgreSQL: writes that ride in the events' statement at commit (outbox.Prelude).
+        self.deferred: list[Prelude] = []
         self._after_commit: list[Callable[[], None]] = []
         self._credentials_changed: set[UUID] = set()
         if self._lock is not None:
@@ -295,10 +299,13 @@ class SqlUnitOfWork:
         self._held = True
         self.session = cast(AsyncSession, made)
         shape = self._shape
+        deferred = self.deferred if is_postgres(self.session) else None
         self.partners = SqlPartnerRepository(self.session, self.outbox, shape)
-        self.customers = SqlCustomerRepository(self.session, self.outbox, shape, self.audit)
-        self.accounts = SqlAccountRepository(self.session, self.outbox, shape, self.audit)
-        self.cards = SqlCardRepository(self.session, self.outbox, shape, self.audit)
+        self.customers = SqlCustomerRepository(
+            self.session, self.outbox, shape, self.audit, deferred
+        )
+        self.accounts = SqlAccountRepository(self.session, self.outbox, shape, self.audit, deferred)
+        self.cards = SqlCardRepository(self.session, self.outbox, shape, self.audit, deferred)
         self.signing_keys = SqlSigningKeyRepository(self.session, self.outbox, shape)
         self.operator_actions = SqlOperatorActionRepository(self.session)
         self.events = SqlEventReader(self.session)
@@ -345,6 +352,10 @@ class SqlUnitOfWork:
         if commit:
             self._committed(published, self._after_commit)
 
+    def defer(self, write: Prelude) -> None:
+        """A write that needs no answer, to run with the events at commit (PostgreSQL)."""
+        self.deferred.append(write)
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
 
@@ -372,19 +383,27 @@ class SqlUnitOfWork:
         self._committed(published, after)
 
     async def _number_events(self) -> list[ChangeEvent]:
-        """Writes the audit rows the repositories collected (one INSERT for all), then the
-        outbox: the last statement before COMMIT. Numbering locks the
-        partner's sequence row (PostgreSQL) until the commit, so nothing else is done, or
-        waited for, while it is held: concurrent writers of one partner queue on it for a
-        statement and a commit only, and no transaction ever holds it while waiting for
-        another lock (no deadlock through it, whatever rows each took before)."""
+        """Writes what the repositories deferred (a cascade's switched rows, PostgreSQL) and
+        the audit rows they collected (one INSERT for all), then the outbox: the last
+        statement before COMMIT. On PostgreSQL all of it is one statement (outbox.Prelude),
+        whose writes run before the numbering. Numbering locks the partner's sequence row
+        (PostgreSQL) until the commit, so nothing else is done, or waited for, while it is
+        held: concurrent writers of one partner queue on it for a statement and a commit
+        only, and no transaction ever holds it while waiting for another lock (no deadlock
+        through it, whatever rows each took before)."""
+        preludes = list(self.deferred)
+        self.deferred.clear()
         if self.audit:
             # Before the outbox: no other statement runs while its sequence lock is held.
-            await write_audit(self.session, self.audit)
+            if is_postgres(self.session):
+                preludes.append(audit_prelude(self.audit))
+            else:
+                await write_audit(self.session, self.audit)
             self.audit.clear()
         if not self.outbox:
+            await outbox.run_apart(self.session, preludes)
             return []
-        numbered = await outbox.write(self.session, self.outbox)
+        numbered = await outbox.write(self.session, self.outbox, preludes)
         self.outbox.clear()
         return numbered
 

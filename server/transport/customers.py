@@ -19,33 +19,36 @@ from server.services.customers import CustomerService
 from server.transport import convert
 
 HEARTBEAT = pb.CustomerEvent(heartbeat=True)
+HEARTBEAT_BYTES = HEARTBEAT.SerializeToString()
 
 
 class StreamMessages:
-    """One message per event for every stream that carries it: a change that 2,000 streams
-    watch is converted once, not 2,000 times (converting the payload back into its message
-    was a third of the server's Python time in the fan-out). Messages are shared read-only:
-    grpc only serializes them.
+    """One serialized message per event for every stream that carries it: a change that
+    2,000 streams watch is converted and serialized once, not 2,000 times (converting the
+    payload back into its message was a third of the server's Python time in the fan-out,
+    and serializing the shared message once per stream was the next cost). The bytes go to
+    every stream as they are (handlers.passing_bytes is every stream's serializer).
 
     The hub hands an event to every stream within milliseconds, so only the newest few
     hundred events are ever asked for twice. The bound keeps the memory small and steady:
-    a message costs ~1.4 KiB of protobuf arena (memray), 1,024 of them ~1.4 MiB per worker.
-    At 4,096 the cache took a soak's first ten minutes to fill, which read as a leak."""
+    a message was ~1.4 KiB of protobuf arena (memray), its bytes are a few hundred; 1,024
+    of them per worker. At 4,096 the cache took a soak's first ten minutes to fill, which
+    read as a leak."""
 
     def __init__(self, size: int = 1_024) -> None:
         self._size = size
-        self._messages: dict[tuple[UUID, int], pb.CustomerEvent] = {}
+        self._messages: dict[tuple[UUID, int], bytes] = {}
 
     def __len__(self) -> int:
         return len(self._messages)
 
-    def of(self, change: ChangeEvent | None) -> pb.CustomerEvent:
+    def of(self, change: ChangeEvent | None) -> bytes:
         if change is None:
-            return HEARTBEAT
+            return HEARTBEAT_BYTES
         key = (change.partner_id, change.seq)
         message = self._messages.get(key)
         if message is None:
-            message = convert.customer_event(change)
+            message = convert.customer_event(change).SerializeToString()
             if len(self._messages) >= self._size:
                 del self._messages[next(iter(self._messages))]  # the oldest
             self._messages[key] = message
@@ -60,7 +63,8 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
 
     async def WatchCustomers(
         self, request: pb.WatchCustomersRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.CustomerEvent]:
+    ) -> AsyncIterator[bytes]:
+        """CustomerEvent messages, serialized (StreamMessages)."""
         # Every check happens before the first message, so failures are real HTTP errors.
         customer_id = None
         if request.customer_id:

@@ -142,6 +142,9 @@ class FakeCustomers:
         self._rows[customer.id] = customer
         self._outbox.record(customer)
 
+    async def switch(self, customer: Customer) -> None:
+        await self.save(customer)
+
     async def get_by_kyc_session(
         self, session_id: str, *, for_update: bool = False
     ) -> Customer | None:
@@ -151,6 +154,7 @@ class FakeCustomers:
 class FakeAccounts:
     def __init__(self, tables: Tables, outbox: Outbox) -> None:
         self._rows = tables.accounts
+        self._cards = tables.cards
         self._outbox = outbox
 
     async def add(self, account: Account) -> None:
@@ -171,6 +175,17 @@ class FakeAccounts:
             for a in self._rows.values()
             if a.partner_id == partner_id and a.customer_id == customer_id
         ]
+
+    async def with_cards(
+        self, *, partner_id: UUID, customer_id: UUID
+    ) -> tuple[list[Account], list[Card]]:
+        accounts = await self.for_customer(partner_id=partner_id, customer_id=customer_id)
+        cards = [
+            c
+            for c in self._cards.values()
+            if c.partner_id == partner_id and c.customer_id == customer_id
+        ]
+        return accounts, cards
 
     async def list(
         self, *, partner_id: UUID, customer_id: UUID, limit: int, after: PageCursor | None

@@ -341,6 +341,25 @@ def _rows(url: str, query: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
+async def test_a_customers_tree_is_read_in_one_statement_accounts_without_cards_included(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str]
+) -> None:
+    pid, owner = seeded.partner.id, seeded.customers[1]
+    async with factory(write=True) as uow:
+        statements.clear()
+        accounts, cards = await uow.accounts.with_cards(partner_id=pid, customer_id=owner.id)
+        assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+        # The same entities the per-table reads give, accounts and cards by creation.
+        assert accounts == seeded.accounts  # the second one has no cards
+        assert cards == seeded.cards
+        assert accounts == sorted(
+            await uow.accounts.for_customer(partner_id=pid, customer_id=owner.id),
+            key=lambda a: a.created_at,
+        )
+        other = await uow.accounts.with_cards(partner_id=pid, customer_id=seeded.customers[0].id)
+        assert other == ([], [])
+
+
 async def test_a_cascade_switches_its_rows_and_records_audit_and_events_in_order(
     factory: SqlUnitOfWorkFactory, seeded: Seeded, database_url: str
 ) -> None:
@@ -392,6 +411,40 @@ async def test_a_cascade_switches_its_rows_and_records_audit_and_events_in_order
     for row, entity in zip(cascade, expected, strict=True):
         payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
         assert payload == convert.payload(entity)
+
+
+async def test_a_customers_cascade_writes_in_one_statement_at_commit_on_postgresql(
+    factory: SqlUnitOfWorkFactory, seeded: Seeded, statements: list[str], database_url: str
+) -> None:
+    """The customer, its switched rows, the audit rows and the events: on PostgreSQL all in
+    the events' statement (outbox.Prelude), one round trip; as before on SQLite."""
+    pid, owner = seeded.partner.id, seeded.customers[1]
+    later = T0 + timedelta(hours=2)
+    async with factory(write=True) as uow:
+        customer = await uow.customers.get(partner_id=pid, customer_id=owner.id, for_update=True)
+        assert customer is not None
+        accounts, cards = await uow.accounts.with_cards(partner_id=pid, customer_id=owner.id)
+        statements.clear()
+        assert customer.deactivate(later)
+        for entity in [*accounts, *cards]:
+            entity.switch_off(InactiveCause.CUSTOMER, later)
+        await uow.customers.switch(customer)
+        await uow.accounts.switch_all(accounts)
+        await uow.cards.switch_all(cards)
+        await uow.commit()
+    writes = [s for s in statements if not s.upper().startswith(("BEGIN", "COMMIT"))]
+    if "postgresql" in database_url:
+        assert len(writes) == 1 and writes[0].startswith("WITH w0 AS (UPDATE customers")
+    async with factory() as uow:
+        stored = await uow.customers.get(partner_id=pid, customer_id=owner.id)
+        tree = await uow.accounts.with_cards(partner_id=pid, customer_id=owner.id)
+    assert stored == customer
+    assert tree == (accounts, cards)
+    audit = _rows(database_url, "SELECT entity_id FROM status_changes ORDER BY id")
+    changed = [customer, *[a for a in accounts if a.updated_at == later], *cards]
+    assert [str(row.entity_id).replace("-", "") for row in audit][-len(changed) :] == [
+        entity.id.hex for entity in changed
+    ]
 
 
 async def test_events_of_two_partners_in_one_unit_of_work_are_numbered_per_partner(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from customers.v1 import customers_pb2
 from server.domain.customer import Customer, CustomerStatus
 from server.domain.events import ChangeEvent, EventType
 from server.transport import convert
@@ -41,9 +42,11 @@ def test_one_message_per_event_for_every_stream() -> None:
     messages = StreamMessages()
     change = _change(1)
     first = messages.of(change)
-    assert messages.of(change) is first
-    assert first.seq == 1 and first.customer.external_id == "user-1"
-    assert messages.of(None) is HEARTBEAT
+    assert messages.of(change) is first  # serialized once, the same bytes for every stream
+    parsed = customers_pb2.CustomerEvent.FromString(first)
+    assert parsed == convert.customer_event(change)
+    assert parsed.seq == 1 and parsed.customer.external_id == "user-1"
+    assert customers_pb2.CustomerEvent.FromString(messages.of(None)) == HEARTBEAT
 
 
 def test_only_the_newest_messages_are_kept() -> None:
