@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from client.signing import PrivateSigningKey, generate_key, public_key_b64, sign_headers
 from customers.v1 import customers_pb2, customers_pb2_grpc, resources_pb2
@@ -180,3 +181,31 @@ async def test_a_rule_of_the_use_case_reaches_the_caller_as_its_status_and_reaso
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.GetCustomer(get, metadata=caller.metadata("GetCustomer", get))
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def _handled(method: str, code: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "grpc_server_handled_total", {"method": SERVICE + method, "code": code}
+    )
+    return value or 0.0
+
+
+async def test_a_refused_stream_is_counted_with_the_code_it_was_refused_with(
+    caller: Caller, grpc_aio_stub: Any
+) -> None:
+    # A stream's checks run when its first message is asked for, after the outermost
+    # interceptor's step has returned: it must still log and count the stream's real end.
+    before_ok, before_refused = (
+        _handled("WatchCustomers", "OK"),
+        _handled("WatchCustomers", "UNAUTHENTICATED"),
+    )
+    request = customers_pb2.WatchCustomersRequest()
+    async with grpc_aio_stub() as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in stub.WatchCustomers(
+                request, metadata=caller.metadata("WatchCustomers", request, signed=False)
+            ):
+                pass
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert _handled("WatchCustomers", "UNAUTHENTICATED") == before_refused + 1
+    assert _handled("WatchCustomers", "OK") == before_ok
