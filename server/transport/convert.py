@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -131,16 +132,12 @@ class _Kind(enum.Enum):
 
 # One field's printing: name, JSON name, kind, whether it has presence, enum names by number.
 _Step = tuple[str, str, _Kind, bool, dict[int, str]]
-_plans: dict[str, tuple[_Step, ...] | None] = {}
 
 
+@functools.cache  # one plan per message type: a handful of entity messages
 def _plan(descriptor: Any) -> tuple[_Step, ...] | None:
     """How as_gateway_prints prints a message type; None: a field kind it leaves to the
-    library. Made on first use per type (a handful of entity messages)."""
-    try:
-        return _plans[descriptor.full_name]
-    except KeyError:
-        pass
+    library."""
     steps: list[_Step] = []
     known = True
     for field in descriptor.fields:
@@ -158,9 +155,7 @@ def _plan(descriptor: Any) -> tuple[_Step, ...] | None:
             known = False
             break
         steps.append((field.name, field.json_name, kind, field.has_presence, names))
-    plan = tuple(steps) if known else None
-    _plans[descriptor.full_name] = plan
-    return plan
+    return tuple(steps) if known else None
 
 
 def customer_status(value: int) -> CustomerStatus | None:
