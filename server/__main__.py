@@ -28,10 +28,23 @@ async def _worker(settings: Settings, index: int) -> None:
     configure(settings.log_level, json=settings.log_json)
     _start_metrics(settings, index)
     running = await app.start(settings, worker=index)
+    _freeze_startup_objects()
     if settings.workers == 1:
         what = "internal mTLS port" if settings.grpc_tls else "listening on"
         print(f"gRPC {what} {settings.grpc_host}:{running.port}", flush=True)
     await app.serve_until_signalled(running)
+
+
+def _freeze_startup_objects() -> None:
+    """Moves what startup built (modules, descriptors, SQLAlchemy's metadata, the wiring)
+    out of the collector's sight: it lives as long as the process, and every full
+    collection walked all of it again. Under a 2,000-stream fan-out the collector was 7 %
+    of the worker's samples (py-spy --native). The process's entry point does it, not
+    app.start: tests start many servers in one process."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve(settings: Settings) -> None:

@@ -27,6 +27,7 @@ import structlog
 from server.domain.events import ChangeEvent, EventType
 from server.domain.limits import TooManyStreams
 from server.events.failures import round_failed
+from server.events.mailbox import Mailbox
 from server.store.unit_of_work import SqlUnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -40,16 +41,9 @@ class Subscription:
     partner_id: UUID | None  # None: every partner (by global position)
     customer_id: UUID | None
     # Events, and None for a heartbeat.
-    queue: asyncio.Queue[ChangeEvent | None] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_LIMIT)
-    )
+    queue: Mailbox[ChangeEvent | None] = field(default_factory=lambda: Mailbox(QUEUE_LIMIT))
     lagging: bool = False
     quiet: bool = True  # offered nothing since the last heartbeat tick
-
-    def wants(self, event: ChangeEvent) -> bool:
-        return event.type is EventType.CUSTOMER_UPDATED and (
-            self.customer_id is None or event.entity_id == self.customer_id
-        )
 
 
 class EventHub:
@@ -189,8 +183,11 @@ class EventHub:
             if not events:
                 return
             for event in events:
+                if event.type is not EventType.CUSTOMER_UPDATED:
+                    continue  # streams carry customer changes only
                 for subscription in list(self._subscriptions.get(partner_id, ())):
-                    if subscription.wants(event):
+                    # Every customer of the partner, or the one it watches.
+                    if subscription.customer_id in (None, event.entity_id):
                         self._offer(subscription, event)
             if partner_id in self._cursor:
                 self._cursor[partner_id] = events[-1].seq

@@ -130,3 +130,49 @@ def test_the_access_log_writes_one_json_line_per_call() -> None:
     assert line["event"] == "call" and line["request_id"] == "r-1" and line["code"] == "OK"
     assert line["timestamp"].endswith("Z")
     assert access_log("INFO").enabled and not access_log("WARNING").enabled
+
+
+class Layer(BehaviourInterceptor):
+    """Records its turn; `tag` wraps the stream's iterator, as the errors interceptor does."""
+
+    def __init__(self, name: str, seen: list[str], *, tag: bool = False) -> None:
+        super().__init__()
+        self._name, self._seen, self._tag = name, seen, tag
+
+    async def around(
+        self, method: str, request: Any, context: Context, proceed: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        self._seen.append(self._name)
+        messages = await proceed()
+        return self._tagged(messages) if self._tag else messages
+
+    async def _tagged(self, messages: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for message in messages:
+            yield message + self._name.encode()
+
+
+async def test_stacked_stream_layers_run_outermost_first_and_keep_their_wrappers() -> None:
+    """The layers open one another's iterators (one re-yield for the whole chain); each
+    one's checks still run in order before the first message, and a layer's iterator
+    wrapper still sees every message."""
+    seen: list[str] = []
+
+    async def watch(request: bytes, context: Context) -> AsyncIterator[bytes]:
+        seen.append("servicer")
+        for message in (b"a", b"b"):
+            yield message
+
+    async def servicer(details: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_stream_rpc_method_handler(watch, _identity, _identity)
+
+    chain = [Layer("1", seen), Layer("2", seen, tag=True), Layer("3", seen)]
+
+    def continuation_at(index: int) -> Callable[[Any], Awaitable[grpc.RpcMethodHandler]]:
+        if index == len(chain):
+            return servicer
+        return lambda details: chain[index].intercept_service(continuation_at(index + 1), details)
+
+    handler = await continuation_at(0)(Details("/test.Echo/Watch"))
+    messages = [m async for m in handler.unary_stream(b"", None)]
+    assert messages == [b"a2", b"b2"]
+    assert seen == ["1", "2", "3", "servicer"]
