@@ -164,17 +164,23 @@ def _numbered(
 
 
 async def write(
-    session: AsyncSession, events: Sequence[ChangeEvent], preludes: Sequence[Prelude] = ()
+    session: AsyncSession,
+    events: Sequence[ChangeEvent],
+    preludes: Sequence[Prelude] = (),
+    *,
+    commit: bool = False,
 ) -> list[ChangeEvent]:
     """Runs the preludes (PostgreSQL only), then numbers and inserts the events. The
     sequence row's lock (PostgreSQL) or the write lock (SQLite) makes a partner's sequence
-    order its commit order: no reader ever sees seq 7 before seq 6."""
+    order its commit order: no reader ever sees seq 7 before seq 6. `commit`: the caller
+    commits right after; where the session can, the COMMIT goes with the events' statement
+    (store/pipeline.py) and the caller's commit sends nothing more."""
     by_partner: dict[UUID, list[ChangeEvent]] = defaultdict(list)
     for event in events:
         by_partner[event.partner_id].append(event)
     if len(by_partner) == 1 and is_postgres(session):
         [(partner_id, batch)] = by_partner.items()
-        return await _write_one_partner(session, partner_id, batch, preludes)
+        return await _write_one_partner(session, partner_id, batch, preludes, commit=commit)
     await run_apart(session, preludes)
     numbered = await _number_apart(session, by_partner)
     # One multi-row INSERT (engine.py: insertmanyvalues on PostgreSQL; SQLite's executemany
@@ -203,6 +209,8 @@ async def _write_one_partner(
     partner_id: UUID,
     batch: Sequence[ChangeEvent],
     preludes: Sequence[Prelude],
+    *,
+    commit: bool = False,
 ) -> list[ChangeEvent]:
     rows = [
         {
@@ -221,7 +229,12 @@ async def _write_one_partner(
         "events": json.dumps(rows),
     }
     statement = _write_one_partner_statement(tuple(p.sql for p in preludes))
-    last_seq, last_position = (await session.execute(statement, params)).one()
+    # _AsyncCoreSession's (unit_of_work.py); other sessions commit apart, as before.
+    with_commit = getattr(session, "execute_then_commit", None) if commit else None
+    if with_commit is not None:
+        [(last_seq, last_position)] = await with_commit(statement, params)
+    else:
+        last_seq, last_position = (await session.execute(statement, params)).one()
     return _numbered(batch, int(last_seq), int(last_position) - len(batch) + 1)
 
 

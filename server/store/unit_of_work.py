@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from server.domain.events import ChangeEvent, Shape
-from server.store import outbox, retry
+from server.store import outbox, pipeline, retry
 from server.store.dialect import is_postgres
 from server.store.outbox import Prelude, SqlEventReader
 from server.store.repositories import (
@@ -204,6 +204,15 @@ class _AsyncCoreSession:
             return await connection.execute(statement, *args, **kwargs)
         return await self._orm(connection).execute(statement, *args, **kwargs)
 
+    async def execute_then_commit(
+        self, statement: sa.TextClause, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The transaction's last statement and its COMMIT in one round trip (PostgreSQL,
+        store/pipeline.py); `commit` afterwards sends nothing more."""
+        connection = await self._open()
+        await self.flush()
+        return await pipeline.execute_then_commit(connection, statement, params)
+
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return await self._orm(await self._open()).get(*args, **kwargs)
 
@@ -344,7 +353,7 @@ class SqlUnitOfWork:
         published: list[ChangeEvent] = []
         try:
             if commit:
-                published = await self._number_events()
+                published = await self._number_events(last=True)
                 retry.committing()
                 await self.session.commit()
         finally:
@@ -377,12 +386,12 @@ class SqlUnitOfWork:
             self._owner.accept()
             return
         after, self._after_commit = self._after_commit, []
-        published = await self._number_events()
+        published = await self._number_events(last=True)
         retry.committing()
         await self.session.commit()
         self._committed(published, after)
 
-    async def _number_events(self) -> list[ChangeEvent]:
+    async def _number_events(self, *, last: bool = False) -> list[ChangeEvent]:
         """Writes what the repositories deferred (a cascade's switched rows, PostgreSQL) and
         the audit rows they collected (one INSERT for all), then the outbox: the last
         statement before COMMIT. On PostgreSQL all of it is one statement (outbox.Prelude),
@@ -390,7 +399,9 @@ class SqlUnitOfWork:
         (PostgreSQL) until the commit, so nothing else is done, or waited for, while it is
         held: concurrent writers of one partner queue on it for a statement and a commit
         only, and no transaction ever holds it while waiting for another lock (no deadlock
-        through it, whatever rows each took before)."""
+        through it, whatever rows each took before). `last`: COMMIT follows at once, so on
+        PostgreSQL it is sent with that statement (store/pipeline.py): the rows are not
+        held while this process's event loop gets round to sending it."""
         preludes = list(self.deferred)
         self.deferred.clear()
         if self.audit:
@@ -403,7 +414,7 @@ class SqlUnitOfWork:
         if not self.outbox:
             await outbox.run_apart(self.session, preludes)
             return []
-        numbered = await outbox.write(self.session, self.outbox, preludes)
+        numbered = await outbox.write(self.session, self.outbox, preludes, commit=last)
         self.outbox.clear()
         return numbered
 
