@@ -108,7 +108,10 @@ class EventHub:
                 raise
             # Another subscriber's read may have set it meanwhile (and fan-out moved it on).
             self._cursor.setdefault(partner_id, last)
-        self.wake(partner_id)  # anything committed while we looked
+            self.wake(partner_id)  # anything committed while we looked
+        # With the cursor known already, the fan-out reaches the new subscription from it on
+        # (every commit wakes the partner): no read of its own. A read per subscription
+        # was a quarter of a worker's time while 10,000 streams opened.
         return subscription
 
     async def subscribe_everyone(self) -> Subscription:
