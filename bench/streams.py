@@ -116,6 +116,7 @@ async def _client(pipe: Connection, target: str, authority: str, watchers: list[
             if not message.heartbeat:
                 latencies.append(time.time() - message.occurred_at.ToDatetime().timestamp())
 
+    pipe.send(("loaded",))  # imports done: the clock may start
     await loop.run_in_executor(None, pipe.recv)  # "go": every client starts together
     tasks = []
     for watcher in watchers:
@@ -258,7 +259,10 @@ def _watch(
         process.start()
         pipes.append(ours)
         processes.append(process)
-    time.sleep(2)  # clients import grpc and friends before the clock starts
+    # The clients import grpc and friends before the clock starts: on a loaded machine that
+    # took longer than the 2 s slept here before, and was counted as registration.
+    for pipe in pipes:
+        pipe.recv()
     clients = [process.pid for process in processes if process.pid is not None]
     server_before, clients_before = group_cpu(server_pids), group_cpu(clients)
     started = time.time()
