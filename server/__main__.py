@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import pathlib
 import sys
@@ -20,6 +21,20 @@ def _run(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
+# Allocations between young collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _tune_gc() -> None:
+    """The objects made at startup (modules, the container, compiled statements) move to
+    the permanent generation, and young collections run 30 times less often. Why: while
+    10,000 streams opened, the cyclic collector was 8 % of a worker's samples (py-spy
+    --native), mostly walking the same long-lived objects again and again."""
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def _worker(settings: Settings, index: int) -> None:
     """One worker process: the gRPC server on the shared port and its own gateway socket."""
     from server import app
@@ -28,6 +43,7 @@ async def _worker(settings: Settings, index: int) -> None:
     configure(settings.log_level, json=settings.log_json)
     _start_metrics(settings, index)
     running = await app.start(settings, worker=index)
+    _tune_gc()
     if settings.workers == 1:
         what = "internal mTLS port" if settings.grpc_tls else "listening on"
         print(f"gRPC {what} {settings.grpc_host}:{running.port}", flush=True)
