@@ -297,6 +297,9 @@ _AFTER_POSITION = {typed: _after_position(typed=typed) for typed in (False, True
 _LAST_SEQ = sa.select(_sequences.c.last_seq).where(
     _sequences.c.partner_id == sa.bindparam("partner_id", type_=_sequences.c.partner_id.type)
 )
+_LAST_SEQS = sa.select(_sequences.c.partner_id, _sequences.c.last_seq).where(
+    _sequences.c.partner_id.in_(sa.bindparam("partner_ids", expanding=True))
+)
 _LAST_POSITION = sa.select(_positions.c.last_position).where(_positions.c.name == GLOBAL)
 
 
@@ -341,6 +344,11 @@ class SqlEventReader:
             await self._session.execute(_LAST_SEQ, {"partner_id": partner_id})
         ).scalar_one_or_none()
         return int(found or 0)
+
+    async def last_seqs(self, *, partner_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last sequence number of each of these partners that has one, in one read."""
+        found = await self._session.execute(_LAST_SEQS, {"partner_ids": list(partner_ids)})
+        return {partner_id: int(last) for partner_id, last in found}
 
     async def after_position(
         self, *, position: int, limit: int, types: Iterable[EventType] = ()
