@@ -57,6 +57,7 @@ class EventHub:
         self._everyone: set[Subscription] = set()  # cross-partner subscriptions
         self._position: int | None = None  # last global position fanned out to them
         self._everyone_pending = False
+        self._check = False  # another process committed something: look what (wake_changed)
 
     # -- producers ---------------------------------------------------------------------
     def published(self, events: list[ChangeEvent]) -> None:
@@ -71,6 +72,15 @@ class EventHub:
             self._woken.set()
         if partner_id in self._subscriptions:
             self._pending.add(partner_id)
+            self._woken.set()
+
+    def wake_changed(self) -> None:
+        """Another process committed something, perhaps events (SQLite's data_version moved).
+        One read of the watched partners' last sequence numbers tells which of them to read,
+        where wake_all reads each of them: another worker's signature nonces alone moved it
+        every few milliseconds while streams opened, and each time this read 20 partners."""
+        if self._subscriptions or self._everyone:
+            self._check = True
             self._woken.set()
 
     def wake_all(self) -> None:
@@ -102,7 +112,10 @@ class EventHub:
                 raise
             # Another subscriber's read may have set it meanwhile (and fan-out moved it on).
             self._cursor.setdefault(partner_id, last)
-        self.wake(partner_id)  # anything committed while we looked
+            self.wake(partner_id)  # anything committed while we looked
+        # With the cursor known already, the fan-out reaches the new subscription from it on
+        # (every commit wakes the partner): no read of its own. A read per subscription
+        # was a quarter of a worker's time while 10,000 streams opened.
         return subscription
 
     async def subscribe_everyone(self) -> Subscription:
@@ -155,6 +168,14 @@ class EventHub:
         while True:
             await self._woken.wait()
             self._woken.clear()
+            if self._check:
+                self._check = False
+                try:
+                    await self._find_changed()
+                except Exception as error:  # noqa: BLE001 (logged by round_failed) every watched partner is read instead
+                    round_failed("event change check failed", error)
+                    self.wake_all()
+                    self._woken.clear()
             partners, self._pending = self._pending, set()
             if self._everyone_pending:
                 self._everyone_pending = False
@@ -173,6 +194,20 @@ class EventHub:
                     self._pending.add(partner_id)
                     await asyncio.sleep(0.5)
                     self._woken.set()
+
+    async def _find_changed(self) -> None:
+        """Marks the watched partners whose last sequence is past their cursor pending (and
+        the cross-partner subscriptions, when the global position moved)."""
+        watched = [partner_id for partner_id in self._subscriptions if partner_id in self._cursor]
+        async with self._uow() as uow:
+            last = await uow.events.last_seqs(partner_ids=watched) if watched else {}
+            position = await uow.events.last_position() if self._everyone else None
+        for partner_id, seq in last.items():
+            cursor = self._cursor.get(partner_id)
+            if cursor is not None and seq > cursor:
+                self._pending.add(partner_id)
+        if position is not None and (self._position is None or position > self._position):
+            self._everyone_pending = True
 
     async def _fan_out(self, partner_id: UUID) -> None:
         while partner_id in self._cursor:

@@ -308,6 +308,13 @@ class FakeEvents:
     async def last_seq(self, *, partner_id: UUID) -> int:
         return max((e.seq for e in self._rows if e.partner_id == partner_id), default=0)
 
+    async def last_seqs(self, *, partner_ids: Sequence[UUID]) -> dict[UUID, int]:
+        last: dict[UUID, int] = {}
+        for e in self._rows:
+            if e.partner_id in partner_ids:
+                last[e.partner_id] = max(last.get(e.partner_id, 0), e.seq)
+        return last
+
     async def after_position(
         self, *, position: int, limit: int, types: Iterable[EventType] = ()
     ) -> list[ChangeEvent]:

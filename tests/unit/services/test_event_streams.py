@@ -290,3 +290,28 @@ async def test_the_cross_partner_stream_sees_every_partner_in_commit_order_once(
         assert await nothing_more(stream)
         await stream.aclose()
     assert hub.stream_count == 0
+
+
+async def test_another_workers_commit_costs_one_check_and_a_read_of_the_changed_partner_only(
+    uow: FakeUnitOfWorkFactory, hub: EventHub
+) -> None:
+    changed, quiet, customer = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    watch = CustomerWatch(hub=hub, uow=uow)  # type: ignore[arg-type]
+    with running(hub):
+        ours = watch.stream(partner_id=changed, after=None, customer_id=None)
+        theirs = watch.stream(partner_id=quiet, after=None, customer_id=None)
+        assert await next_of(ours) is None
+        assert await next_of(theirs) is None
+        await asyncio.sleep(0.01)  # the subscribers' own wake-ups are read
+        reads_before = len(uow.made)
+        hub.wake_changed()  # nothing new anywhere: one check, no read
+        await asyncio.sleep(0.01)
+        assert len(uow.made) - reads_before == 1
+        # Committed by another worker: this process's hub is not told, only that something
+        # changed in the file.
+        [event] = uow.store.commit_events(change(changed, customer))
+        hub.wake_changed()
+        assert (await next_of(ours)).event_id == event.event_id
+        assert len(uow.made) - reads_before == 3  # the first check, this check, one read
+        assert await nothing_more(theirs)
+        await ours.aclose()
