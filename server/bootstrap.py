@@ -89,10 +89,10 @@ from server.transport.operator import OperatorServicer
 from server.transport.webhooks import WebhookServicer, webhook_payload
 
 Background = Callable[[], Coroutine[Any, Any, None]]
+"""A loop app.py runs as a task for the server's lifetime (and cancels on stop)."""
 
 # How often a worker on a shared SQLite file looks for another worker's events (a PRAGMA).
 STREAM_WATCH_S = 0.01
-"""A loop app.py runs as a task for the server's lifetime (and cancels on stop)."""
 
 
 class AddToServer(Protocol):
@@ -406,13 +406,17 @@ def _connect_notifications(
         auth.invalidate(partner_id)
         signing_keys.invalidate(partner_id)
 
-    def reconnected() -> None:
-        """Notifications may have been lost: everyone re-reads from their cursor, and the
-        remembered credentials and keys are dropped."""
-        hub.wake_all()
+    def anything_changed() -> None:
+        """Something may have changed that no notification named: the webhook worker looks
+        again, and the remembered credentials and keys are dropped."""
         webhook_worker.wake()
         auth.invalidate_all()
         signing_keys.invalidate_all()
+
+    def reconnected() -> None:
+        """Notifications may have been lost: everyone re-reads from their cursor."""
+        hub.wake_all()
+        anything_changed()
 
     database.uow.on_commit = committed
     if not settings.is_sqlite:
@@ -428,14 +432,8 @@ def _connect_notifications(
         # anything (events, credentials, keys), so look again at everything, as after a
         # lost NOTIFY. The streams look more often, and with one read (hub.wake_changed):
         # every 50 ms was up to 50 ms more commit-to-delivery latency for half the streams.
-
-        def another_worker_committed() -> None:
-            webhook_worker.wake()
-            auth.invalidate_all()
-            signing_keys.invalidate_all()
-
         watch = settings.database_url
-        background.append(SqliteChangeWatcher(watch, on_change=another_worker_committed).run)
+        background.append(SqliteChangeWatcher(watch, on_change=anything_changed).run)
         background.append(
             SqliteChangeWatcher(watch, on_change=hub.wake_changed, interval=STREAM_WATCH_S).run
         )
