@@ -100,7 +100,7 @@ def _signed_metadata(
     watcher: Watcher, authority: str, count: int
 ) -> list[tuple[tuple[str, str], ...]]:
     """`count` WatchCustomers calls' metadata, each signed as client.signing's interceptor
-    signs it (POST, the method path, the empty request message, its own nonce)."""
+    signs a call (sign_grpc_call, its own nonce)."""
     from client.signing import load_private_key
 
     bearer = f"Bearer {watcher.token}"
@@ -113,20 +113,18 @@ def _signed_metadata(
 def _signed_once(
     key: PrivateSigningKey, bearer: str, authority: str
 ) -> tuple[tuple[str, str], ...]:
-    from client.signing import new_nonce, sign_headers
+    from client.signing import new_nonce, sign_grpc_call
 
-    added = sign_headers(
+    added = sign_grpc_call(
         key,
-        method="POST",
-        authority=authority.lower(),
-        path=WATCH_METHOD,
-        query="",
+        authority=authority,
+        method=WATCH_METHOD,
         headers={"authorization": bearer},
-        body=b"",
+        message=b"",  # WatchCustomersRequest(), serialized
         now=int(time.time()),
         nonce=new_nonce(),
     )
-    return (("authorization", bearer), *((name.lower(), value) for name, value in added.items()))
+    return (("authorization", bearer), *added.items())
 
 
 async def _client(

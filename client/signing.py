@@ -145,6 +145,35 @@ def sign_headers(
     return added
 
 
+def sign_grpc_call(
+    key: PrivateSigningKey,
+    *,
+    authority: str,
+    method: str,
+    headers: Mapping[str, str],
+    message: bytes,
+    now: int | None = None,
+    nonce: str | None = None,
+    expires_in: int | None = None,
+) -> dict[str, str]:
+    """The signature metadata (lowercase names) of one native gRPC call: `@method` POST,
+    `@path` the gRPC method path, `@authority` the service's public host, and the serialized
+    request message as the body its `content-digest` covers (the bytes the server sees)."""
+    added = sign_headers(
+        key,
+        method="POST",
+        authority=authority.lower(),
+        path=method,
+        query="",
+        headers=headers,
+        body=message,
+        now=now,
+        nonce=nonce,
+        expires_in=expires_in,
+    )
+    return {name.lower(): value for name, value in added.items()}
+
+
 def new_nonce() -> str:
     """128 random bits, base64url: unique per request so the service can refuse replays."""
     return secrets.token_urlsafe(16)
@@ -272,20 +301,18 @@ class SigningClientInterceptor(
             for name, value in metadata
             if name.lower() in {"authorization", "idempotency-key"} and isinstance(value, str)
         }
-        added = sign_headers(
+        added = sign_grpc_call(
             self._key,
-            method="POST",
             authority=self._authority,
-            path=path,
-            query="",
+            method=path,
             headers=signed,
-            body=request.SerializeToString(),
+            message=request.SerializeToString(),
             now=int(self._clock()),
             nonce=new_nonce() if self._use_nonce else None,
             expires_in=self._expires_in,
         )
         for name, value in added.items():
-            metadata.add(name.lower(), value)
+            metadata.add(name, value)
         return grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=details.timeout,
