@@ -45,6 +45,18 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle - iowait) / _TICKS
 
 
+def own_cpu_seconds() -> float:
+    """CPU of this process (the bench's own signing and HTTP), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def others_busy_cores(busy: float, ours: float, wall: float) -> float:
+    """Cores everything else on the machine kept busy over `wall` seconds: the machine's
+    busy seconds meanwhile less the seconds of the processes we account for."""
+    return max(0.0, busy - ours) / wall
+
+
 def children_cpu_seconds() -> float:
     """CPU of waited-for children (the load tools once they exit), in seconds."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from bench.load import LoadError, LoadResult, missing
-from bench.procs import children_cpu_seconds, group_cpu, machine_busy_seconds, used_between
+from bench.procs import (
+    children_cpu_seconds,
+    group_cpu,
+    machine_busy_seconds,
+    others_busy_cores,
+    used_between,
+)
 
 # Role ("server", "envoy", "db") -> pids, asked afresh before and after every run.
 Processes = Callable[[], dict[str, list[int]]]
@@ -246,7 +252,7 @@ def measure(case: Case, duration: float, processes: Processes) -> Figures:
         db_us=used.get("db", 0.0) * per_request,
         stack_us=sum(used.values()) * per_request,
         client_us=client * per_request,
-        other_cores=max(0.0, busy - sum(used.values()) - client) / wall,
+        other_cores=others_busy_cores(busy, sum(used.values()) + client, wall),
         per_core=result.requests / stack_seconds if stack_seconds > 0 else 0.0,
         failed=result.failed,
         settle_s=waited,

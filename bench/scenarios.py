@@ -24,7 +24,6 @@ import json
 import math
 import os
 import pathlib
-import resource
 import statistics
 import time
 import uuid
@@ -47,7 +46,13 @@ from bench.micro import (
     verify_micro_fields,
 )
 from bench.presign import CREATE_LUA, Presigner
-from bench.procs import group_cpu, machine_busy_seconds, used_between
+from bench.procs import (
+    group_cpu,
+    machine_busy_seconds,
+    others_busy_cores,
+    own_cpu_seconds,
+    used_between,
+)
 from bench.report import NOISY_OTHER_CORES
 from bench.runner import Case, Micro, Plan, Processes, Ratio, Results
 from bench.stack import SignedPartner, Stack, create_partner, running_stack, signed_challenge
@@ -802,7 +807,7 @@ def cascade_latency(
     on: list[float] = []
     pids = [pid for group in processes().values() for pid in group] if processes else []
     stack_before, busy_before = group_cpu(pids), machine_busy_seconds()
-    own_before, began = _own_cpu_seconds(), time.monotonic()
+    own_before, began = own_cpu_seconds(), time.monotonic()
     for _ in range(toggles):
         for path, times in (("deactivate", off), ("activate", on)):
             started = time.perf_counter()
@@ -819,15 +824,11 @@ def cascade_latency(
     if processes:
         wall = time.monotonic() - began
         stack = used_between(stack_before, group_cpu(pids))
-        own = _own_cpu_seconds() - own_before  # this process: signing, httpx
-        other = machine_busy_seconds() - busy_before - stack - own
-        figures["other_cores"] = max(0.0, other) / wall
+        own = own_cpu_seconds() - own_before  # this process: signing, httpx
+        figures["other_cores"] = others_busy_cores(
+            machine_busy_seconds() - busy_before, stack + own, wall
+        )
     return figures
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @scenario("cascade", per_database=True)

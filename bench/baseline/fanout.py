@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import time
 from collections.abc import AsyncIterator
 
@@ -22,6 +21,7 @@ import grpc
 import uvloop
 from google.protobuf import timestamp_pb2
 
+from bench.procs import own_cpu_seconds
 from customers.v1 import customers_pb2 as pb
 from customers.v1 import customers_pb2_grpc
 
@@ -44,11 +44,6 @@ class Fanout(customers_pb2_grpc.CustomerServiceServicer):
             yield await queue.get()
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def serve(port: int, streams: int, rounds: int, interval: float) -> None:
     server = grpc.aio.server(
         options=[  # as the real server: a burst of opens is taken up whole
@@ -62,7 +57,7 @@ async def serve(port: int, streams: int, rounds: int, interval: float) -> None:
     await server.start()
     await fanout.all_open.wait()
     await asyncio.sleep(2)  # as the real bench: the clients settle, then the changes
-    before = cpu_seconds()
+    before = own_cpu_seconds()
     for seq in range(1, rounds + 1):
         stamp = timestamp_pb2.Timestamp()
         stamp.FromNanoseconds(time.time_ns())
@@ -73,7 +68,7 @@ async def serve(port: int, streams: int, rounds: int, interval: float) -> None:
             queue.put_nowait(event)
         await asyncio.sleep(interval)
     await asyncio.sleep(3)  # the last deliveries, as the real bench waits
-    used = cpu_seconds() - before
+    used = own_cpu_seconds() - before
     print(json.dumps({"server_us_per_delivery": used / (streams * rounds) * 1e6}), flush=True)
     # Serving on until the bench kills it, once its clients have hung up: stopping here would
     # cancel their streams under them (and grpc logs every GOAWAY).
