@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +95,7 @@ class SqlNonceRegistry:
         while self._waiting:
             now = next(iter(self._waiting))
             batch = self._waiting[now]
-            taken = dict(list(batch.items())[:BATCH_LIMIT])
+            taken = dict(itertools.islice(batch.items(), BATCH_LIMIT))
             for name in taken:
                 del batch[name]
             if not batch:
